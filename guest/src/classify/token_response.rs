@@ -1,0 +1,248 @@
+//! Verdicts on token-endpoint responses (RFC 6749 §5.1, §5.2; Pleo's
+//! refresh-token rules).
+
+use serde_json::{Map, Value};
+
+use super::oauth_error::{ErrorCode, OAuthError};
+use super::retry_after::retry_after_header;
+use crate::secret::Secret;
+use crate::types::{Response, TransportError};
+
+/// Largest token-endpoint body that is parsed, in bytes. Token responses are
+/// a few hundred bytes; anything this large is a broken or hostile server.
+pub const MAX_TOKEN_BODY: usize = 65_536;
+/// Longest `expires_in` accepted, in seconds (one year). Longer is absurd for
+/// an access token that Pleo says is short-lived.
+pub const MAX_EXPIRES_IN: u32 = 31_536_000;
+/// Longest access or refresh token accepted, in characters.
+pub const MAX_TOKEN_LEN: usize = 4096;
+
+/// The grant a token-endpoint request used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Deserialize), serde(rename_all = "kebab-case"))]
+pub enum GrantKind {
+    /// RFC 6749 §4.1.3.
+    AuthorizationCode,
+    /// RFC 6749 §6.
+    RefreshToken,
+}
+
+/// A usable token set (RFC 6749 §5.1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Deserialize),
+    serde(rename_all = "kebab-case", deny_unknown_fields)
+)]
+pub struct TokenSet {
+    pub access_token: Secret,
+    /// Seconds, 1 to [`MAX_EXPIRES_IN`], when the server said.
+    pub expires_in: Option<u32>,
+    pub refresh_token: Option<Secret>,
+    /// The granted scopes; `None` means "as requested" (RFC 6749 §5.1).
+    pub scope: Option<Vec<String>>,
+}
+
+/// Why the user must authorise again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Deserialize), serde(rename_all = "kebab-case"))]
+pub enum ReauthReason {
+    /// Refresh answered `invalid_grant` or `invalid_token` (RFC 6749 §5.2, §6).
+    RefreshTokenRejected,
+    /// Code exchange answered `invalid_grant` or `invalid_token` (RFC 6749 §4.1.3).
+    AuthorizationCodeRejected,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Deserialize),
+    serde(rename_all = "kebab-case", deny_unknown_fields)
+)]
+pub struct Reauth {
+    pub reason: ReauthReason,
+    pub error: OAuthError,
+}
+
+/// Why a response with no OAuth error is unusable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Deserialize), serde(rename_all = "kebab-case"))]
+pub enum InvalidResponse {
+    NotJson,
+    BodyTooLarge,
+    InvalidErrorMember,
+    MissingAccessToken,
+    InvalidAccessToken,
+    MissingTokenType,
+    UnsupportedTokenType,
+    InvalidExpiresIn,
+    InvalidRefreshToken,
+    InvalidScope,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Deserialize), serde(rename_all = "kebab-case"))]
+pub enum TransientCause {
+    /// A status with no OAuth error in a JSON body.
+    Status(u16),
+    /// `server_error`, `temporarily_unavailable`, or an unknown code.
+    #[cfg_attr(feature = "serde", serde(rename = "oauth"))]
+    OAuth(OAuthError),
+    InvalidResponse(InvalidResponse),
+    Transport(TransportError),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Deserialize),
+    serde(rename_all = "kebab-case", deny_unknown_fields)
+)]
+pub struct Transient {
+    pub cause: TransientCause,
+    /// Unix milliseconds from `Retry-After`, never before `now`.
+    pub retry_at_ms: Option<u64>,
+}
+
+/// The verdict on a token-endpoint response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Deserialize), serde(rename_all = "kebab-case"))]
+pub enum TokenOutcome {
+    Success(TokenSet),
+    Reauthenticate(Reauth),
+    ClientMisconfigured(OAuthError),
+    RequestInvalid(OAuthError),
+    Transient(Transient),
+}
+
+/// Classifies what a token-endpoint request produced.
+///
+/// A JSON `error` member decides the verdict whatever the status, because
+/// some servers answer 200 or 401 with one (DESIGN §1). Without one, a 2xx
+/// must be a valid Bearer token response (RFC 6749 §5.1), and anything else
+/// is transient: never a reason to discard tokens.
+pub fn token_response(grant: GrantKind, response: Result<&Response, &TransportError>, now_ms: u64) -> TokenOutcome {
+    let response = match response {
+        Ok(response) => response,
+        Err(error) => return transient(TransientCause::Transport(error.clone()), None),
+    };
+    let retry_at_ms = retry_after_header(&response.headers, now_ms);
+    if response.body.len() > MAX_TOKEN_BODY {
+        return transient(TransientCause::InvalidResponse(InvalidResponse::BodyTooLarge), retry_at_ms);
+    }
+    let object = match serde_json::from_slice::<Value>(&response.body) {
+        Ok(Value::Object(object)) => Some(object),
+        _ => None,
+    };
+    if let Some(error) = object.as_ref().and_then(|o| o.get("error")) {
+        let Some(code) = error.as_str() else {
+            return transient(TransientCause::InvalidResponse(InvalidResponse::InvalidErrorMember), retry_at_ms);
+        };
+        let error = OAuthError::from_members(code, object.as_ref().and_then(|o| o.get("error_description")));
+        return judge_error(grant, error, retry_at_ms);
+    }
+    if !(200..300).contains(&response.status) {
+        return transient(TransientCause::Status(response.status), retry_at_ms);
+    }
+    let Some(object) = object else {
+        return transient(TransientCause::InvalidResponse(InvalidResponse::NotJson), retry_at_ms);
+    };
+    match token_set(&object) {
+        Ok(tokens) => TokenOutcome::Success(tokens),
+        Err(invalid) => transient(TransientCause::InvalidResponse(invalid), retry_at_ms),
+    }
+}
+
+fn transient(cause: TransientCause, retry_at_ms: Option<u64>) -> TokenOutcome {
+    TokenOutcome::Transient(Transient { cause, retry_at_ms })
+}
+
+/// The classification policy of DESIGN §1 for OAuth error codes.
+fn judge_error(grant: GrantKind, error: OAuthError, retry_at_ms: Option<u64>) -> TokenOutcome {
+    match error.code {
+        // Pleo: a rejected refresh token is terminal; do not retry.
+        ErrorCode::InvalidGrant | ErrorCode::InvalidToken => TokenOutcome::Reauthenticate(Reauth {
+            reason: match grant {
+                GrantKind::RefreshToken => ReauthReason::RefreshTokenRejected,
+                GrantKind::AuthorizationCode => ReauthReason::AuthorizationCodeRejected,
+            },
+            error,
+        }),
+        ErrorCode::InvalidClient | ErrorCode::UnauthorizedClient | ErrorCode::UnsupportedGrantType => {
+            TokenOutcome::ClientMisconfigured(error)
+        }
+        ErrorCode::InvalidRequest | ErrorCode::InvalidScope => TokenOutcome::RequestInvalid(error),
+        // Unknown codes are never a reason to discard tokens.
+        ErrorCode::ServerError | ErrorCode::TemporarilyUnavailable | ErrorCode::Other(_) => {
+            transient(TransientCause::OAuth(error), retry_at_ms)
+        }
+    }
+}
+
+/// Validates a success body (RFC 6749 §5.1).
+fn token_set(object: &Map<String, Value>) -> Result<TokenSet, InvalidResponse> {
+    let access_token = match object.get("access_token") {
+        None | Some(Value::Null) => return Err(InvalidResponse::MissingAccessToken),
+        Some(value) => token_value(value).ok_or(InvalidResponse::InvalidAccessToken)?,
+    };
+    match object.get("token_type") {
+        None | Some(Value::Null) => return Err(InvalidResponse::MissingTokenType),
+        // RFC 6749 §7.1 / RFC 6750: the type name is case-insensitive.
+        Some(Value::String(kind)) if kind.eq_ignore_ascii_case("bearer") => {}
+        Some(_) => return Err(InvalidResponse::UnsupportedTokenType),
+    }
+    let expires_in = match present(object, "expires_in") {
+        None => None,
+        Some(value) => Some(expires_in(value).ok_or(InvalidResponse::InvalidExpiresIn)?),
+    };
+    let refresh_token = match present(object, "refresh_token") {
+        None => None,
+        Some(value) => Some(token_value(value).ok_or(InvalidResponse::InvalidRefreshToken)?),
+    };
+    let scope = match present(object, "scope") {
+        None => None,
+        Some(value) => Some(scope(value).ok_or(InvalidResponse::InvalidScope)?),
+    };
+    Ok(TokenSet { access_token, expires_in, refresh_token, scope })
+}
+
+/// A member that is present and not `null` (some servers send `null` for
+/// "not given").
+fn present<'a>(object: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
+    object.get(name).filter(|value| !value.is_null())
+}
+
+/// A token: 1 to [`MAX_TOKEN_LEN`] characters of `%x21-7E` (RFC 6749
+/// Appendix A.12 and A.17 allow VSCHAR; a space could not be sent in an
+/// `Authorization` header, and a control character would be header injection).
+fn token_value(value: &Value) -> Option<Secret> {
+    let text = value.as_str()?;
+    let valid = !text.is_empty() && text.len() <= MAX_TOKEN_LEN && text.bytes().all(|b| (0x21..=0x7e).contains(&b));
+    valid.then(|| Secret::new(text))
+}
+
+/// `expires_in`: an integer of seconds, 1 to [`MAX_EXPIRES_IN`]. A string of
+/// digits is accepted too, because some servers send one.
+fn expires_in(value: &Value) -> Option<u32> {
+    let seconds = match value {
+        Value::Number(number) => number.as_u64()?,
+        Value::String(text) if !text.is_empty() && text.len() <= 10 && text.bytes().all(|b| b.is_ascii_digit()) => {
+            text.parse().ok()?
+        }
+        _ => return None,
+    };
+    u32::try_from(seconds).ok().filter(|s| (1..=MAX_EXPIRES_IN).contains(s))
+}
+
+/// `scope`: scope-tokens separated by spaces (RFC 6749 §3.3). Repeated
+/// spaces are tolerated.
+fn scope(value: &Value) -> Option<Vec<String>> {
+    let text = value.as_str()?;
+    let tokens: Vec<String> = text.split(' ').filter(|t| !t.is_empty()).map(str::to_owned).collect();
+    tokens.iter().all(|t| is_scope_token(t)).then_some(tokens)
+}
+
+/// `scope-token = 1*( %x21 / %x23-5B / %x5D-7E )` (RFC 6749 §3.3).
+pub(crate) fn is_scope_token(token: &str) -> bool {
+    !token.is_empty() && token.bytes().all(|b| matches!(b, 0x21 | 0x23..=0x5b | 0x5d..=0x7e))
+}

@@ -1,0 +1,388 @@
+//! A `WWW-Authenticate` parser (RFC 9110 §11.2, §11.6.1; RFC 6750 §3).
+//!
+//! Hand-written because no small, maintained crate parses the full grammar
+//! (several challenges per line, token68, quoted-pair escapes, empty list
+//! elements) with typed errors and without panics on hostile input.
+
+/// Most bytes accepted across all values of the field.
+pub const MAX_FIELD_BYTES: usize = 16_384;
+/// Most challenges accepted in one field.
+pub const MAX_CHALLENGES: usize = 64;
+/// Most parameters accepted in one challenge.
+pub const MAX_PARAMS: usize = 64;
+
+/// Joins field lines, as a recipient may (RFC 9110 §5.3).
+const SEPARATOR: &str = ", ";
+
+/// One authentication parameter; the name is lowercase.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Deserialize),
+    serde(rename_all = "kebab-case", deny_unknown_fields)
+)]
+pub struct AuthParam {
+    pub name: String,
+    pub value: String,
+}
+
+/// What follows the scheme.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Deserialize), serde(rename_all = "kebab-case"))]
+pub enum ChallengeData {
+    Token68(String),
+    Params(Vec<AuthParam>),
+}
+
+/// One challenge; the scheme is lowercase.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Deserialize),
+    serde(rename_all = "kebab-case", deny_unknown_fields)
+)]
+pub struct Challenge {
+    pub scheme: String,
+    pub data: ChallengeData,
+}
+
+impl Challenge {
+    /// The value of parameter `name` (lowercase), if the challenge has it.
+    pub fn param(&self, name: &str) -> Option<&str> {
+        match &self.data {
+            ChallengeData::Params(params) => params.iter().find(|p| p.name == name).map(|p| p.value.as_str()),
+            ChallengeData::Token68(_) => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Deserialize), serde(rename_all = "kebab-case"))]
+pub enum ChallengeErrorKind {
+    TooLarge,
+    ExpectedScheme,
+    UnexpectedCharacter,
+    ExpectedValue,
+    UnterminatedQuotedString,
+    /// RFC 9110 §11.2: each parameter name occurs once per challenge. Either
+    /// value could be an attacker's, so the field is rejected.
+    DuplicateParameter,
+}
+
+/// Where parsing failed: the value (0-based) and the byte offset in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Deserialize),
+    serde(rename_all = "kebab-case", deny_unknown_fields)
+)]
+pub struct ChallengeError {
+    pub kind: ChallengeErrorKind,
+    pub value_index: u32,
+    pub offset: u32,
+}
+
+/// Parses every field line of `WWW-Authenticate`, in order.
+///
+/// The lines are parsed as if joined with commas (RFC 9110 §5.3), so
+/// challenges may be spread over lines. Empty list elements are skipped
+/// (RFC 9110 §5.6.1). Schemes and parameter names come back in lowercase.
+pub fn www_authenticate<S: AsRef<str>>(values: &[S]) -> Result<Vec<Challenge>, ChallengeError> {
+    let mut joined = String::new();
+    let mut starts = Vec::with_capacity(values.len());
+    for (index, value) in values.iter().enumerate() {
+        if index > 0 {
+            joined.push_str(SEPARATOR);
+        }
+        starts.push(joined.len());
+        joined.push_str(value.as_ref());
+        if joined.len() > MAX_FIELD_BYTES {
+            return Err(locate(&starts, values, ChallengeErrorKind::TooLarge, 0));
+        }
+    }
+    Parser { input: joined.as_bytes(), pos: 0 }
+        .challenges()
+        .map_err(|(kind, pos)| locate(&starts, values, kind, pos))
+}
+
+/// Maps an offset in the joined text back to a value and an offset in it.
+fn locate<S: AsRef<str>>(starts: &[usize], values: &[S], kind: ChallengeErrorKind, pos: usize) -> ChallengeError {
+    let index = starts.iter().rposition(|&start| start <= pos).unwrap_or(0);
+    let (start, len) = match (starts.get(index), values.get(index)) {
+        (Some(&start), Some(value)) => (start, value.as_ref().len()),
+        _ => (0, 0),
+    };
+    ChallengeError {
+        kind,
+        value_index: u32::try_from(index).unwrap_or(u32::MAX),
+        offset: u32::try_from((pos - start).min(len)).unwrap_or(u32::MAX),
+    }
+}
+
+type Parsed<T> = Result<T, (ChallengeErrorKind, usize)>;
+
+struct Parser<'a> {
+    input: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Parser<'a> {
+    /// `#challenge`, with empty elements allowed.
+    fn challenges(mut self) -> Parsed<Vec<Challenge>> {
+        let mut challenges = Vec::new();
+        loop {
+            self.skip_empty_elements();
+            if self.at_end() {
+                return Ok(challenges);
+            }
+            if challenges.len() == MAX_CHALLENGES {
+                return Err((ChallengeErrorKind::TooLarge, self.pos));
+            }
+            let scheme = self
+                .token()
+                .ok_or((ChallengeErrorKind::ExpectedScheme, self.pos))?
+                .to_ascii_lowercase();
+            let data = self.challenge_data()?;
+            challenges.push(Challenge { scheme, data });
+        }
+    }
+
+    /// `[ 1*SP ( token68 / #auth-param ) ]` after a scheme. Leaves the
+    /// position at the end of the input or at the comma that ends the
+    /// challenge.
+    fn challenge_data(&mut self) -> Parsed<ChallengeData> {
+        let after_scheme = self.pos;
+        self.skip_ows();
+        if self.at_end() || self.peek() == Some(b',') {
+            return Ok(ChallengeData::Params(Vec::new()));
+        }
+        if self.pos == after_scheme {
+            return Err((ChallengeErrorKind::UnexpectedCharacter, self.pos));
+        }
+        if let Some(token68) = self.token68() {
+            return Ok(ChallengeData::Token68(token68));
+        }
+        let mut params: Vec<AuthParam> = Vec::new();
+        loop {
+            let name_pos = self.pos;
+            let param = self.auth_param()?;
+            if params.iter().any(|p| p.name == param.name) {
+                return Err((ChallengeErrorKind::DuplicateParameter, name_pos));
+            }
+            if params.len() == MAX_PARAMS {
+                return Err((ChallengeErrorKind::TooLarge, name_pos));
+            }
+            params.push(param);
+            self.skip_ows();
+            if self.at_end() {
+                break;
+            }
+            if self.peek() != Some(b',') {
+                return Err((ChallengeErrorKind::UnexpectedCharacter, self.pos));
+            }
+            // After the comma: another parameter of this challenge, or the
+            // scheme of the next one (a token not followed by `=`).
+            let comma = self.pos;
+            self.skip_empty_elements();
+            if self.at_end() || !self.param_follows() {
+                self.pos = comma;
+                break;
+            }
+        }
+        Ok(ChallengeData::Params(params))
+    }
+
+    /// `token68` when it is the whole challenge data, else `None` with the
+    /// position unchanged.
+    fn token68(&mut self) -> Option<String> {
+        let start = self.pos;
+        let mut end = start;
+        while end < self.input.len() && is_token68_char(self.input[end]) {
+            end += 1;
+        }
+        if end == start {
+            return None;
+        }
+        while end < self.input.len() && self.input[end] == b'=' {
+            end += 1;
+        }
+        self.pos = end;
+        self.skip_ows();
+        if self.at_end() || self.peek() == Some(b',') {
+            Some(String::from_utf8_lossy(&self.input[start..end]).into_owned())
+        } else {
+            self.pos = start;
+            None
+        }
+    }
+
+    /// Whether the input at the position is `token BWS "="`.
+    fn param_follows(&mut self) -> bool {
+        let start = self.pos;
+        let follows = self.token().is_some() && {
+            self.skip_ows();
+            self.peek() == Some(b'=')
+        };
+        self.pos = start;
+        follows
+    }
+
+    /// `auth-param = token BWS "=" BWS ( token / quoted-string )`.
+    fn auth_param(&mut self) -> Parsed<AuthParam> {
+        let name = self
+            .token()
+            .ok_or((ChallengeErrorKind::UnexpectedCharacter, self.pos))?
+            .to_ascii_lowercase();
+        self.skip_ows();
+        if self.peek() != Some(b'=') {
+            return Err((ChallengeErrorKind::UnexpectedCharacter, self.pos));
+        }
+        self.pos += 1;
+        self.skip_ows();
+        let value = match self.peek() {
+            Some(b'"') => self.quoted_string()?,
+            _ => self
+                .token()
+                .ok_or((ChallengeErrorKind::ExpectedValue, self.pos))?
+                .to_owned(),
+        };
+        Ok(AuthParam { name, value })
+    }
+
+    /// `quoted-string`, unescaped (RFC 9110 §5.6.4).
+    fn quoted_string(&mut self) -> Parsed<String> {
+        let open = self.pos;
+        self.pos += 1;
+        let mut value = Vec::new();
+        loop {
+            let Some(byte) = self.peek() else {
+                return Err((ChallengeErrorKind::UnterminatedQuotedString, open));
+            };
+            self.pos += 1;
+            match byte {
+                b'"' => return Ok(String::from_utf8_lossy(&value).into_owned()),
+                b'\\' => match self.peek() {
+                    Some(escaped) if escaped == b'\t' || escaped >= b' ' && escaped != 0x7f => {
+                        value.push(escaped);
+                        self.pos += 1;
+                    }
+                    Some(_) => return Err((ChallengeErrorKind::UnexpectedCharacter, self.pos)),
+                    None => return Err((ChallengeErrorKind::UnterminatedQuotedString, open)),
+                },
+                b'\t' | b' ' | 0x21 | 0x23..=0x5b | 0x5d..=0x7e | 0x80..=0xff => value.push(byte),
+                _ => return Err((ChallengeErrorKind::UnexpectedCharacter, self.pos - 1)),
+            }
+        }
+    }
+
+    /// `token = 1*tchar`, or `None` with the position unchanged.
+    fn token(&mut self) -> Option<&'a str> {
+        let start = self.pos;
+        while self.peek().is_some_and(is_tchar) {
+            self.pos += 1;
+        }
+        // tchars are ASCII, so the slice is valid UTF-8.
+        let input: &'a [u8] = self.input;
+        (self.pos > start).then(|| std::str::from_utf8(&input[start..self.pos]).unwrap_or_default())
+    }
+
+    /// `OWS = *( SP / HTAB )`.
+    fn skip_ows(&mut self) {
+        while matches!(self.peek(), Some(b' ' | b'\t')) {
+            self.pos += 1;
+        }
+    }
+
+    /// Commas and whitespace between list elements (RFC 9110 §5.6.1.2).
+    fn skip_empty_elements(&mut self) {
+        while matches!(self.peek(), Some(b' ' | b'\t' | b',')) {
+            self.pos += 1;
+        }
+    }
+
+    fn peek(&self) -> Option<u8> {
+        self.input.get(self.pos).copied()
+    }
+
+    fn at_end(&self) -> bool {
+        self.pos >= self.input.len()
+    }
+}
+
+/// `tchar` (RFC 9110 §5.6.2).
+fn is_tchar(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&byte)
+}
+
+/// The characters of `token68` before its trailing `=` (RFC 9110 §11.2).
+fn is_token68_char(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric() || b"-._~+/".contains(&byte)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(pairs: &[(&str, &str)]) -> ChallengeData {
+        ChallengeData::Params(
+            pairs
+                .iter()
+                .map(|(n, v)| AuthParam { name: n.to_string(), value: v.to_string() })
+                .collect(),
+        )
+    }
+
+    fn challenge(scheme: &str, data: ChallengeData) -> Challenge {
+        Challenge { scheme: scheme.into(), data }
+    }
+
+    #[test]
+    fn rfc6750_3_example() {
+        let parsed = www_authenticate(&[
+            r#"Bearer realm="example", error="invalid_token", error_description="The access token expired""#,
+        ])
+        .unwrap();
+        assert_eq!(
+            parsed,
+            [challenge(
+                "bearer",
+                params(&[
+                    ("realm", "example"),
+                    ("error", "invalid_token"),
+                    ("error_description", "The access token expired")
+                ])
+            )]
+        );
+    }
+
+    #[test]
+    fn rfc9110_11_6_1_several_challenges_and_token68() {
+        let parsed =
+            www_authenticate(&[r#"Newauth realm="apps", type=1, title="Login to \"apps\"", Basic realm="simple""#])
+                .unwrap();
+        assert_eq!(
+            parsed,
+            [
+                challenge("newauth", params(&[("realm", "apps"), ("type", "1"), ("title", "Login to \"apps\"")])),
+                challenge("basic", params(&[("realm", "simple")])),
+            ]
+        );
+        let parsed = www_authenticate(&["Negotiate abc+/=, , BEARER"]).unwrap();
+        assert_eq!(
+            parsed,
+            [challenge("negotiate", ChallengeData::Token68("abc+/=".into())), challenge("bearer", params(&[]))]
+        );
+    }
+
+    #[test]
+    fn errors_are_located_in_the_right_value() {
+        let error = www_authenticate(&["Basic", r#"Bearer error="x"#]).unwrap_err();
+        assert_eq!(
+            error,
+            ChallengeError { kind: ChallengeErrorKind::UnterminatedQuotedString, value_index: 1, offset: 13 }
+        );
+        let error = www_authenticate(&[r#"Bearer a=1, A=2"#]).unwrap_err();
+        assert_eq!(error.kind, ChallengeErrorKind::DuplicateParameter);
+        assert_eq!(error.offset, 12);
+    }
+}

@@ -1,0 +1,104 @@
+//! HTTP shapes shared by the classification functions and, later, the
+//! driver. They mirror the `types` and `http` interfaces of the WIT.
+
+use std::fmt;
+
+/// Header names whose values are credentials; their `Debug` is redacted.
+const SENSITIVE_HEADERS: [&str; 4] = ["authorization", "proxy-authorization", "cookie", "set-cookie"];
+
+/// One HTTP header field line. Names compare case-insensitively (RFC 9110 §5.1).
+#[derive(Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Deserialize))]
+pub struct Header {
+    pub name: String,
+    pub value: String,
+}
+
+impl Header {
+    pub fn new(name: impl Into<String>, value: impl Into<String>) -> Self {
+        Self { name: name.into(), value: value.into() }
+    }
+
+    /// Whether this field is named `name`, ignoring ASCII case.
+    pub fn is(&self, name: &str) -> bool {
+        self.name.eq_ignore_ascii_case(name)
+    }
+}
+
+impl fmt::Debug for Header {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let value: &dyn fmt::Debug = if SENSITIVE_HEADERS.iter().any(|s| self.is(s)) {
+            &"[redacted]"
+        } else {
+            &self.value
+        };
+        f.debug_tuple("Header").field(&self.name).field(value).finish()
+    }
+}
+
+/// The values of every field line named `name`, in order.
+pub fn header_values<'a>(headers: &'a [Header], name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+    headers.iter().filter(move |h| h.is(name)).map(|h| h.value.as_str())
+}
+
+/// Why an HTTP exchange produced no response. Always transient.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Deserialize), serde(rename_all = "kebab-case"))]
+pub enum TransportError {
+    Timeout,
+    ConnectionRefused,
+    Dns,
+    Tls,
+    BodyTooLarge,
+    /// For operators; never holds a secret.
+    Other(String),
+}
+
+/// A complete HTTP response. `Debug` shows the body's length, not the body,
+/// because a token response body holds tokens.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<Header>,
+    pub body: Vec<u8>,
+}
+
+impl fmt::Debug for Response {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Response")
+            .field("status", &self.status)
+            .field("headers", &self.headers)
+            .field("body", &format_args!("<{} bytes>", self.body.len()))
+            .finish()
+    }
+}
+
+/// The status and headers of a response, for classifying API responses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResponseHead {
+    pub status: u16,
+    pub headers: Vec<Header>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_redacts_credentials_and_bodies() {
+        let response = Response {
+            status: 200,
+            headers: vec![Header::new("Set-Cookie", "sid=abc"), Header::new("Content-Type", "application/json")],
+            body: b"{\"access_token\":\"tok\"}".to_vec(),
+        };
+        let printed = format!("{response:?}");
+        assert!(!printed.contains("abc") && !printed.contains("tok"), "{printed}");
+        assert!(printed.contains("application/json") && printed.contains("<22 bytes>"), "{printed}");
+    }
+
+    #[test]
+    fn header_names_match_case_insensitively() {
+        let headers = [Header::new("Retry-After", "1"), Header::new("retry-after", "2"), Header::new("x", "3")];
+        assert_eq!(header_values(&headers, "RETRY-AFTER").collect::<Vec<_>>(), ["1", "2"]);
+    }
+}
