@@ -1,1 +1,119 @@
-fn main() {}
+//! Builds the guest for `wasm32-unknown-unknown` and encodes it as the
+//! pleo-oauth component, so `cargo build`, `cargo test` and `cargo run` need
+//! no separate step (the pattern of wasmtime's test-programs artifacts).
+
+use std::env;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const TARGET: &str = "wasm32-unknown-unknown";
+
+fn main() {
+    let host_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"));
+    let root = host_dir
+        .parent()
+        .expect("the host crate sits in the workspace")
+        .to_path_buf();
+    let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("OUT_DIR"));
+    for input in [
+        "guest/src",
+        "guest/Cargo.toml",
+        "wit",
+        "Cargo.toml",
+        "Cargo.lock",
+    ] {
+        println!("cargo:rerun-if-changed={}", root.join(input).display());
+    }
+    println!("cargo:rerun-if-env-changed=CARGO_TARGET_DIR");
+
+    ensure_wasm_target();
+    let module = build_guest(&root);
+    let component = wit_component::ComponentEncoder::default()
+        .module(&module)
+        .and_then(|encoder| encoder.validate(true).encode())
+        .unwrap_or_else(|e| panic!("encoding the guest as a component failed: {e:?}"));
+    let path = out_dir.join("pleo_oauth.wasm");
+    std::fs::write(&path, component).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
+    println!(
+        "cargo:rustc-env=PLEO_OAUTH_COMPONENT_PATH={}",
+        path.display()
+    );
+}
+
+/// Builds the guest crate with the `guest` profile in its own target folder
+/// (a nested cargo may not share the outer build's lock), shared by every
+/// profile of the host so the guest is built once.
+fn build_guest(root: &Path) -> Vec<u8> {
+    let target_dir = match env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) => root.join(dir),
+        None => root.join("target"),
+    }
+    .join("guest");
+    let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let output = Command::new(cargo)
+        .current_dir(root)
+        .args([
+            "build",
+            "--package",
+            "pleo-oauth-core",
+            "--profile",
+            "guest",
+            "--target",
+            TARGET,
+        ])
+        .arg("--target-dir")
+        .arg(&target_dir)
+        // The outer build's flags and wrappers (clippy, coverage) are for the
+        // host, not the guest.
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("RUSTFLAGS")
+        .env_remove("RUSTC_WRAPPER")
+        .env_remove("RUSTC_WORKSPACE_WRAPPER")
+        .env_remove("CARGO_BUILD_TARGET")
+        .output()
+        .expect("running cargo to build the guest");
+    if !output.status.success() {
+        panic!(
+            "building the guest failed:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let module = target_dir
+        .join(TARGET)
+        .join("guest")
+        .join("pleo_oauth_core.wasm");
+    std::fs::read(&module).unwrap_or_else(|e| panic!("reading {}: {e}", module.display()))
+}
+
+/// Installs the wasm target with rustup when it is missing, or stops with
+/// the exact command to run.
+fn ensure_wasm_target() {
+    let rustc = env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    let libdir = Command::new(&rustc)
+        .args(["--print", "target-libdir", "--target", TARGET])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()));
+    if libdir.as_deref().is_some_and(has_std) {
+        return;
+    }
+    println!("cargo:warning=installing the {TARGET} target with rustup");
+    let installed = Command::new("rustup")
+        .args(["target", "add", TARGET])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !installed || !libdir.as_deref().is_some_and(has_std) {
+        panic!(
+            "the {TARGET} target is missing and could not be installed; run: rustup target add {TARGET}"
+        );
+    }
+}
+
+fn has_std(libdir: &Path) -> bool {
+    std::fs::read_dir(libdir).is_ok_and(|entries| {
+        entries
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().starts_with("libstd-"))
+    })
+}

@@ -222,3 +222,16 @@ pub fn expect_eq<T: PartialEq + std::fmt::Debug>(got: &T, expected: &T) -> Resul
         Err(format!("expected {expected:?}, got {got:?}"))
     }
 }
+
+/// One runtime per test process, with its compiled-code cache in the target
+/// folder so test binaries after the first skip compilation.
+pub fn runtime() -> &'static pleo_oauth::Runtime {
+    static RUNTIME: std::sync::OnceLock<pleo_oauth::Runtime> = std::sync::OnceLock::new();
+    RUNTIME.get_or_init(|| {
+        let config = pleo_oauth::RuntimeConfig {
+            cache_dir: Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-cache")),
+            ..Default::default()
+        };
+        pleo_oauth::Runtime::new(config).expect("the component loads")
+    })
+}

@@ -4,11 +4,15 @@
 use std::fmt;
 
 /// Header names whose values are credentials; their `Debug` is redacted.
-const SENSITIVE_HEADERS: [&str; 4] = ["authorization", "proxy-authorization", "cookie", "set-cookie"];
+const SENSITIVE_HEADERS: [&str; 4] = [
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "set-cookie",
+];
 
 /// One HTTP header field line. Names compare case-insensitively (RFC 9110 §5.1).
-#[derive(Clone, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(serde::Deserialize))]
+#[derive(Clone, PartialEq, Eq, serde::Deserialize)]
 pub struct Header {
     pub name: String,
     pub value: String,
@@ -16,7 +20,10 @@ pub struct Header {
 
 impl Header {
     pub fn new(name: impl Into<String>, value: impl Into<String>) -> Self {
-        Self { name: name.into(), value: value.into() }
+        Self {
+            name: name.into(),
+            value: value.into(),
+        }
     }
 
     /// Whether this field is named `name`, ignoring ASCII case.
@@ -32,18 +39,27 @@ impl fmt::Debug for Header {
         } else {
             &self.value
         };
-        f.debug_tuple("Header").field(&self.name).field(value).finish()
+        f.debug_tuple("Header")
+            .field(&self.name)
+            .field(value)
+            .finish()
     }
 }
 
 /// The values of every field line named `name`, in order.
-pub fn header_values<'a>(headers: &'a [Header], name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-    headers.iter().filter(move |h| h.is(name)).map(|h| h.value.as_str())
+pub fn header_values<'a>(
+    headers: &'a [Header],
+    name: &'a str,
+) -> impl Iterator<Item = &'a str> + 'a {
+    headers
+        .iter()
+        .filter(move |h| h.is(name))
+        .map(|h| h.value.as_str())
 }
 
 /// Why an HTTP exchange produced no response. Always transient.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(serde::Deserialize), serde(rename_all = "kebab-case"))]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum TransportError {
     Timeout,
     ConnectionRefused,
@@ -73,6 +89,40 @@ impl fmt::Debug for Response {
     }
 }
 
+/// The HTTP method of a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    Get,
+    Post,
+}
+
+/// One outbound request, for the `http` import. `Debug` shows the body's
+/// length, not the body, because a token request body holds a refresh
+/// token or a code.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Request {
+    pub method: Method,
+    pub url: String,
+    pub headers: Vec<Header>,
+    pub body: Vec<u8>,
+    pub timeout_ms: u32,
+    /// The client whose credentials the host applies (RFC 6749 §2.3.1).
+    pub client_auth: Option<String>,
+}
+
+impl fmt::Debug for Request {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Request")
+            .field("method", &self.method)
+            .field("url", &self.url)
+            .field("headers", &self.headers)
+            .field("body", &format_args!("<{} bytes>", self.body.len()))
+            .field("timeout_ms", &self.timeout_ms)
+            .field("client_auth", &self.client_auth)
+            .finish()
+    }
+}
+
 /// The status and headers of a response, for classifying API responses.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResponseHead {
@@ -88,17 +138,33 @@ mod tests {
     fn debug_redacts_credentials_and_bodies() {
         let response = Response {
             status: 200,
-            headers: vec![Header::new("Set-Cookie", "sid=abc"), Header::new("Content-Type", "application/json")],
+            headers: vec![
+                Header::new("Set-Cookie", "sid=abc"),
+                Header::new("Content-Type", "application/json"),
+            ],
             body: b"{\"access_token\":\"tok\"}".to_vec(),
         };
         let printed = format!("{response:?}");
-        assert!(!printed.contains("abc") && !printed.contains("tok"), "{printed}");
-        assert!(printed.contains("application/json") && printed.contains("<22 bytes>"), "{printed}");
+        assert!(
+            !printed.contains("abc") && !printed.contains("tok"),
+            "{printed}"
+        );
+        assert!(
+            printed.contains("application/json") && printed.contains("<22 bytes>"),
+            "{printed}"
+        );
     }
 
     #[test]
     fn header_names_match_case_insensitively() {
-        let headers = [Header::new("Retry-After", "1"), Header::new("retry-after", "2"), Header::new("x", "3")];
-        assert_eq!(header_values(&headers, "RETRY-AFTER").collect::<Vec<_>>(), ["1", "2"]);
+        let headers = [
+            Header::new("Retry-After", "1"),
+            Header::new("retry-after", "2"),
+            Header::new("x", "3"),
+        ];
+        assert_eq!(
+            header_values(&headers, "RETRY-AFTER").collect::<Vec<_>>(),
+            ["1", "2"]
+        );
     }
 }

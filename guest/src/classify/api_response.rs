@@ -6,16 +6,16 @@ use super::www_authenticate::{Challenge, ChallengeData, www_authenticate};
 use crate::types::{Header, ResponseHead, TransportError, header_values};
 
 /// Whether the request used a token refreshed because of a 401 in the same streak.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(serde::Deserialize), serde(rename_all = "kebab-case"))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum ApiAttempt {
     First,
     AfterRefresh,
 }
 
 /// The verdict on an API response. Times are Unix milliseconds.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(serde::Deserialize), serde(rename_all = "kebab-case"))]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum ApiOutcome {
     /// Not an authorisation event.
     Ok,
@@ -34,7 +34,11 @@ pub enum ApiOutcome {
 }
 
 /// Classifies an API response, or the transport error instead of one.
-pub fn api_response(response: Result<&ResponseHead, &TransportError>, attempt: ApiAttempt, now_ms: u64) -> ApiOutcome {
+pub fn api_response(
+    response: Result<&ResponseHead, &TransportError>,
+    attempt: ApiAttempt,
+    now_ms: u64,
+) -> ApiOutcome {
     let Ok(response) = response else {
         return ApiOutcome::Transient(None);
     };

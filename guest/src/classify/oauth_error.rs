@@ -6,8 +6,8 @@ const MAX_CODE_CHARS: usize = 64;
 const MAX_DESCRIPTION_CHARS: usize = 256;
 
 /// An OAuth error code (RFC 6749 §5.2), with Pleo's `invalid_token`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(serde::Deserialize), serde(rename_all = "kebab-case"))]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum ErrorCode {
     InvalidRequest,
     InvalidClient,
@@ -69,12 +69,8 @@ fn is_error_char(c: char) -> bool {
 }
 
 /// An OAuth error: the code and the server's description.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[cfg_attr(
-    feature = "serde",
-    derive(serde::Deserialize),
-    serde(rename_all = "kebab-case", deny_unknown_fields)
-)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct OAuthError {
     pub code: ErrorCode,
     /// `error_description`: at most 256 characters, control characters
@@ -94,7 +90,10 @@ impl OAuthError {
                     .collect::<String>()
             })
             .filter(|text| !text.is_empty());
-        Self { code: ErrorCode::parse(code), description }
+        Self {
+            code: ErrorCode::parse(code),
+            description,
+        }
     }
 }
 
@@ -123,9 +122,18 @@ mod tests {
 
     #[test]
     fn rfc6749_5_2_unknown_codes_keep_only_allowed_characters() {
-        assert_eq!(ErrorCode::parse("INVALID_GRANT"), ErrorCode::Other("INVALID_GRANT".into()));
-        assert_eq!(ErrorCode::parse("a\"b\\c\u{7}d\u{e9}"), ErrorCode::Other("abcd".into()));
-        assert_eq!(ErrorCode::parse(&"x".repeat(500)).as_str().len(), MAX_CODE_CHARS);
+        assert_eq!(
+            ErrorCode::parse("INVALID_GRANT"),
+            ErrorCode::Other("INVALID_GRANT".into())
+        );
+        assert_eq!(
+            ErrorCode::parse("a\"b\\c\u{7}d\u{e9}"),
+            ErrorCode::Other("abcd".into())
+        );
+        assert_eq!(
+            ErrorCode::parse(&"x".repeat(500)).as_str().len(),
+            MAX_CODE_CHARS
+        );
     }
 
     #[test]

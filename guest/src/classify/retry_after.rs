@@ -39,8 +39,14 @@ mod tests {
     #[test]
     fn rfc9110_5_6_7_all_three_date_formats() {
         let expected = 784_111_777_000; // Sun, 06 Nov 1994 08:49:37 GMT
-        assert_eq!(retry_after("Sun, 06 Nov 1994 08:49:37 GMT", NOW), Some(expected));
-        assert_eq!(retry_after("Sunday, 06-Nov-94 08:49:37 GMT", NOW), Some(expected));
+        assert_eq!(
+            retry_after("Sun, 06 Nov 1994 08:49:37 GMT", NOW),
+            Some(expected)
+        );
+        assert_eq!(
+            retry_after("Sunday, 06-Nov-94 08:49:37 GMT", NOW),
+            Some(expected)
+        );
         assert_eq!(retry_after("Sun Nov  6 08:49:37 1994", NOW), Some(expected));
     }
 

@@ -18,8 +18,8 @@ pub const MAX_EXPIRES_IN: u32 = 31_536_000;
 pub const MAX_TOKEN_LEN: usize = 4096;
 
 /// The grant a token-endpoint request used.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(serde::Deserialize), serde(rename_all = "kebab-case"))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum GrantKind {
     /// RFC 6749 §4.1.3.
     AuthorizationCode,
@@ -28,12 +28,8 @@ pub enum GrantKind {
 }
 
 /// A usable token set (RFC 6749 §5.1).
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[cfg_attr(
-    feature = "serde",
-    derive(serde::Deserialize),
-    serde(rename_all = "kebab-case", deny_unknown_fields)
-)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct TokenSet {
     pub access_token: Secret,
     /// Seconds, 1 to [`MAX_EXPIRES_IN`], when the server said.
@@ -44,8 +40,8 @@ pub struct TokenSet {
 }
 
 /// Why the user must authorise again.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(serde::Deserialize), serde(rename_all = "kebab-case"))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum ReauthReason {
     /// Refresh answered `invalid_grant` or `invalid_token` (RFC 6749 §5.2, §6).
     RefreshTokenRejected,
@@ -53,20 +49,16 @@ pub enum ReauthReason {
     AuthorizationCodeRejected,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[cfg_attr(
-    feature = "serde",
-    derive(serde::Deserialize),
-    serde(rename_all = "kebab-case", deny_unknown_fields)
-)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct Reauth {
     pub reason: ReauthReason,
     pub error: OAuthError,
 }
 
 /// Why a response with no OAuth error is unusable.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(serde::Deserialize), serde(rename_all = "kebab-case"))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum InvalidResponse {
     NotJson,
     BodyTooLarge,
@@ -80,24 +72,20 @@ pub enum InvalidResponse {
     InvalidScope,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(serde::Deserialize), serde(rename_all = "kebab-case"))]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum TransientCause {
     /// A status with no OAuth error in a JSON body.
     Status(u16),
     /// `server_error`, `temporarily_unavailable`, or an unknown code.
-    #[cfg_attr(feature = "serde", serde(rename = "oauth"))]
+    #[serde(rename = "oauth")]
     OAuth(OAuthError),
     InvalidResponse(InvalidResponse),
     Transport(TransportError),
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[cfg_attr(
-    feature = "serde",
-    derive(serde::Deserialize),
-    serde(rename_all = "kebab-case", deny_unknown_fields)
-)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct Transient {
     pub cause: TransientCause,
     /// Unix milliseconds from `Retry-After`, never before `now`.
@@ -105,8 +93,8 @@ pub struct Transient {
 }
 
 /// The verdict on a token-endpoint response.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(serde::Deserialize), serde(rename_all = "kebab-case"))]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum TokenOutcome {
     Success(TokenSet),
     Reauthenticate(Reauth),
@@ -121,31 +109,53 @@ pub enum TokenOutcome {
 /// some servers answer 200 or 401 with one (DESIGN §1). Without one, a 2xx
 /// must be a valid Bearer token response (RFC 6749 §5.1), and anything else
 /// is transient: never a reason to discard tokens.
-pub fn token_response(grant: GrantKind, response: Result<&Response, &TransportError>, now_ms: u64) -> TokenOutcome {
+pub fn token_response(
+    grant: GrantKind,
+    response: Result<&Response, &TransportError>,
+    now_ms: u64,
+) -> TokenOutcome {
     let response = match response {
         Ok(response) => response,
         Err(error) => return transient(TransientCause::Transport(error.clone()), None),
     };
     let retry_at_ms = retry_after_header(&response.headers, now_ms);
+    let success = (200..300).contains(&response.status);
     if response.body.len() > MAX_TOKEN_BODY {
-        return transient(TransientCause::InvalidResponse(InvalidResponse::BodyTooLarge), retry_at_ms);
+        // Not parsed, so it holds no OAuth error: a non-2xx is judged by its
+        // status, like any other non-2xx without one.
+        let cause = if success {
+            TransientCause::InvalidResponse(InvalidResponse::BodyTooLarge)
+        } else {
+            TransientCause::Status(response.status)
+        };
+        return transient(cause, retry_at_ms);
     }
     let object = match serde_json::from_slice::<Value>(&response.body) {
         Ok(Value::Object(object)) => Some(object),
         _ => None,
     };
-    if let Some(error) = object.as_ref().and_then(|o| o.get("error")) {
+    // `"error": null` means no error, as `null` means "not given" for every member.
+    if let Some(error) = object.as_ref().and_then(|o| present(o, "error")) {
         let Some(code) = error.as_str() else {
-            return transient(TransientCause::InvalidResponse(InvalidResponse::InvalidErrorMember), retry_at_ms);
+            return transient(
+                TransientCause::InvalidResponse(InvalidResponse::InvalidErrorMember),
+                retry_at_ms,
+            );
         };
-        let error = OAuthError::from_members(code, object.as_ref().and_then(|o| o.get("error_description")));
+        let error = OAuthError::from_members(
+            code,
+            object.as_ref().and_then(|o| o.get("error_description")),
+        );
         return judge_error(grant, error, retry_at_ms);
     }
-    if !(200..300).contains(&response.status) {
+    if !success {
         return transient(TransientCause::Status(response.status), retry_at_ms);
     }
     let Some(object) = object else {
-        return transient(TransientCause::InvalidResponse(InvalidResponse::NotJson), retry_at_ms);
+        return transient(
+            TransientCause::InvalidResponse(InvalidResponse::NotJson),
+            retry_at_ms,
+        );
     };
     match token_set(&object) {
         Ok(tokens) => TokenOutcome::Success(tokens),
@@ -168,9 +178,9 @@ fn judge_error(grant: GrantKind, error: OAuthError, retry_at_ms: Option<u64>) ->
             },
             error,
         }),
-        ErrorCode::InvalidClient | ErrorCode::UnauthorizedClient | ErrorCode::UnsupportedGrantType => {
-            TokenOutcome::ClientMisconfigured(error)
-        }
+        ErrorCode::InvalidClient
+        | ErrorCode::UnauthorizedClient
+        | ErrorCode::UnsupportedGrantType => TokenOutcome::ClientMisconfigured(error),
         ErrorCode::InvalidRequest | ErrorCode::InvalidScope => TokenOutcome::RequestInvalid(error),
         // Unknown codes are never a reason to discard tokens.
         ErrorCode::ServerError | ErrorCode::TemporarilyUnavailable | ErrorCode::Other(_) => {
@@ -203,7 +213,12 @@ fn token_set(object: &Map<String, Value>) -> Result<TokenSet, InvalidResponse> {
         None => None,
         Some(value) => Some(scope(value).ok_or(InvalidResponse::InvalidScope)?),
     };
-    Ok(TokenSet { access_token, expires_in, refresh_token, scope })
+    Ok(TokenSet {
+        access_token,
+        expires_in,
+        refresh_token,
+        scope,
+    })
 }
 
 /// A member that is present and not `null` (some servers send `null` for
@@ -217,7 +232,9 @@ fn present<'a>(object: &'a Map<String, Value>, name: &str) -> Option<&'a Value> 
 /// `Authorization` header, and a control character would be header injection).
 fn token_value(value: &Value) -> Option<Secret> {
     let text = value.as_str()?;
-    let valid = !text.is_empty() && text.len() <= MAX_TOKEN_LEN && text.bytes().all(|b| (0x21..=0x7e).contains(&b));
+    let valid = !text.is_empty()
+        && text.len() <= MAX_TOKEN_LEN
+        && text.bytes().all(|b| (0x21..=0x7e).contains(&b));
     valid.then(|| Secret::new(text))
 }
 
@@ -226,23 +243,34 @@ fn token_value(value: &Value) -> Option<Secret> {
 fn expires_in(value: &Value) -> Option<u32> {
     let seconds = match value {
         Value::Number(number) => number.as_u64()?,
-        Value::String(text) if !text.is_empty() && text.len() <= 10 && text.bytes().all(|b| b.is_ascii_digit()) => {
+        Value::String(text)
+            if !text.is_empty() && text.len() <= 10 && text.bytes().all(|b| b.is_ascii_digit()) =>
+        {
             text.parse().ok()?
         }
         _ => return None,
     };
-    u32::try_from(seconds).ok().filter(|s| (1..=MAX_EXPIRES_IN).contains(s))
+    u32::try_from(seconds)
+        .ok()
+        .filter(|s| (1..=MAX_EXPIRES_IN).contains(s))
 }
 
 /// `scope`: scope-tokens separated by spaces (RFC 6749 §3.3). Repeated
 /// spaces are tolerated.
 fn scope(value: &Value) -> Option<Vec<String>> {
     let text = value.as_str()?;
-    let tokens: Vec<String> = text.split(' ').filter(|t| !t.is_empty()).map(str::to_owned).collect();
+    let tokens: Vec<String> = text
+        .split(' ')
+        .filter(|t| !t.is_empty())
+        .map(str::to_owned)
+        .collect();
     tokens.iter().all(|t| is_scope_token(t)).then_some(tokens)
 }
 
 /// `scope-token = 1*( %x21 / %x23-5B / %x5D-7E )` (RFC 6749 §3.3).
 pub(crate) fn is_scope_token(token: &str) -> bool {
-    !token.is_empty() && token.bytes().all(|b| matches!(b, 0x21 | 0x23..=0x5b | 0x5d..=0x7e))
+    !token.is_empty()
+        && token
+            .bytes()
+            .all(|b| matches!(b, 0x21 | 0x23..=0x5b | 0x5d..=0x7e))
 }

@@ -15,32 +15,24 @@ pub const MAX_PARAMS: usize = 64;
 const SEPARATOR: &str = ", ";
 
 /// One authentication parameter; the name is lowercase.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[cfg_attr(
-    feature = "serde",
-    derive(serde::Deserialize),
-    serde(rename_all = "kebab-case", deny_unknown_fields)
-)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct AuthParam {
     pub name: String,
     pub value: String,
 }
 
 /// What follows the scheme.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(serde::Deserialize), serde(rename_all = "kebab-case"))]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum ChallengeData {
     Token68(String),
     Params(Vec<AuthParam>),
 }
 
 /// One challenge; the scheme is lowercase.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[cfg_attr(
-    feature = "serde",
-    derive(serde::Deserialize),
-    serde(rename_all = "kebab-case", deny_unknown_fields)
-)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct Challenge {
     pub scheme: String,
     pub data: ChallengeData,
@@ -50,14 +42,17 @@ impl Challenge {
     /// The value of parameter `name` (lowercase), if the challenge has it.
     pub fn param(&self, name: &str) -> Option<&str> {
         match &self.data {
-            ChallengeData::Params(params) => params.iter().find(|p| p.name == name).map(|p| p.value.as_str()),
+            ChallengeData::Params(params) => params
+                .iter()
+                .find(|p| p.name == name)
+                .map(|p| p.value.as_str()),
             ChallengeData::Token68(_) => None,
         }
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(serde::Deserialize), serde(rename_all = "kebab-case"))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum ChallengeErrorKind {
     TooLarge,
     ExpectedScheme,
@@ -70,12 +65,8 @@ pub enum ChallengeErrorKind {
 }
 
 /// Where parsing failed: the value (0-based) and the byte offset in it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[cfg_attr(
-    feature = "serde",
-    derive(serde::Deserialize),
-    serde(rename_all = "kebab-case", deny_unknown_fields)
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct ChallengeError {
     pub kind: ChallengeErrorKind,
     pub value_index: u32,
@@ -100,13 +91,21 @@ pub fn www_authenticate<S: AsRef<str>>(values: &[S]) -> Result<Vec<Challenge>, C
             return Err(locate(&starts, values, ChallengeErrorKind::TooLarge, 0));
         }
     }
-    Parser { input: joined.as_bytes(), pos: 0 }
-        .challenges()
-        .map_err(|(kind, pos)| locate(&starts, values, kind, pos))
+    Parser {
+        input: joined.as_bytes(),
+        pos: 0,
+    }
+    .challenges()
+    .map_err(|(kind, pos)| locate(&starts, values, kind, pos))
 }
 
 /// Maps an offset in the joined text back to a value and an offset in it.
-fn locate<S: AsRef<str>>(starts: &[usize], values: &[S], kind: ChallengeErrorKind, pos: usize) -> ChallengeError {
+fn locate<S: AsRef<str>>(
+    starts: &[usize],
+    values: &[S],
+    kind: ChallengeErrorKind,
+    pos: usize,
+) -> ChallengeError {
     let index = starts.iter().rposition(|&start| start <= pos).unwrap_or(0);
     let (start, len) = match (starts.get(index), values.get(index)) {
         (Some(&start), Some(value)) => (start, value.as_ref().len()),
@@ -327,13 +326,19 @@ mod tests {
         ChallengeData::Params(
             pairs
                 .iter()
-                .map(|(n, v)| AuthParam { name: n.to_string(), value: v.to_string() })
+                .map(|(n, v)| AuthParam {
+                    name: n.to_string(),
+                    value: v.to_string(),
+                })
                 .collect(),
         )
     }
 
     fn challenge(scheme: &str, data: ChallengeData) -> Challenge {
-        Challenge { scheme: scheme.into(), data }
+        Challenge {
+            scheme: scheme.into(),
+            data,
+        }
     }
 
     #[test]
@@ -357,20 +362,31 @@ mod tests {
 
     #[test]
     fn rfc9110_11_6_1_several_challenges_and_token68() {
-        let parsed =
-            www_authenticate(&[r#"Newauth realm="apps", type=1, title="Login to \"apps\"", Basic realm="simple""#])
-                .unwrap();
+        let parsed = www_authenticate(&[
+            r#"Newauth realm="apps", type=1, title="Login to \"apps\"", Basic realm="simple""#,
+        ])
+        .unwrap();
         assert_eq!(
             parsed,
             [
-                challenge("newauth", params(&[("realm", "apps"), ("type", "1"), ("title", "Login to \"apps\"")])),
+                challenge(
+                    "newauth",
+                    params(&[
+                        ("realm", "apps"),
+                        ("type", "1"),
+                        ("title", "Login to \"apps\"")
+                    ])
+                ),
                 challenge("basic", params(&[("realm", "simple")])),
             ]
         );
         let parsed = www_authenticate(&["Negotiate abc+/=, , BEARER"]).unwrap();
         assert_eq!(
             parsed,
-            [challenge("negotiate", ChallengeData::Token68("abc+/=".into())), challenge("bearer", params(&[]))]
+            [
+                challenge("negotiate", ChallengeData::Token68("abc+/=".into())),
+                challenge("bearer", params(&[]))
+            ]
         );
     }
 
@@ -379,7 +395,11 @@ mod tests {
         let error = www_authenticate(&["Basic", r#"Bearer error="x"#]).unwrap_err();
         assert_eq!(
             error,
-            ChallengeError { kind: ChallengeErrorKind::UnterminatedQuotedString, value_index: 1, offset: 13 }
+            ChallengeError {
+                kind: ChallengeErrorKind::UnterminatedQuotedString,
+                value_index: 1,
+                offset: 13
+            }
         );
         let error = www_authenticate(&[r#"Bearer a=1, A=2"#]).unwrap_err();
         assert_eq!(error.kind, ChallengeErrorKind::DuplicateParameter);

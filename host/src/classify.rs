@@ -1,0 +1,223 @@
+//! The `classify` export: typed wrappers and the conversions to and from
+//! the core's types, which the host reuses as its vocabulary (their `Debug`
+//! redacts tokens; the generated types' would not).
+
+pub use pleo_oauth_core::classify::*;
+use pleo_oauth_core::secret::Secret;
+use pleo_oauth_core::types::{Header, Response, ResponseHead, TransportError};
+
+use crate::bindings::exports::pleo::oauth::classify as wit;
+use crate::bindings::pleo::oauth::types as wit_types;
+use crate::runtime::{GuestError, Instance};
+
+fn wit_headers(headers: &[Header]) -> Vec<wit_types::Header> {
+    headers.iter().cloned().map(Into::into).collect()
+}
+
+impl Instance {
+    /// `classify.token-response`: the verdict on a token-endpoint response.
+    pub fn token_response(
+        &mut self,
+        grant: GrantKind,
+        response: Result<&Response, &TransportError>,
+        now_ms: u64,
+    ) -> Result<TokenOutcome, GuestError> {
+        let grant = match grant {
+            GrantKind::AuthorizationCode => wit::GrantKind::AuthorizationCode,
+            GrantKind::RefreshToken => wit::GrantKind::RefreshToken,
+        };
+        let response = response
+            .map(|r| wit::Response {
+                status: r.status,
+                headers: wit_headers(&r.headers),
+                body: r.body.clone(),
+            })
+            .map_err(|e| e.clone().into());
+        self.call(|store, component| {
+            component.pleo_oauth_classify().call_token_response(
+                store,
+                grant,
+                response.as_ref(),
+                now_ms,
+            )
+        })
+        .map(TokenOutcome::from_wit)
+    }
+
+    /// `classify.api-response`: the verdict on an API response.
+    pub fn api_response(
+        &mut self,
+        response: Result<&ResponseHead, &TransportError>,
+        attempt: ApiAttempt,
+        now_ms: u64,
+    ) -> Result<ApiOutcome, GuestError> {
+        let attempt = match attempt {
+            ApiAttempt::First => wit::ApiAttempt::First,
+            ApiAttempt::AfterRefresh => wit::ApiAttempt::AfterRefresh,
+        };
+        let response = response
+            .map(|r| wit::ResponseHead {
+                status: r.status,
+                headers: wit_headers(&r.headers),
+            })
+            .map_err(|e| e.clone().into());
+        let outcome = self.call(|store, component| {
+            component.pleo_oauth_classify().call_api_response(
+                store,
+                response.as_ref(),
+                attempt,
+                now_ms,
+            )
+        })?;
+        Ok(match outcome {
+            wit::ApiOutcome::Ok => ApiOutcome::Ok,
+            wit::ApiOutcome::RefreshAndRetry => ApiOutcome::RefreshAndRetry,
+            wit::ApiOutcome::Reauthenticate => ApiOutcome::Reauthenticate,
+            wit::ApiOutcome::InsufficientScope(scopes) => ApiOutcome::InsufficientScope(scopes),
+            wit::ApiOutcome::Forbidden => ApiOutcome::Forbidden,
+            wit::ApiOutcome::RateLimited(at) => ApiOutcome::RateLimited(at),
+            wit::ApiOutcome::Transient(at) => ApiOutcome::Transient(at),
+        })
+    }
+
+    /// `classify.www-authenticate`: parses the field lines of `WWW-Authenticate`.
+    pub fn www_authenticate<S: AsRef<str>>(
+        &mut self,
+        values: &[S],
+    ) -> Result<Result<Vec<Challenge>, ChallengeError>, GuestError> {
+        let values: Vec<String> = values.iter().map(|v| v.as_ref().to_owned()).collect();
+        let parsed = self.call(|store, component| {
+            component
+                .pleo_oauth_classify()
+                .call_www_authenticate(store, &values)
+        })?;
+        Ok(parsed
+            .map(|challenges| challenges.into_iter().map(challenge).collect())
+            .map_err(challenge_error))
+    }
+
+    /// `classify.retry-after`: a `Retry-After` value as Unix milliseconds.
+    pub fn retry_after(&mut self, value: &str, now_ms: u64) -> Result<Option<u64>, GuestError> {
+        self.call(|store, component| {
+            component
+                .pleo_oauth_classify()
+                .call_retry_after(store, value, now_ms)
+        })
+    }
+}
+
+trait FromWit<T> {
+    fn from_wit(value: T) -> Self;
+}
+
+impl FromWit<wit::TokenOutcome> for TokenOutcome {
+    fn from_wit(outcome: wit::TokenOutcome) -> Self {
+        match outcome {
+            wit::TokenOutcome::Success(tokens) => TokenOutcome::Success(TokenSet {
+                access_token: Secret::new(tokens.access_token),
+                expires_in: tokens.expires_in,
+                refresh_token: tokens.refresh_token.map(Secret::new),
+                scope: tokens.scope,
+            }),
+            wit::TokenOutcome::Reauthenticate(reauth) => TokenOutcome::Reauthenticate(Reauth {
+                reason: match reauth.reason {
+                    wit::ReauthReason::RefreshTokenRejected => ReauthReason::RefreshTokenRejected,
+                    wit::ReauthReason::AuthorizationCodeRejected => {
+                        ReauthReason::AuthorizationCodeRejected
+                    }
+                },
+                error: oauth_error(reauth.error),
+            }),
+            wit::TokenOutcome::ClientMisconfigured(error) => {
+                TokenOutcome::ClientMisconfigured(oauth_error(error))
+            }
+            wit::TokenOutcome::RequestInvalid(error) => {
+                TokenOutcome::RequestInvalid(oauth_error(error))
+            }
+            wit::TokenOutcome::Transient(transient) => TokenOutcome::Transient(Transient {
+                cause: match transient.cause {
+                    wit::TransientCause::Status(status) => TransientCause::Status(status),
+                    wit::TransientCause::Oauth(error) => TransientCause::OAuth(oauth_error(error)),
+                    wit::TransientCause::InvalidResponse(invalid) => {
+                        TransientCause::InvalidResponse(invalid_response(invalid))
+                    }
+                    wit::TransientCause::Transport(error) => {
+                        TransientCause::Transport(error.into())
+                    }
+                },
+                retry_at_ms: transient.retry_at_ms,
+            }),
+        }
+    }
+}
+
+fn oauth_error(error: wit::OauthError) -> OAuthError {
+    let code = match error.code {
+        wit::ErrorCode::InvalidRequest => ErrorCode::InvalidRequest,
+        wit::ErrorCode::InvalidClient => ErrorCode::InvalidClient,
+        wit::ErrorCode::InvalidGrant => ErrorCode::InvalidGrant,
+        wit::ErrorCode::UnauthorizedClient => ErrorCode::UnauthorizedClient,
+        wit::ErrorCode::UnsupportedGrantType => ErrorCode::UnsupportedGrantType,
+        wit::ErrorCode::InvalidScope => ErrorCode::InvalidScope,
+        wit::ErrorCode::InvalidToken => ErrorCode::InvalidToken,
+        wit::ErrorCode::ServerError => ErrorCode::ServerError,
+        wit::ErrorCode::TemporarilyUnavailable => ErrorCode::TemporarilyUnavailable,
+        wit::ErrorCode::Other(code) => ErrorCode::Other(code),
+    };
+    OAuthError {
+        code,
+        description: error.description,
+    }
+}
+
+fn invalid_response(invalid: wit::InvalidResponse) -> InvalidResponse {
+    match invalid {
+        wit::InvalidResponse::NotJson => InvalidResponse::NotJson,
+        wit::InvalidResponse::BodyTooLarge => InvalidResponse::BodyTooLarge,
+        wit::InvalidResponse::InvalidErrorMember => InvalidResponse::InvalidErrorMember,
+        wit::InvalidResponse::MissingAccessToken => InvalidResponse::MissingAccessToken,
+        wit::InvalidResponse::InvalidAccessToken => InvalidResponse::InvalidAccessToken,
+        wit::InvalidResponse::MissingTokenType => InvalidResponse::MissingTokenType,
+        wit::InvalidResponse::UnsupportedTokenType => InvalidResponse::UnsupportedTokenType,
+        wit::InvalidResponse::InvalidExpiresIn => InvalidResponse::InvalidExpiresIn,
+        wit::InvalidResponse::InvalidRefreshToken => InvalidResponse::InvalidRefreshToken,
+        wit::InvalidResponse::InvalidScope => InvalidResponse::InvalidScope,
+    }
+}
+
+fn challenge(challenge: wit::Challenge) -> Challenge {
+    let data = match challenge.data {
+        wit::ChallengeData::Token68(token) => ChallengeData::Token68(token),
+        wit::ChallengeData::Params(params) => ChallengeData::Params(
+            params
+                .into_iter()
+                .map(|p| AuthParam {
+                    name: p.name,
+                    value: p.value,
+                })
+                .collect(),
+        ),
+    };
+    Challenge {
+        scheme: challenge.scheme,
+        data,
+    }
+}
+
+fn challenge_error(error: wit::ChallengeError) -> ChallengeError {
+    let kind = match error.kind {
+        wit::ChallengeErrorKind::TooLarge => ChallengeErrorKind::TooLarge,
+        wit::ChallengeErrorKind::ExpectedScheme => ChallengeErrorKind::ExpectedScheme,
+        wit::ChallengeErrorKind::UnexpectedCharacter => ChallengeErrorKind::UnexpectedCharacter,
+        wit::ChallengeErrorKind::ExpectedValue => ChallengeErrorKind::ExpectedValue,
+        wit::ChallengeErrorKind::UnterminatedQuotedString => {
+            ChallengeErrorKind::UnterminatedQuotedString
+        }
+        wit::ChallengeErrorKind::DuplicateParameter => ChallengeErrorKind::DuplicateParameter,
+    };
+    ChallengeError {
+        kind,
+        value_index: error.value_index,
+        offset: error.offset,
+    }
+}

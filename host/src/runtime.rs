@@ -1,0 +1,392 @@
+//! The wasmtime runtime: one engine, the compiled component, and instances
+//! that recycle themselves after a trap.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use wasmtime::component::Linker;
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap,
+    UpdateDeadline,
+};
+
+use crate::bindings;
+use crate::cache::{self, CacheStatus};
+use crate::imports::{self, Backends, HostState};
+
+/// How the runtime is sized and where it caches compiled code.
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    /// Where the compiled component is cached; `None` compiles once per process.
+    pub cache_dir: Option<PathBuf>,
+    /// Most instances alive at once (the pooling allocator's slots).
+    pub max_instances: u32,
+    /// Linear memory one instance may use, in bytes.
+    pub memory_limit: usize,
+    /// Guest CPU time one call may use; time spent in imports does not count.
+    pub call_budget: Duration,
+    /// How often the epoch ticks: the granularity of `call_budget`.
+    pub epoch_tick: Duration,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        Self {
+            cache_dir: cache::default_dir(),
+            max_instances: 64,
+            memory_limit: 32 << 20,
+            call_budget: Duration::from_secs(1),
+            epoch_tick: Duration::from_millis(10),
+        }
+    }
+}
+
+/// Why the runtime could not start or make an instance.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("configuring wasmtime failed: {0}")]
+    Engine(String),
+    #[error("compiling or loading the component failed: {0}")]
+    Component(String),
+    #[error("instantiating the component failed (all {0} instance slots may be in use): {1}")]
+    Instantiate(u32, String),
+}
+
+/// Why a call into the guest failed. The instance that failed is dropped;
+/// the next call on the same [`Instance`] gets a fresh one.
+#[derive(Debug, thiserror::Error)]
+pub enum GuestError {
+    /// The call used more guest CPU time than the budget: a runaway guest.
+    #[error("the guest exceeded its CPU budget of {0:?} and was stopped")]
+    BudgetExceeded(Duration),
+    /// The guest asked for more memory than its limit.
+    #[error("the guest exceeded its memory limit of {0} bytes")]
+    MemoryLimit(usize),
+    /// The guest trapped: a bug in the guest (a panic is an `unreachable` trap).
+    #[error("the guest trapped: {0}")]
+    Trap(String),
+    /// A fresh instance could not be made.
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+}
+
+struct Shared {
+    engine: Engine,
+    pre: bindings::ComponentPre<HostState>,
+    config: RuntimeConfig,
+    cache_status: CacheStatus,
+    stop_ticker: Arc<AtomicBool>,
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        self.stop_ticker.store(true, Ordering::Relaxed);
+    }
+}
+
+/// The engine and the pre-linked component. Cheap to clone; share one per
+/// process.
+#[derive(Clone)]
+pub struct Runtime(Arc<Shared>);
+
+impl Runtime {
+    /// A runtime for the embedded component.
+    pub fn new(config: RuntimeConfig) -> Result<Self, RuntimeError> {
+        Self::with_component(config, crate::COMPONENT)
+    }
+
+    /// A runtime for another build of the component (it must have the same
+    /// world).
+    pub fn with_component(config: RuntimeConfig, bytes: &[u8]) -> Result<Self, RuntimeError> {
+        let engine = engine(&config)?;
+        let (component, cache_status) = cache::load(&engine, bytes, config.cache_dir.as_deref())
+            .map_err(|e| RuntimeError::Component(e.to_string()))?;
+        let mut linker = Linker::new(&engine);
+        imports::add_to_linker(&mut linker).map_err(|e| RuntimeError::Component(e.to_string()))?;
+        let pre = linker
+            .instantiate_pre(&component)
+            .and_then(bindings::ComponentPre::new)
+            .map_err(|e| RuntimeError::Component(e.to_string()))?;
+        let stop_ticker = Arc::new(AtomicBool::new(false));
+        spawn_ticker(engine.clone(), config.epoch_tick, stop_ticker.clone());
+        Ok(Self(Arc::new(Shared {
+            engine,
+            pre,
+            config,
+            cache_status,
+            stop_ticker,
+        })))
+    }
+
+    /// A new instance using `backends` for its imports.
+    pub fn instance(&self, backends: Backends) -> Result<Instance, RuntimeError> {
+        let mut instance = Instance {
+            runtime: self.clone(),
+            backends,
+            live: None,
+            instantiations: 0,
+        };
+        instance.live()?;
+        Ok(instance)
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.0.engine
+    }
+
+    pub fn config(&self) -> &RuntimeConfig {
+        &self.0.config
+    }
+
+    /// Whether the compiled component came from the cache.
+    pub fn cache_status(&self) -> CacheStatus {
+        self.0.cache_status
+    }
+
+    /// The component's imports, by name, e.g. `pleo:oauth/http@0.1.0`.
+    pub fn imports(&self) -> Vec<String> {
+        let component = self.0.pre.instance_pre().component();
+        component
+            .component_type()
+            .imports(&self.0.engine)
+            .map(|(name, _)| name.to_owned())
+            .collect()
+    }
+
+    /// The component's exports, by name.
+    pub fn exports(&self) -> Vec<String> {
+        let component = self.0.pre.instance_pre().component();
+        component
+            .component_type()
+            .exports(&self.0.engine)
+            .map(|(name, _)| name.to_owned())
+            .collect()
+    }
+
+    /// A store with this runtime's limits, for `backends`.
+    fn store(&self, backends: Backends) -> Store<HostState> {
+        let config = &self.0.config;
+        let mut store = Store::new(
+            &self.0.engine,
+            HostState::new(backends, config.memory_limit),
+        );
+        store.limiter(|state| state);
+        let budget = config.call_budget;
+        let tick = config.epoch_tick;
+        // Past the deadline, stop only when the guest itself used the budget:
+        // time in imports (a slow token endpoint) is not the guest's fault.
+        store.epoch_deadline_callback(move |context| {
+            let used = context.data().guest_time();
+            if used >= budget {
+                return Ok(UpdateDeadline::Interrupt);
+            }
+            Ok(UpdateDeadline::Continue(ticks(budget - used, tick)))
+        });
+        store
+    }
+}
+
+fn ticks(budget: Duration, tick: Duration) -> u64 {
+    (budget.as_nanos() / tick.as_nanos().max(1)).max(1) as u64
+}
+
+/// The engine: Cranelift, epoch interruption, and a pooling allocator sized
+/// for `max_instances` instances of at most `memory_limit` bytes each.
+fn engine(config: &RuntimeConfig) -> Result<Engine, RuntimeError> {
+    let mut pool = PoolingAllocationConfig::new();
+    pool.total_component_instances(config.max_instances)
+        // The component has a few core instances (the guest, its shims).
+        .max_core_instances_per_component(8)
+        .total_core_instances(config.max_instances * 8)
+        .max_memories_per_component(2)
+        .total_memories(config.max_instances * 2)
+        .max_tables_per_component(4)
+        .total_tables(config.max_instances * 4)
+        .max_memory_size(config.memory_limit);
+    let mut wasm = Config::new();
+    wasm.epoch_interruption(true)
+        .memory_reservation(config.memory_limit as u64)
+        .memory_guard_size(64 << 10)
+        .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    Engine::new(&wasm).map_err(|e| RuntimeError::Engine(e.to_string()))
+}
+
+/// Ticks the engine's epoch until the runtime is dropped.
+fn spawn_ticker(engine: Engine, tick: Duration, stop: Arc<AtomicBool>) {
+    std::thread::Builder::new()
+        .name("pleo-oauth-epoch".into())
+        .spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(tick);
+                engine.increment_epoch();
+            }
+        })
+        .expect("spawning the epoch thread");
+}
+
+struct Live {
+    store: Store<HostState>,
+    bindings: bindings::Component,
+}
+
+/// One guest instance with its own store and backends. Calls are
+/// sequential (`&mut self`); use one instance per thread.
+///
+/// A trap drops the instance; the next call instantiates a fresh one from
+/// the pre-linked component, so a poisoned instance is never re-entered.
+pub struct Instance {
+    runtime: Runtime,
+    backends: Backends,
+    live: Option<Live>,
+    instantiations: u64,
+}
+
+impl Instance {
+    /// How many times this instance was (re)instantiated.
+    pub fn instantiations(&self) -> u64 {
+        self.instantiations
+    }
+
+    pub fn backends(&self) -> &Backends {
+        &self.backends
+    }
+
+    fn live(&mut self) -> Result<&mut Live, RuntimeError> {
+        if self.live.is_none() {
+            let mut store = self.runtime.store(self.backends.clone());
+            let bindings = self.runtime.0.pre.instantiate(&mut store).map_err(|e| {
+                RuntimeError::Instantiate(self.runtime.0.config.max_instances, format!("{e:#}"))
+            })?;
+            self.instantiations += 1;
+            self.live = Some(Live { store, bindings });
+        }
+        Ok(self.live.as_mut().expect("instantiated above"))
+    }
+
+    /// Runs one export call under the runtime's limits.
+    pub(crate) fn call<R>(
+        &mut self,
+        f: impl FnOnce(&mut Store<HostState>, &bindings::Component) -> wasmtime::Result<R>,
+    ) -> Result<R, GuestError> {
+        let config = self.runtime.0.config.clone();
+        let live = self.live()?;
+        live.store.data_mut().begin_call();
+        live.store.data_mut().memory_limit_hit = false;
+        live.store
+            .set_epoch_deadline(ticks(config.call_budget, config.epoch_tick));
+        let error = match f(&mut live.store, &live.bindings) {
+            Ok(value) => return Ok(value),
+            Err(error) => error,
+        };
+        let memory_limit_hit = live.store.data().memory_limit_hit;
+        self.live = None;
+        Err(guest_error(&error, memory_limit_hit, &config))
+    }
+}
+
+/// Names what stopped a call.
+fn guest_error(
+    error: &wasmtime::Error,
+    memory_limit_hit: bool,
+    config: &RuntimeConfig,
+) -> GuestError {
+    if memory_limit_hit {
+        GuestError::MemoryLimit(config.memory_limit)
+    } else if error.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
+        GuestError::BudgetExceeded(config.call_budget)
+    } else {
+        GuestError::Trap(format!("{error:#}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use wasmtime::StoreContextMut;
+    use wasmtime::component::{Component, Linker};
+
+    use super::*;
+
+    /// A runtime with a short budget, and a store from it, for components
+    /// written in WAT that misbehave on purpose.
+    fn setup(budget_ms: u64) -> (Runtime, Store<HostState>) {
+        let config = RuntimeConfig {
+            cache_dir: None,
+            max_instances: 4,
+            call_budget: Duration::from_millis(budget_ms),
+            epoch_tick: Duration::from_millis(5),
+            ..RuntimeConfig::default()
+        };
+        let runtime = Runtime::new(config).expect("runtime");
+        let mut store = runtime.store(Backends::default());
+        store.data_mut().begin_call();
+        store.set_epoch_deadline(ticks(
+            runtime.config().call_budget,
+            runtime.config().epoch_tick,
+        ));
+        (runtime, store)
+    }
+
+    fn call(
+        runtime: &Runtime,
+        store: &mut Store<HostState>,
+        wat: &str,
+        linker: &Linker<HostState>,
+    ) -> wasmtime::Result<()> {
+        let component = Component::new(runtime.engine(), wat::parse_str(wat).expect("valid WAT"))?;
+        let instance = linker.instantiate(&mut *store, &component)?;
+        let run = instance.get_typed_func::<(), ()>(&mut *store, "run")?;
+        run.call(&mut *store, ())
+    }
+
+    /// A guest that loops forever is interrupted once it has used its
+    /// budget, and the error says so.
+    #[test]
+    fn a_runaway_guest_is_interrupted() {
+        let (runtime, mut store) = setup(50);
+        let started = Instant::now();
+        let wat = r#"(component
+            (core module $m (func (export "run") (loop $l (br $l))))
+            (core instance $i (instantiate $m))
+            (func (export "run") (canon lift (core func $i "run"))))"#;
+        let error = call(&runtime, &mut store, wat, &Linker::new(runtime.engine())).unwrap_err();
+        let error = guest_error(&error, store.data().memory_limit_hit, runtime.config());
+        assert!(matches!(error, GuestError::BudgetExceeded(_)), "{error:?}");
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    /// Time in host imports is not the guest's: a guest that waits on a
+    /// slow import for longer than its budget is not interrupted.
+    #[test]
+    fn time_in_imports_does_not_count_against_the_budget() {
+        let (runtime, mut store) = setup(50);
+        let mut linker = Linker::new(runtime.engine());
+        linker
+            .root()
+            .func_wrap(
+                "nap",
+                |mut context: StoreContextMut<'_, HostState>, (): ()| {
+                    context
+                        .data_mut()
+                        .timed(|_| std::thread::sleep(Duration::from_millis(40)));
+                    Ok(())
+                },
+            )
+            .unwrap();
+        let wat = r#"(component
+            (import "nap" (func $nap))
+            (core func $nap_core (canon lower (func $nap)))
+            (core module $m
+                (import "host" "nap" (func $nap))
+                (func (export "run") (call $nap) (call $nap) (call $nap) (call $nap)))
+            (core instance $host (export "nap" (func $nap_core)))
+            (core instance $i (instantiate $m (with "host" (instance $host))))
+            (func (export "run") (canon lift (core func $i "run"))))"#;
+        call(&runtime, &mut store, wat, &linker)
+            .expect("160 ms in imports, almost none in the guest");
+        assert!(store.data().host_time >= Duration::from_millis(160));
+    }
+}

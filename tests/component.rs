@@ -1,0 +1,128 @@
+//! The component as a platform sees it: what it imports and exports, and
+//! how the runtime contains a misbehaving guest.
+
+use pleo_oauth::classify::{GrantKind, TokenOutcome};
+use pleo_oauth::types::Response;
+use pleo_oauth::{Backends, GuestError};
+use pleo_oauth_conformance::runtime;
+
+/// The component imports only the project's own interfaces: no WASI, no
+/// filesystem, sockets, environment or stdio, so it can leak nothing except
+/// through imports the host controls. The classify functions are pure and
+/// call no import: the component imports `types` and `http` only for the
+/// types `classify` uses (`header`, `response`). Later versions add exactly
+/// the `pleo:oauth` interfaces they call.
+#[test]
+fn imports_are_exactly_the_projects_own() {
+    let imports = runtime().imports();
+    let allowed = ["http", "storage", "clock", "random", "log", "types"]
+        .map(|i| format!("pleo:oauth/{i}@0.1.0"));
+    for import in &imports {
+        assert!(allowed.contains(import), "unexpected import {import}");
+    }
+    assert_eq!(imports, ["pleo:oauth/types@0.1.0", "pleo:oauth/http@0.1.0"]);
+}
+
+#[test]
+fn exports_are_the_classify_interface() {
+    assert_eq!(runtime().exports(), ["pleo:oauth/classify@0.1.0"]);
+}
+
+fn invalid_grant() -> Response {
+    Response {
+        status: 400,
+        headers: vec![],
+        body: br#"{"error":"invalid_grant"}"#.to_vec(),
+    }
+}
+
+/// A body larger than the instance's memory cap cannot even be copied into
+/// the guest: the call fails with a typed error, the instance is dropped,
+/// and the next call gets a fresh instance that works.
+#[test]
+fn memory_limit_is_a_typed_error_and_the_next_call_recovers() {
+    let mut instance = runtime().instance(Backends::default()).unwrap();
+    let huge = Response {
+        status: 200,
+        headers: vec![],
+        body: vec![b'{'; runtime().config().memory_limit + 1],
+    };
+    let error = instance
+        .token_response(GrantKind::RefreshToken, Ok(&huge), 0)
+        .unwrap_err();
+    assert!(matches!(error, GuestError::MemoryLimit(_)), "{error:?}");
+    assert_eq!(instance.instantiations(), 1);
+    let verdict = instance
+        .token_response(GrantKind::RefreshToken, Ok(&invalid_grant()), 0)
+        .unwrap();
+    assert!(
+        matches!(verdict, TokenOutcome::Reauthenticate(_)),
+        "{verdict:?}"
+    );
+    assert_eq!(
+        instance.instantiations(),
+        2,
+        "a fresh instance after the failure"
+    );
+}
+
+/// A body over the guest's parse cap (but within memory) is a clear
+/// verdict, not a failure.
+#[test]
+fn body_over_the_parse_cap_is_a_transient_verdict() {
+    let mut instance = runtime().instance(Backends::default()).unwrap();
+    let big = Response {
+        status: 200,
+        headers: vec![],
+        body: vec![b' '; 1 << 20],
+    };
+    let verdict = instance
+        .token_response(GrantKind::RefreshToken, Ok(&big), 0)
+        .unwrap();
+    assert_eq!(
+        format!("{verdict:?}"),
+        "Transient(Transient { cause: InvalidResponse(BodyTooLarge), retry_at_ms: None })"
+    );
+    assert_eq!(instance.instantiations(), 1);
+}
+
+/// Many instances at once, each in its own thread, all answering the same.
+#[test]
+fn instances_are_independent_across_threads() {
+    let threads: Vec<_> = (0..8)
+        .map(|_| {
+            std::thread::spawn(|| {
+                let mut instance = runtime().instance(Backends::default()).unwrap();
+                (0..50)
+                    .map(|_| {
+                        instance
+                            .token_response(GrantKind::RefreshToken, Ok(&invalid_grant()), 0)
+                            .unwrap()
+                    })
+                    .all(|v| matches!(v, TokenOutcome::Reauthenticate(_)))
+            })
+        })
+        .collect();
+    assert!(threads.into_iter().all(|t| t.join().unwrap()));
+}
+
+/// The verdict's `Debug` never shows a token (the host uses the core's
+/// redacting types, not the generated ones).
+#[test]
+fn verdict_debug_redacts_tokens() {
+    let mut instance = runtime().instance(Backends::default()).unwrap();
+    let body = br#"{"access_token":"AT-SECRET-1","refresh_token":"RT-SECRET-2","token_type":"Bearer","expires_in":60}"#;
+    let response = Response {
+        status: 200,
+        headers: vec![],
+        body: body.to_vec(),
+    };
+    let verdict = instance
+        .token_response(GrantKind::RefreshToken, Ok(&response), 0)
+        .unwrap();
+    let printed = format!("{verdict:?}");
+    assert!(
+        printed.contains("Success") && !printed.contains("SECRET"),
+        "{printed}"
+    );
+}
