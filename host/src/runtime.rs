@@ -200,8 +200,9 @@ fn engine(config: &RuntimeConfig) -> Result<Engine, RuntimeError> {
         // The component has a few core instances (the guest, its shims).
         .max_core_instances_per_component(8)
         .total_core_instances(config.max_instances * 8)
-        .max_memories_per_component(2)
-        .total_memories(config.max_instances * 2)
+        // One linear memory: the guest's.
+        .max_memories_per_component(1)
+        .total_memories(config.max_instances)
         .max_tables_per_component(4)
         .total_tables(config.max_instances * 4)
         .max_memory_size(config.memory_limit);
