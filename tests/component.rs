@@ -8,10 +8,7 @@ use pleo_oauth_conformance::runtime;
 
 /// The component imports only the project's own interfaces: no WASI, no
 /// filesystem, sockets, environment or stdio, so it can leak nothing except
-/// through imports the host controls. The classify functions are pure and
-/// call no import: the component imports `types` and `http` only for the
-/// types `classify` uses (`header`, `response`). Later versions add exactly
-/// the `pleo:oauth` interfaces they call.
+/// through imports the host controls.
 #[test]
 fn imports_are_exactly_the_projects_own() {
     let imports = runtime().imports();
@@ -20,12 +17,13 @@ fn imports_are_exactly_the_projects_own() {
     for import in &imports {
         assert!(allowed.contains(import), "unexpected import {import}");
     }
-    assert_eq!(imports, ["pleo:oauth/types@0.1.0", "pleo:oauth/http@0.1.0"]);
+    assert_eq!(imports, allowed);
 }
 
 #[test]
-fn exports_are_the_classify_interface() {
-    assert_eq!(runtime().exports(), ["pleo:oauth/classify@0.1.0"]);
+fn exports_are_classify_connections_and_authorize() {
+    let exports = ["classify", "connections", "authorize"].map(|i| format!("pleo:oauth/{i}@0.1.0"));
+    assert_eq!(runtime().exports(), exports);
 }
 
 fn invalid_grant() -> Response {

@@ -12,7 +12,11 @@
 //! deterministic and testable faster than real time (the discipline of
 //! str0m and quinn-proto).
 
+pub mod authorize;
 pub mod classify;
+pub mod connection;
+pub mod events;
+pub mod io;
 pub mod secret;
 pub mod types;
 

@@ -130,6 +130,56 @@ pub struct ResponseHead {
     pub headers: Vec<Header>,
 }
 
+/// A stored value and its version (the `storage` import). `Debug` hides
+/// the value: stored tokens are secrets.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub value: Vec<u8>,
+    pub version: u64,
+}
+
+impl fmt::Debug for Entry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Entry")
+            .field("value", &format_args!("<{} bytes>", self.value.len()))
+            .field("version", &self.version)
+            .finish()
+    }
+}
+
+/// Why a storage operation failed. Nothing was written in either case.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StorageError {
+    /// The version was not the expected one.
+    #[error("the stored version was not the expected one")]
+    Conflict,
+    /// The store failed; the text never holds a stored value.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// Severity of an event (the `log` import).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    Trace,
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+/// One structured event. It never holds a token, a client secret, a code,
+/// a verifier or a state value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    pub level: Level,
+    /// A stable kebab-case name, e.g. `reauth-completed`.
+    pub kind: String,
+    pub connection: Option<String>,
+    pub fields: Vec<(String, String)>,
+    pub message: String,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -119,39 +119,37 @@ impl FromWit<wit::TokenOutcome> for TokenOutcome {
                 refresh_token: tokens.refresh_token.map(Secret::new),
                 scope: tokens.scope,
             }),
-            wit::TokenOutcome::Reauthenticate(reauth) => TokenOutcome::Reauthenticate(Reauth {
-                reason: match reauth.reason {
-                    wit::ReauthReason::RefreshTokenRejected => ReauthReason::RefreshTokenRejected,
-                    wit::ReauthReason::AuthorizationCodeRejected => {
-                        ReauthReason::AuthorizationCodeRejected
-                    }
-                },
-                error: oauth_error(reauth.error),
-            }),
-            wit::TokenOutcome::ClientMisconfigured(error) => {
-                TokenOutcome::ClientMisconfigured(oauth_error(error))
-            }
-            wit::TokenOutcome::RequestInvalid(error) => {
-                TokenOutcome::RequestInvalid(oauth_error(error))
-            }
-            wit::TokenOutcome::Transient(transient) => TokenOutcome::Transient(Transient {
-                cause: match transient.cause {
-                    wit::TransientCause::Status(status) => TransientCause::Status(status),
-                    wit::TransientCause::Oauth(error) => TransientCause::OAuth(oauth_error(error)),
-                    wit::TransientCause::InvalidResponse(invalid) => {
-                        TransientCause::InvalidResponse(invalid_response(invalid))
-                    }
-                    wit::TransientCause::Transport(error) => {
-                        TransientCause::Transport(error.into())
-                    }
-                },
-                retry_at_ms: transient.retry_at_ms,
-            }),
+            wit::TokenOutcome::Reauthenticate(r) => TokenOutcome::Reauthenticate(reauth(r)),
+            wit::TokenOutcome::ClientMisconfigured(error) => TokenOutcome::ClientMisconfigured(oauth_error(error)),
+            wit::TokenOutcome::RequestInvalid(error) => TokenOutcome::RequestInvalid(oauth_error(error)),
+            wit::TokenOutcome::Transient(t) => TokenOutcome::Transient(transient(t)),
         }
     }
 }
 
-fn oauth_error(error: wit::OauthError) -> OAuthError {
+pub(crate) fn reauth(reauth: wit::Reauth) -> Reauth {
+    Reauth {
+        reason: match reauth.reason {
+            wit::ReauthReason::RefreshTokenRejected => ReauthReason::RefreshTokenRejected,
+            wit::ReauthReason::AuthorizationCodeRejected => ReauthReason::AuthorizationCodeRejected,
+        },
+        error: oauth_error(reauth.error),
+    }
+}
+
+pub(crate) fn transient(transient: wit::Transient) -> Transient {
+    Transient {
+        cause: match transient.cause {
+            wit::TransientCause::Status(status) => TransientCause::Status(status),
+            wit::TransientCause::Oauth(error) => TransientCause::OAuth(oauth_error(error)),
+            wit::TransientCause::InvalidResponse(invalid) => TransientCause::InvalidResponse(invalid_response(invalid)),
+            wit::TransientCause::Transport(error) => TransientCause::Transport(error.into()),
+        },
+        retry_at_ms: transient.retry_at_ms,
+    }
+}
+
+pub(crate) fn oauth_error(error: wit::OauthError) -> OAuthError {
     let code = match error.code {
         wit::ErrorCode::InvalidRequest => ErrorCode::InvalidRequest,
         wit::ErrorCode::InvalidClient => ErrorCode::InvalidClient,

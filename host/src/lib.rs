@@ -30,7 +30,7 @@ pub mod runtime;
 mod wit_types;
 
 pub use imports::Backends;
-pub use pleo_oauth_core::types;
+pub use pleo_oauth_core::{secret, types};
 pub use runtime::{GuestError, Instance, Runtime, RuntimeConfig, RuntimeError};
 
 /// The pleo-oauth component, as built from `guest/` for this version.

@@ -5,26 +5,7 @@ use std::sync::Mutex;
 use super::HostState;
 use crate::bindings::pleo::oauth::log as wit;
 
-/// Severity of an event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Level {
-    Trace,
-    Debug,
-    Info,
-    Warn,
-    Error,
-}
-
-/// One structured event from the guest. It never holds a secret: the guest
-/// guarantees it and the tests check it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Event {
-    pub level: Level,
-    pub kind: String,
-    pub connection: Option<String>,
-    pub fields: Vec<(String, String)>,
-    pub message: String,
-}
+pub use pleo_oauth_core::types::{Event, Level};
 
 pub trait Log: Send + Sync {
     fn emit(&self, event: Event);

@@ -1,37 +1,12 @@
 //! The `storage` import: versioned values with compare-and-swap writes.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::fmt;
 use std::sync::Mutex;
 
 use super::HostState;
 use crate::bindings::pleo::oauth::storage as wit;
 
-/// A stored value and its version. `Debug` hides the value: stored tokens
-/// are secrets.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Entry {
-    pub value: Vec<u8>,
-    pub version: u64,
-}
-
-impl fmt::Debug for Entry {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Entry")
-            .field("value", &format_args!("<{} bytes>", self.value.len()))
-            .field("version", &self.version)
-            .finish()
-    }
-}
-
-/// Why a storage operation failed. Nothing was written in either case.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum StorageError {
-    #[error("the stored version was not the expected one")]
-    Conflict,
-    #[error("storage unavailable: {0}")]
-    Unavailable(String),
-}
+pub use pleo_oauth_core::types::{Entry, StorageError};
 
 /// A shared store of versioned values. Versions are assigned by the store
 /// and never reused for a key, even after a delete (so a stale writer can

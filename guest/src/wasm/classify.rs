@@ -1,20 +1,10 @@
-//! The component glue: binds the core to the WIT world. Only conversions
-//! live here; every decision is the core's.
+//! The `classify` export.
 
-wit_bindgen::generate!({
-    path: "../wit",
-    world: "component",
-});
-
-use exports::pleo::oauth::classify as w;
-use pleo::oauth::types as wt;
-
+use super::Component;
+use super::bindings::exports::pleo::oauth::classify as w;
+use super::bindings::pleo::oauth::types as wt;
 use crate::classify as c;
 use crate::types as ct;
-
-struct Component;
-
-export!(Component);
 
 impl w::Guest for Component {
     fn token_response(
@@ -72,7 +62,7 @@ impl w::Guest for Component {
     }
 }
 
-fn headers(headers: Vec<wt::Header>) -> Vec<ct::Header> {
+pub(super) fn headers(headers: Vec<wt::Header>) -> Vec<ct::Header> {
     headers
         .into_iter()
         .map(|h| ct::Header {
@@ -117,30 +107,36 @@ impl From<c::TokenOutcome> for w::TokenOutcome {
                 refresh_token: tokens.refresh_token.map(|t| t.into_exposed()),
                 scope: tokens.scope,
             }),
-            c::TokenOutcome::Reauthenticate(reauth) => Self::Reauthenticate(w::Reauth {
-                reason: match reauth.reason {
-                    c::ReauthReason::RefreshTokenRejected => w::ReauthReason::RefreshTokenRejected,
-                    c::ReauthReason::AuthorizationCodeRejected => {
-                        w::ReauthReason::AuthorizationCodeRejected
-                    }
-                },
-                error: reauth.error.into(),
-            }),
+            c::TokenOutcome::Reauthenticate(reauth) => Self::Reauthenticate(reauth.into()),
             c::TokenOutcome::ClientMisconfigured(error) => Self::ClientMisconfigured(error.into()),
             c::TokenOutcome::RequestInvalid(error) => Self::RequestInvalid(error.into()),
-            c::TokenOutcome::Transient(transient) => Self::Transient(w::Transient {
-                cause: match transient.cause {
-                    c::TransientCause::Status(status) => w::TransientCause::Status(status),
-                    c::TransientCause::OAuth(error) => w::TransientCause::Oauth(error.into()),
-                    c::TransientCause::InvalidResponse(invalid) => {
-                        w::TransientCause::InvalidResponse(invalid.into())
-                    }
-                    c::TransientCause::Transport(error) => {
-                        w::TransientCause::Transport(error.into())
-                    }
-                },
-                retry_at_ms: transient.retry_at_ms,
-            }),
+            c::TokenOutcome::Transient(transient) => Self::Transient(transient.into()),
+        }
+    }
+}
+
+impl From<c::Reauth> for w::Reauth {
+    fn from(reauth: c::Reauth) -> Self {
+        Self {
+            reason: match reauth.reason {
+                c::ReauthReason::RefreshTokenRejected => w::ReauthReason::RefreshTokenRejected,
+                c::ReauthReason::AuthorizationCodeRejected => w::ReauthReason::AuthorizationCodeRejected,
+            },
+            error: reauth.error.into(),
+        }
+    }
+}
+
+impl From<c::Transient> for w::Transient {
+    fn from(transient: c::Transient) -> Self {
+        Self {
+            cause: match transient.cause {
+                c::TransientCause::Status(status) => w::TransientCause::Status(status),
+                c::TransientCause::OAuth(error) => w::TransientCause::Oauth(error.into()),
+                c::TransientCause::InvalidResponse(invalid) => w::TransientCause::InvalidResponse(invalid.into()),
+                c::TransientCause::Transport(error) => w::TransientCause::Transport(error.into()),
+            },
+            retry_at_ms: transient.retry_at_ms,
         }
     }
 }

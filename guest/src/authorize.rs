@@ -1,0 +1,445 @@
+//! Authorisation: begin (the PKCE authorisation URL) and complete (the
+//! callback and the code exchange). DESIGN §1 step 3; RFC 6749 §4.1,
+//! RFC 7636, RFC 9207, RFC 9700 §2.1.
+
+pub mod callback;
+pub mod pkce;
+pub mod url;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+pub use callback::{AuthorizationError, AuthorizationErrorCode, RejectionReason};
+pub use pkce::{Verifier, VerifierError};
+pub use url::{ParamError, UrlError, UrlParams};
+
+use crate::classify::{self, GrantKind, OAuthError, Reauth, TokenOutcome, Transient};
+use crate::connection::config::{self, ClientType, ConfigError, ConnectionConfig};
+use crate::connection::status::{self, State};
+use crate::connection::store::{self, FlowRecord, StoreError, TokensRecord};
+use crate::events;
+use crate::io::Io;
+use crate::secret::Secret;
+use crate::types::{Header, Level, Method, Request};
+
+/// How long a pending authorisation lives by default: 10 minutes.
+pub const DEFAULT_FLOW_TTL_SECONDS: u32 = 600;
+/// Bounds on a configured lifetime: 1 minute to 1 hour.
+pub const FLOW_TTL_RANGE: std::ops::RangeInclusive<u32> = 60..=3600;
+/// Longest `return-to`.
+pub const MAX_RETURN_TO: usize = 2048;
+/// Timeout of the code exchange request.
+pub const EXCHANGE_TIMEOUT_MS: u32 = 30_000;
+/// Random bytes in a `state`: 32 (256 bits; RFC 9700 asks for at least 128).
+pub const STATE_BYTES: usize = 32;
+
+/// Options of [`begin`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BeginOptions {
+    /// Scopes to request besides the configured ones.
+    pub extra_scopes: Vec<String>,
+    /// Returned by `complete`, to bring the user back where they were.
+    pub return_to: Option<String>,
+    /// Allow-listed extra query parameters ([`url::ALLOWED_EXTRA_PARAMS`]).
+    pub extra_params: Vec<(String, String)>,
+    /// Lifetime of the pending authorisation; default 10 minutes.
+    pub ttl_seconds: Option<u32>,
+}
+
+/// Where to send the user. `url` carries the one-time `state`: treat it as
+/// a secret (do not log it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Authorization {
+    pub url: Secret,
+    pub expires_at_ms: u64,
+    /// The scopes requested.
+    pub scopes: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BeginError {
+    #[error("no connection with this id is configured")]
+    UnknownConnection,
+    #[error("the configuration is invalid: {0}")]
+    InvalidConfig(#[from] ConfigError),
+    #[error("invalid option: {0}")]
+    InvalidOption(#[from] OptionError),
+    #[error(transparent)]
+    Storage(#[from] StoreError),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OptionError {
+    #[error("scope {0:?} is not of the form resource:permission")]
+    InvalidScope(String),
+    #[error(transparent)]
+    Param(#[from] ParamError),
+    #[error("return-to is longer than 2048 characters")]
+    ReturnToTooLong,
+    #[error("the lifetime must be 60 to 3600 seconds")]
+    InvalidTtl,
+}
+
+/// A successful authorisation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Completed {
+    pub connection: String,
+    pub return_to: Option<String>,
+    /// The scopes granted.
+    pub scopes: Vec<String>,
+    /// The connection needed re-authentication and has recovered.
+    pub recovered: bool,
+}
+
+/// A callback rejected before any exchange.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    pub reason: RejectionReason,
+    /// The connection, when the state identified one.
+    pub connection: Option<String>,
+}
+
+/// Why a code exchange failed: a token verdict other than success.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExchangeFailure {
+    Reauthenticate(Reauth),
+    ClientMisconfigured(OAuthError),
+    RequestInvalid(OAuthError),
+    Transient(Transient),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CompleteError {
+    #[error("the callback was rejected: {:?}", .0.reason)]
+    Rejected(Rejection),
+    #[error("the authorisation was refused: {}", .error.code.as_str())]
+    Denied { connection: String, error: AuthorizationError },
+    #[error("the code exchange failed")]
+    ExchangeFailed { connection: String, failure: ExchangeFailure },
+    #[error(transparent)]
+    Storage(#[from] StoreError),
+}
+
+/// Starts an authorisation for a configured connection: a fresh verifier
+/// and state from the random import, a one-time pending-flow record, and
+/// the URL. A newer authorisation supersedes an older pending one.
+pub fn begin(
+    io: &mut dyn Io,
+    now_ms: u64,
+    connection: &str,
+    options: &BeginOptions,
+) -> Result<Authorization, BeginError> {
+    config::validate_connection_id(connection)?;
+    let config = store::read::<ConnectionConfig>(io, &store::config_key(connection))?
+        .ok_or(BeginError::UnknownConnection)?
+        .value;
+    config.validate()?;
+    check_options(options)?;
+    let ttl = options.ttl_seconds.unwrap_or(DEFAULT_FLOW_TTL_SECONDS);
+
+    let (current, _) = status::read(io, connection, now_ms)?;
+    let mut scopes = config.scopes.clone();
+    for scope in current.missing_scopes.iter().chain(&options.extra_scopes) {
+        if !scopes.contains(scope) {
+            scopes.push(scope.clone());
+        }
+    }
+
+    let mut random = [0u8; pkce::VERIFIER_BYTES + STATE_BYTES];
+    io.random(&mut random);
+    let (verifier_bytes, state_bytes) = random.split_at(pkce::VERIFIER_BYTES);
+    let verifier = Verifier::from_random(verifier_bytes.try_into().expect("split at the verifier length"));
+    let state = Secret::new(URL_SAFE_NO_PAD.encode(state_bytes));
+    let state_hash = hash_state(&state);
+
+    // The configuration and the options are validated above, and the state
+    // and challenge are well formed by construction.
+    let endpoint = config::secure_url(&config.authorize_url()).ok_or(ConfigError::InvalidEndpoint)?;
+    let url = url::assemble(
+        endpoint,
+        &UrlParams {
+            authorize_url: config.authorize_url(),
+            client_id: config.client_id.clone(),
+            redirect_uri: config.redirect_uri.clone(),
+            scopes: scopes.clone(),
+            state,
+            code_challenge: verifier.s256_challenge(),
+            extra_params: options.extra_params.clone(),
+        },
+    );
+
+    let expires_at_ms = now_ms.saturating_add(u64::from(ttl) * 1000);
+    let flow = FlowRecord {
+        connection: connection.to_owned(),
+        state_hash: state_hash.clone(),
+        verifier: verifier.secret().clone(),
+        scopes: scopes.clone(),
+        redirect_uri: config.redirect_uri.clone(),
+        return_to: options.return_to.clone(),
+        created_at_ms: now_ms,
+        expires_at_ms,
+    };
+    store::write(io, &store::flow_key(&state_hash), &flow, None)?;
+
+    let mut superseded = None;
+    let status = status::update(io, connection, now_ms, |_, mut status| {
+        superseded = status.flow.replace(state_hash.clone());
+        status.enter(State::Authorizing, now_ms);
+        Ok::<_, StoreError>(status)
+    })?;
+    if let Some(old) = superseded.filter(|old| *old != state_hash) {
+        discard_flow(io, &old);
+    }
+
+    let (kind, message) = match status.reason {
+        Some(_) => ("reauth-started", "re-authentication started: the user was sent to authorise again"),
+        None => ("authorization-started", "authorisation started: the user was sent to authorise"),
+    };
+    let mut fields = vec![("scopes", scopes.join(" ")), ("expires-at-ms", expires_at_ms.to_string())];
+    if let Some(reason) = status.reason {
+        fields.push(("reason", kebab(&reason)));
+    }
+    events::emit(io, Level::Info, kind, connection, &fields, message);
+    Ok(Authorization { url, expires_at_ms, scopes })
+}
+
+fn check_options(options: &BeginOptions) -> Result<(), OptionError> {
+    if let Some(scope) = options.extra_scopes.iter().find(|s| !config::is_pleo_scope(s)) {
+        return Err(OptionError::InvalidScope(scope.clone()));
+    }
+    url::check_extra_params(&options.extra_params)?;
+    if options.return_to.as_ref().is_some_and(|r| r.len() > MAX_RETURN_TO) {
+        return Err(OptionError::ReturnToTooLong);
+    }
+    if options.ttl_seconds.is_some_and(|t| !FLOW_TTL_RANGE.contains(&t)) {
+        return Err(OptionError::InvalidTtl);
+    }
+    Ok(())
+}
+
+/// Completes an authorisation from the callback: validates it, consumes
+/// the pending flow (a state and a code are single-use), exchanges the code
+/// and stores the tokens. With `expected` set, a state of another
+/// connection is rejected.
+pub fn complete(
+    io: &mut dyn Io,
+    now_ms: u64,
+    callback_text: &str,
+    expected: Option<&str>,
+) -> Result<Completed, CompleteError> {
+    let callback = callback::parse(callback_text).map_err(|reason| reject(io, reason, None))?;
+    let state_hash = hash_state(&callback.state);
+    let Some(flow) = store::read::<FlowRecord>(io, &store::flow_key(&state_hash))? else {
+        return Err(reject(io, RejectionReason::UnknownState, None));
+    };
+    // Consume first: whatever happens next, this state is spent.
+    match io.delete(&store::flow_key(&state_hash), flow.version) {
+        Ok(()) => {}
+        // Another callback with the same state won the race: a replay.
+        Err(crate::types::StorageError::Conflict) => return Err(reject(io, RejectionReason::UnknownState, None)),
+        Err(error) => return Err(StoreError::from(error).into()),
+    }
+    let flow = flow.value;
+    let connection = flow.connection.clone();
+    // The lookup matched the hash already; compare again in constant time
+    // so that no code path compares state material in variable time.
+    if !bool::from(flow.state_hash.as_bytes().ct_eq(state_hash.as_bytes())) {
+        return Err(reject(io, RejectionReason::UnknownState, Some(&connection)));
+    }
+    if expected.is_some_and(|expected| expected != connection) {
+        settle(io, &connection, &state_hash, now_ms)?;
+        return Err(reject(io, RejectionReason::ConnectionMismatch, Some(&connection)));
+    }
+    if now_ms >= flow.expires_at_ms {
+        settle(io, &connection, &state_hash, now_ms)?;
+        return Err(reject(io, RejectionReason::ExpiredState, Some(&connection)));
+    }
+    let Some(config) = store::read::<ConnectionConfig>(io, &store::config_key(&connection))? else {
+        return Err(reject(io, RejectionReason::UnknownState, Some(&connection)));
+    };
+    let config = config.value;
+    // RFC 9207 §2.4: check `iss` before anything else in the response,
+    // error responses included.
+    if let Some(issuer) = &config.issuer {
+        match &callback.iss {
+            Some(iss) if iss != issuer => {
+                settle(io, &connection, &state_hash, now_ms)?;
+                return Err(reject(io, RejectionReason::IssuerMismatch, Some(&connection)));
+            }
+            None if config.require_iss => {
+                settle(io, &connection, &state_hash, now_ms)?;
+                return Err(reject(io, RejectionReason::IssuerMissing, Some(&connection)));
+            }
+            _ => {}
+        }
+    }
+    let code = match callback.result {
+        Ok(code) => code,
+        Err(error) => {
+            settle(io, &connection, &state_hash, now_ms)?;
+            events::emit(
+                io,
+                Level::Warn,
+                "authorization-failed",
+                &connection,
+                &[("error", error.code.as_str().to_owned())],
+                "the authorisation server refused the authorisation",
+            );
+            return Err(CompleteError::Denied { connection, error });
+        }
+    };
+
+    let response = io.send(exchange_request(&config, &flow, &code));
+    let outcome = classify::token_response(GrantKind::AuthorizationCode, response.as_ref(), now_ms);
+    let tokens = match outcome {
+        TokenOutcome::Success(tokens) => tokens,
+        failure => {
+            settle(io, &connection, &state_hash, now_ms)?;
+            let failure = match failure {
+                TokenOutcome::Reauthenticate(reauth) => ExchangeFailure::Reauthenticate(reauth),
+                TokenOutcome::ClientMisconfigured(error) => ExchangeFailure::ClientMisconfigured(error),
+                TokenOutcome::RequestInvalid(error) => ExchangeFailure::RequestInvalid(error),
+                TokenOutcome::Transient(transient) => ExchangeFailure::Transient(transient),
+                TokenOutcome::Success(_) => unreachable!("matched above"),
+            };
+            events::emit(
+                io,
+                Level::Warn,
+                "authorization-failed",
+                &connection,
+                &[("stage", "code-exchange".into()), ("verdict", exchange_verdict(&failure).into())],
+                "the authorisation code could not be exchanged for tokens",
+            );
+            return Err(CompleteError::ExchangeFailed { connection, failure });
+        }
+    };
+
+    let scopes = tokens.scope.clone().unwrap_or_else(|| flow.scopes.clone());
+    let record = TokensRecord {
+        access_token: tokens.access_token,
+        refresh_token: tokens.refresh_token,
+        expires_at_ms: tokens.expires_in.map(|s| now_ms.saturating_add(u64::from(s) * 1000)),
+        scopes: scopes.clone(),
+        obtained_at_ms: now_ms,
+    };
+    store_tokens(io, &connection, &record)?;
+    let mut reason = None;
+    status::update(io, &connection, now_ms, |_, mut status| {
+        reason = status.reason.take();
+        status.flow = None;
+        status.missing_scopes.retain(|s| !scopes.contains(s));
+        status.enter(State::Connected, now_ms);
+        Ok::<_, StoreError>(status)
+    })?;
+    let recovered = reason.is_some();
+    let mut fields = vec![("scopes", scopes.join(" "))];
+    match reason {
+        Some(reason) => {
+            fields.push(("reason", kebab(&reason)));
+            events::emit(io, Level::Info, "reauth-completed", &connection, &fields, "re-authentication completed: recovered");
+        }
+        None => events::emit(io, Level::Info, "connected", &connection, &fields, "connected: tokens stored"),
+    }
+    Ok(Completed { connection, return_to: flow.return_to, scopes, recovered })
+}
+
+/// `grant_type=authorization_code` (RFC 6749 §4.1.3, RFC 7636 §4.5). The
+/// host applies client authentication for confidential clients; public
+/// clients send `client_id`.
+fn exchange_request(config: &ConnectionConfig, flow: &FlowRecord, code: &Secret) -> Request {
+    let mut form = ::url::form_urlencoded::Serializer::new(String::new());
+    form.append_pair("grant_type", "authorization_code")
+        .append_pair("code", code.expose())
+        .append_pair("redirect_uri", &flow.redirect_uri)
+        .append_pair("code_verifier", flow.verifier.expose());
+    let client_auth = match config.client_type {
+        ClientType::Confidential => Some(config.client_id.clone()),
+        ClientType::Public => {
+            form.append_pair("client_id", &config.client_id);
+            None
+        }
+    };
+    Request {
+        method: Method::Post,
+        url: config.token_url(),
+        headers: vec![
+            Header::new("Content-Type", "application/x-www-form-urlencoded"),
+            Header::new("Accept", "application/json"),
+        ],
+        body: form.finish().into_bytes(),
+        timeout_ms: EXCHANGE_TIMEOUT_MS,
+        client_auth,
+    }
+}
+
+/// Writes the token set in one compare-and-swap against whatever is stored.
+fn store_tokens(io: &mut dyn Io, connection: &str, record: &TokensRecord) -> Result<(), StoreError> {
+    let key = store::tokens_key(connection);
+    for _ in 0..store::CAS_ATTEMPTS {
+        let expected = store::read::<TokensRecord>(io, &key)?.map(|v| v.version);
+        match store::write(io, &key, record, expected) {
+            Ok(_) => return Ok(()),
+            Err(StoreError::Conflict) => continue,
+            Err(error) => return Err(error),
+        }
+    }
+    Err(StoreError::Conflict)
+}
+
+/// Ends the pending authorisation without new tokens: the connection
+/// returns to where it was (still needing re-authentication, with its
+/// reason; or connected; or new). Only when this flow is still the
+/// pending one.
+fn settle(io: &mut dyn Io, connection: &str, state_hash: &str, now_ms: u64) -> Result<(), StoreError> {
+    let has_tokens = status::has_tokens(io, connection)?;
+    status::update(io, connection, now_ms, |_, mut status| {
+        if status.flow.as_deref() == Some(state_hash) {
+            status.settle(has_tokens, now_ms);
+        }
+        Ok::<_, StoreError>(status)
+    })?;
+    Ok(())
+}
+
+/// Deletes a superseded pending flow; best effort (it expires anyway).
+fn discard_flow(io: &mut dyn Io, state_hash: &str) {
+    let key = store::flow_key(state_hash);
+    if let Ok(Some(entry)) = io.get(&key) {
+        let _ = io.delete(&key, entry.version);
+    }
+}
+
+/// Records a rejected callback as a security event and builds the error.
+fn reject(io: &mut dyn Io, reason: RejectionReason, connection: Option<&str>) -> CompleteError {
+    io.emit(crate::types::Event {
+        level: Level::Warn,
+        kind: "state-mismatch".into(),
+        connection: connection.map(str::to_owned),
+        fields: vec![("reason".into(), kebab(&reason))],
+        message: "an authorisation callback was rejected before any code exchange".into(),
+    });
+    CompleteError::Rejected(Rejection { reason, connection: connection.map(str::to_owned) })
+}
+
+fn exchange_verdict(failure: &ExchangeFailure) -> &'static str {
+    match failure {
+        ExchangeFailure::Reauthenticate(_) => "code-rejected",
+        ExchangeFailure::ClientMisconfigured(_) => "client-misconfigured",
+        ExchangeFailure::RequestInvalid(_) => "request-invalid",
+        ExchangeFailure::Transient(_) => "transient",
+    }
+}
+
+/// `BASE64URL(SHA256(state))`: the key of a pending flow.
+pub fn hash_state(state: &Secret) -> String {
+    URL_SAFE_NO_PAD.encode(Sha256::digest(state.expose().as_bytes()))
+}
+
+/// The kebab-case name serde gives a unit variant.
+fn kebab<T: Serialize>(value: &T) -> String {
+    serde_json::to_value(value).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
+}

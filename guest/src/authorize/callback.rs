@@ -1,0 +1,174 @@
+//! Parsing the authorisation response at the redirect URI (RFC 6749
+//! §4.1.2, §4.1.2.1; RFC 9207 `iss`).
+
+use serde::{Deserialize, Serialize};
+
+use crate::secret::Secret;
+
+/// Longest callback accepted, in bytes.
+pub const MAX_CALLBACK: usize = 8192;
+
+/// Why a callback was rejected before any exchange. Each is a security
+/// event: a forged, replayed or mixed-up response looks like one of these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RejectionReason {
+    /// Not a URL or query string, or too long.
+    Malformed,
+    /// No `state`.
+    MissingState,
+    /// `state`, `code`, `iss` or `error` appears more than once.
+    DuplicateParameter,
+    /// No pending authorisation has this state: forged, already used, or
+    /// superseded by a newer authorisation of the same connection.
+    UnknownState,
+    /// The pending authorisation expired.
+    ExpiredState,
+    /// The state belongs to another connection than the one expected.
+    ConnectionMismatch,
+    /// `iss` differs from the connection's issuer (RFC 9207 §2.4).
+    IssuerMismatch,
+    /// No `iss` although the server always sends one (RFC 9207 §2.4).
+    IssuerMissing,
+    /// Neither `code` nor `error`.
+    MissingCode,
+}
+
+/// Authorisation error codes (RFC 6749 §4.1.2.1).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AuthorizationErrorCode {
+    InvalidRequest,
+    UnauthorizedClient,
+    AccessDenied,
+    UnsupportedResponseType,
+    InvalidScope,
+    ServerError,
+    TemporarilyUnavailable,
+    /// Any other code: RFC 6749 characters only, at most 64.
+    Other(String),
+}
+
+impl AuthorizationErrorCode {
+    pub fn parse(code: &str) -> Self {
+        match code {
+            "invalid_request" => Self::InvalidRequest,
+            "unauthorized_client" => Self::UnauthorizedClient,
+            "access_denied" => Self::AccessDenied,
+            "unsupported_response_type" => Self::UnsupportedResponseType,
+            "invalid_scope" => Self::InvalidScope,
+            "server_error" => Self::ServerError,
+            "temporarily_unavailable" => Self::TemporarilyUnavailable,
+            other => Self::Other(crate::classify::ErrorCode::parse(other).as_str().to_owned()),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::InvalidRequest => "invalid_request",
+            Self::UnauthorizedClient => "unauthorized_client",
+            Self::AccessDenied => "access_denied",
+            Self::UnsupportedResponseType => "unsupported_response_type",
+            Self::InvalidScope => "invalid_scope",
+            Self::ServerError => "server_error",
+            Self::TemporarilyUnavailable => "temporarily_unavailable",
+            Self::Other(code) => code,
+        }
+    }
+}
+
+/// An error response at the redirect URI.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct AuthorizationError {
+    pub code: AuthorizationErrorCode,
+    /// `error_description`: at most 256 characters, control characters removed.
+    pub description: Option<String>,
+}
+
+/// What the callback said, once parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Callback {
+    pub state: Secret,
+    pub iss: Option<String>,
+    pub result: Result<Secret, AuthorizationError>,
+}
+
+/// Parses the full redirect URL or just its query string (with or without
+/// the leading `?`). Unknown parameters are ignored (RFC 6749 §3.1).
+pub fn parse(callback: &str) -> Result<Callback, RejectionReason> {
+    if callback.len() > MAX_CALLBACK {
+        return Err(RejectionReason::Malformed);
+    }
+    let query = if callback.contains("://") {
+        let url = url::Url::parse(callback).map_err(|_| RejectionReason::Malformed)?;
+        url.query().unwrap_or_default().to_owned()
+    } else {
+        callback.strip_prefix('?').unwrap_or(callback).to_owned()
+    };
+    let (mut state, mut code, mut iss, mut error, mut description) = (None, None, None, None, None);
+    for (name, value) in url::form_urlencoded::parse(query.as_bytes()) {
+        let slot = match name.as_ref() {
+            "state" => &mut state,
+            "code" => &mut code,
+            "iss" => &mut iss,
+            "error" => &mut error,
+            "error_description" => &mut description,
+            _ => continue,
+        };
+        if slot.replace(value.into_owned()).is_some() {
+            return Err(RejectionReason::DuplicateParameter);
+        }
+    }
+    let state = state.filter(|s| !s.is_empty()).ok_or(RejectionReason::MissingState)?;
+    let result = match (error, code) {
+        (Some(error), _) => Err(AuthorizationError {
+            code: AuthorizationErrorCode::parse(&error),
+            description: description
+                .map(|d| d.chars().filter(|c| !c.is_control()).take(256).collect::<String>())
+                .filter(|d| !d.is_empty()),
+        }),
+        (None, Some(code)) if !code.is_empty() => Ok(Secret::new(code)),
+        (None, _) => return Err(RejectionReason::MissingCode),
+    };
+    Ok(Callback { state: Secret::new(state), iss, result })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc6749_4_1_2_success_as_url_or_query() {
+        for text in [
+            "https://app.example/cb?code=SplxlOBeZQQYbYS6WxSbIA&state=xyz&iss=https%3A%2F%2Fauth.example",
+            "?code=SplxlOBeZQQYbYS6WxSbIA&state=xyz&iss=https%3A%2F%2Fauth.example",
+            "code=SplxlOBeZQQYbYS6WxSbIA&state=xyz&iss=https%3A%2F%2Fauth.example&unknown=1",
+        ] {
+            let callback = parse(text).unwrap();
+            assert_eq!(callback.state.expose(), "xyz");
+            assert_eq!(callback.iss.as_deref(), Some("https://auth.example"));
+            assert_eq!(callback.result.unwrap().expose(), "SplxlOBeZQQYbYS6WxSbIA");
+        }
+    }
+
+    #[test]
+    fn rfc6749_4_1_2_1_error_response() {
+        let callback = parse("?error=access_denied&error_description=User%20said%20no&state=xyz").unwrap();
+        let error = callback.result.unwrap_err();
+        assert_eq!(error.code, AuthorizationErrorCode::AccessDenied);
+        assert_eq!(error.description.as_deref(), Some("User said no"));
+    }
+
+    #[test]
+    fn rejections() {
+        assert_eq!(parse("?code=a"), Err(RejectionReason::MissingState));
+        assert_eq!(parse("?code=a&state="), Err(RejectionReason::MissingState));
+        assert_eq!(parse("?state=a"), Err(RejectionReason::MissingCode));
+        assert_eq!(parse("?code=a&state=b&state=c"), Err(RejectionReason::DuplicateParameter));
+        assert_eq!(parse("?code=a&code=a&state=b"), Err(RejectionReason::DuplicateParameter));
+        assert_eq!(parse("?code=a&state=b&iss=x&iss=x"), Err(RejectionReason::DuplicateParameter));
+        assert_eq!(parse("https://[bad/cb?code=a&state=b"), Err(RejectionReason::Malformed));
+        assert_eq!(parse(&"a".repeat(MAX_CALLBACK + 1)), Err(RejectionReason::Malformed));
+    }
+}

@@ -1,0 +1,99 @@
+//! Connections: configuration, stored state and status.
+
+pub mod config;
+pub mod status;
+pub mod store;
+
+pub use config::{ClientType, ConfigError, ConnectionConfig, CustomEndpoints, Environment};
+pub use status::{Reason, State, Status};
+pub use store::StoreError;
+
+use crate::io::Io;
+use store::Versioned;
+
+/// Saves a connection's configuration (creating the connection). Tokens
+/// and status are untouched.
+pub fn configure(io: &mut dyn Io, connection: &str, config: &ConnectionConfig) -> Result<(), ConfigureError> {
+    config::validate_connection_id(connection)?;
+    config.validate()?;
+    let key = store::config_key(connection);
+    for _ in 0..store::CAS_ATTEMPTS {
+        let expected = store::read::<ConnectionConfig>(io, &key)?.map(|v| v.version);
+        match store::write(io, &key, config, expected) {
+            Ok(_) => return Ok(()),
+            Err(StoreError::Conflict) => continue,
+            Err(error) => return Err(error.into()),
+        }
+    }
+    Err(StoreError::Conflict.into())
+}
+
+/// Reads a connection's configuration.
+pub fn get_config(io: &mut dyn Io, connection: &str) -> Result<Option<ConnectionConfig>, StoreError> {
+    Ok(store::read(io, &store::config_key(connection))?.map(|v: Versioned<ConnectionConfig>| v.value))
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigureError {
+    #[error(transparent)]
+    Invalid(#[from] ConfigError),
+    #[error(transparent)]
+    Storage(#[from] StoreError),
+}
+
+/// A connection's status as the `connections.status` export reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusView {
+    pub state: State,
+    pub since_ms: u64,
+    pub reason: Option<Reason>,
+    pub access_expires_at_ms: Option<u64>,
+    pub scopes: Vec<String>,
+    pub missing_scopes: Vec<String>,
+    pub authorization_expires_at_ms: Option<u64>,
+    pub next_action: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StatusError {
+    #[error("no connection with this id is configured")]
+    UnknownConnection,
+    #[error(transparent)]
+    Storage(#[from] StoreError),
+}
+
+/// Reads everything a user interface shows about a connection.
+pub fn status_view(io: &mut dyn Io, now_ms: u64, connection: &str) -> Result<StatusView, StatusError> {
+    if config::validate_connection_id(connection).is_err() || get_config(io, connection)?.is_none() {
+        return Err(StatusError::UnknownConnection);
+    }
+    let (status, _) = status::read(io, connection, now_ms)?;
+    let tokens = store::read::<store::TokensRecord>(io, &store::tokens_key(connection))?.map(|v| v.value);
+    let flow = match &status.flow {
+        Some(hash) => store::read::<store::FlowRecord>(io, &store::flow_key(hash))?.map(|v| v.value),
+        None => None,
+    };
+    let next_action = match (status.state, status.reason) {
+        (State::New, _) => "Connect to Pleo to start.",
+        (State::Authorizing, Some(_)) => "Finish reconnecting to Pleo in the browser window that opened.",
+        (State::Authorizing, None) => "Finish connecting to Pleo in the browser window that opened.",
+        (State::Connected, _) if !status.missing_scopes.is_empty() => {
+            "Connected. Reconnect to Pleo to grant the extra access a feature needs."
+        }
+        (State::Connected, _) => "Connected. Nothing to do.",
+        (State::ReauthRequired, Some(Reason::AccessRevoked)) => {
+            "Access to Pleo was revoked. Reconnect to Pleo; your settings are kept."
+        }
+        (State::ReauthRequired, _) => "The connection to Pleo expired. Reconnect to Pleo; your settings are kept.",
+    };
+    Ok(StatusView {
+        state: status.state,
+        since_ms: status.since_ms,
+        reason: status.reason,
+        access_expires_at_ms: tokens.as_ref().and_then(|t| t.expires_at_ms),
+        scopes: tokens.map(|t| t.scopes).unwrap_or_default(),
+        missing_scopes: status.missing_scopes,
+        authorization_expires_at_ms: flow.map(|f| f.expires_at_ms),
+        next_action: next_action.to_owned(),
+    })
+}

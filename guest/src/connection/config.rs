@@ -1,0 +1,213 @@
+//! A connection's configuration and its validation (DESIGN §1: Pleo's
+//! endpoints, scopes, redirect URI and client rules).
+
+use serde::{Deserialize, Serialize};
+use url::{Host, Url};
+
+/// Pleo's production authorisation server.
+pub const PRODUCTION_AS: &str = "https://auth.pleo.io";
+/// Pleo's staging authorisation server.
+pub const STAGING_AS: &str = "https://auth.staging.pleo.io";
+
+/// Longest connection id, client id, return-to and extra parameter value.
+const MAX_CONNECTION_ID: usize = 128;
+const MAX_CLIENT_ID: usize = 256;
+
+/// Endpoints of an authorisation server that is not Pleo's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct CustomEndpoints {
+    pub authorize_url: String,
+    pub token_url: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Environment {
+    Production,
+    Staging,
+    Custom(CustomEndpoints),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ClientType {
+    /// The host applies the client secret (RFC 6749 §2.3.1).
+    Confidential,
+    /// No secret: PKCE alone, `client_id` in the token request body.
+    Public,
+}
+
+/// A connection's configuration: the user's, kept through every
+/// re-authentication and disconnect.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct ConnectionConfig {
+    pub environment: Environment,
+    pub client_id: String,
+    pub client_type: ClientType,
+    pub redirect_uri: String,
+    pub scopes: Vec<String>,
+    /// RFC 9207 issuer identifier, when known.
+    pub issuer: Option<String>,
+    /// The server always sends `iss` (RFC 9207 §2.4).
+    pub require_iss: bool,
+    /// The platform's own settings.
+    pub settings: Vec<(String, String)>,
+}
+
+/// Why a configuration or an option was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ConfigError {
+    #[error("a connection id is 1 to 128 characters of A-Z a-z 0-9 - _ . :")]
+    InvalidConnectionId,
+    #[error("the client id must be 1 to 256 visible ASCII characters")]
+    InvalidClientId,
+    #[error("the redirect URI must be an absolute https URL (http only on loopback) without a fragment")]
+    InvalidRedirectUri,
+    #[error("an endpoint must be an absolute https URL (http only on loopback)")]
+    InvalidEndpoint,
+    #[error("scope {0:?} is not of the form resource:permission")]
+    InvalidScope(String),
+    #[error("at least one scope is required")]
+    NoScopes,
+    #[error("the issuer must be an absolute https URL (http only on loopback), and require-iss needs it")]
+    InvalidIssuer,
+}
+
+impl ConnectionConfig {
+    /// Checks every rule; the first broken one is the error.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.client_id.is_empty()
+            || self.client_id.len() > MAX_CLIENT_ID
+            || !self.client_id.bytes().all(|b| (0x21..=0x7e).contains(&b))
+        {
+            return Err(ConfigError::InvalidClientId);
+        }
+        let redirect = secure_url(&self.redirect_uri).ok_or(ConfigError::InvalidRedirectUri)?;
+        // RFC 6749 §3.1.2: the redirection endpoint has no fragment.
+        if redirect.fragment().is_some() {
+            return Err(ConfigError::InvalidRedirectUri);
+        }
+        if let Environment::Custom(endpoints) = &self.environment {
+            for endpoint in [&endpoints.authorize_url, &endpoints.token_url] {
+                secure_url(endpoint).ok_or(ConfigError::InvalidEndpoint)?;
+            }
+        }
+        if self.scopes.is_empty() {
+            return Err(ConfigError::NoScopes);
+        }
+        if let Some(scope) = self.scopes.iter().find(|s| !is_pleo_scope(s)) {
+            return Err(ConfigError::InvalidScope(scope.clone()));
+        }
+        match &self.issuer {
+            Some(issuer) if secure_url(issuer).is_none() => return Err(ConfigError::InvalidIssuer),
+            None if self.require_iss => return Err(ConfigError::InvalidIssuer),
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// The authorisation endpoint.
+    pub fn authorize_url(&self) -> String {
+        match &self.environment {
+            Environment::Production => format!("{PRODUCTION_AS}/oauth/authorize"),
+            Environment::Staging => format!("{STAGING_AS}/oauth/authorize"),
+            Environment::Custom(endpoints) => endpoints.authorize_url.clone(),
+        }
+    }
+
+    /// The token endpoint.
+    pub fn token_url(&self) -> String {
+        match &self.environment {
+            Environment::Production => format!("{PRODUCTION_AS}/oauth/token"),
+            Environment::Staging => format!("{STAGING_AS}/oauth/token"),
+            Environment::Custom(endpoints) => endpoints.token_url.clone(),
+        }
+    }
+}
+
+/// A connection id: 1 to 128 characters of `A-Z a-z 0-9 - _ . :`. The id
+/// becomes part of storage keys, so it is kept to a safe alphabet.
+pub fn validate_connection_id(id: &str) -> Result<(), ConfigError> {
+    let valid = !id.is_empty()
+        && id.len() <= MAX_CONNECTION_ID
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b));
+    if valid { Ok(()) } else { Err(ConfigError::InvalidConnectionId) }
+}
+
+/// Pleo scopes are `resource:permission`, e.g. `users:read` or
+/// `export-jobs:write`.
+pub fn is_pleo_scope(scope: &str) -> bool {
+    let part = |p: &str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+    scope.split_once(':').is_some_and(|(resource, permission)| part(resource) && part(permission))
+}
+
+/// An absolute `https` URL, or `http` on a loopback host (DESIGN §1: plain
+/// http only for localhost).
+pub fn secure_url(text: &str) -> Option<Url> {
+    let url = Url::parse(text).ok()?;
+    let loopback = match url.host()? {
+        Host::Domain(domain) => domain.eq_ignore_ascii_case("localhost"),
+        Host::Ipv4(ip) => ip.is_loopback(),
+        Host::Ipv6(ip) => ip.is_loopback(),
+    };
+    let allowed = url.scheme() == "https" || url.scheme() == "http" && loopback;
+    (allowed && url.username().is_empty() && url.password().is_none()).then_some(url)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub fn config() -> ConnectionConfig {
+        ConnectionConfig {
+            environment: Environment::Staging,
+            client_id: "client-123".into(),
+            client_type: ClientType::Confidential,
+            redirect_uri: "https://app.example/callback".into(),
+            scopes: vec!["users:read".into(), "export-jobs:write".into()],
+            issuer: None,
+            require_iss: false,
+            settings: vec![("ledger".into(), "4000".into())],
+        }
+    }
+
+    #[test]
+    fn pleo_redirect_uri_rules() {
+        for ok in ["https://app.example/cb", "http://localhost:8080/cb", "http://127.0.0.1/cb", "http://[::1]:9/cb"] {
+            assert!(ConnectionConfig { redirect_uri: ok.into(), ..config() }.validate().is_ok(), "{ok}");
+        }
+        for bad in ["http://app.example/cb", "https://app.example/cb#x", "/cb", "ftp://x/cb", "https://u:p@x/cb"] {
+            let result = ConnectionConfig { redirect_uri: bad.into(), ..config() }.validate();
+            assert_eq!(result, Err(ConfigError::InvalidRedirectUri), "{bad}");
+        }
+    }
+
+    #[test]
+    fn pleo_scopes_are_resource_colon_permission() {
+        assert!(is_pleo_scope("export-jobs:write"));
+        for bad in ["users", ":read", "users:", "users read", "a:b:c", "ü:x"] {
+            assert!(!is_pleo_scope(bad), "{bad}");
+        }
+        let result = ConnectionConfig { scopes: vec!["users".into()], ..config() }.validate();
+        assert_eq!(result, Err(ConfigError::InvalidScope("users".into())));
+        assert_eq!(ConnectionConfig { scopes: vec![], ..config() }.validate(), Err(ConfigError::NoScopes));
+    }
+
+    #[test]
+    fn other_rules() {
+        assert_eq!(ConnectionConfig { client_id: "".into(), ..config() }.validate(), Err(ConfigError::InvalidClientId));
+        assert_eq!(ConnectionConfig { require_iss: true, ..config() }.validate(), Err(ConfigError::InvalidIssuer));
+        let custom = Environment::Custom(CustomEndpoints {
+            authorize_url: "http://auth.example/authorize".into(),
+            token_url: "https://auth.example/token".into(),
+        });
+        assert_eq!(ConnectionConfig { environment: custom, ..config() }.validate(), Err(ConfigError::InvalidEndpoint));
+        assert_eq!(config().token_url(), "https://auth.staging.pleo.io/oauth/token");
+        assert!(validate_connection_id("tenant-42:pleo").is_ok());
+        assert!(validate_connection_id("a/b").is_err());
+        assert!(validate_connection_id(&"a".repeat(129)).is_err());
+    }
+}

@@ -1,0 +1,116 @@
+//! A connection's status (`status/{id}`) and its state machine's shared
+//! transitions.
+
+use serde::{Deserialize, Serialize};
+
+use super::store::{self, CAS_ATTEMPTS, StoreError, TokensRecord, Versioned};
+use crate::io::Io;
+
+/// Where a connection is in its lifecycle (DESIGN §2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum State {
+    /// Configured, never authorised.
+    New,
+    /// An authorisation is pending: the user was sent to Pleo.
+    Authorizing,
+    /// Tokens are stored and usable.
+    Connected,
+    /// The grant is dead: tokens wiped, API blocked, configuration kept.
+    ReauthRequired,
+}
+
+/// Why a connection needs re-authentication.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Reason {
+    /// The token endpoint rejected the refresh token (`invalid_grant` /
+    /// `invalid_token`): expired, revoked, rotated away or reused.
+    RefreshTokenRejected,
+    /// The API refused a freshly refreshed access token: access revoked.
+    AccessRevoked,
+}
+
+/// The stored status.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct Status {
+    pub state: State,
+    /// When the connection entered `state` (Unix ms).
+    pub since_ms: u64,
+    /// Why re-authentication is needed; kept while `authorizing` until the
+    /// authorisation completes.
+    #[serde(default)]
+    pub reason: Option<Reason>,
+    /// The state hash of the pending authorisation, while `authorizing`.
+    #[serde(default)]
+    pub flow: Option<String>,
+    /// Scopes an API asked for (`insufficient_scope`), requested by the next
+    /// authorisation.
+    #[serde(default)]
+    pub missing_scopes: Vec<String>,
+}
+
+impl Status {
+    pub fn new(now_ms: u64) -> Self {
+        Self { state: State::New, since_ms: now_ms, reason: None, flow: None, missing_scopes: Vec::new() }
+    }
+
+    /// Moves to `state`, stamping `since` only when the state changes.
+    pub fn enter(&mut self, state: State, now_ms: u64) {
+        if self.state != state {
+            self.state = state;
+            self.since_ms = now_ms;
+        }
+    }
+
+    /// The state to return to when a pending authorisation ends without
+    /// new tokens: re-authentication still required with its reason, or
+    /// connected when tokens remain (a scope upgrade the user declined), or
+    /// new.
+    pub fn settle(&mut self, has_tokens: bool, now_ms: u64) {
+        self.flow = None;
+        let state = match (self.reason, has_tokens) {
+            (Some(_), _) => State::ReauthRequired,
+            (None, true) => State::Connected,
+            (None, false) => State::New,
+        };
+        self.enter(state, now_ms);
+    }
+}
+
+/// Reads the status and its version; a configured connection with no
+/// status record is `new` (and `None`: absent).
+pub fn read(io: &mut dyn Io, connection: &str, now_ms: u64) -> Result<(Status, Option<u64>), StoreError> {
+    Ok(match store::read::<Status>(io, &store::status_key(connection))? {
+        Some(Versioned { value, version }) => (value, Some(version)),
+        None => (Status::new(now_ms), None),
+    })
+}
+
+/// Read-modify-write of the status with a bounded compare-and-swap retry.
+/// `change` sees the current status each attempt and returns the new one
+/// (or an error that stops the update).
+pub fn update<E: From<StoreError>>(
+    io: &mut dyn Io,
+    connection: &str,
+    now_ms: u64,
+    mut change: impl FnMut(&mut dyn Io, Status) -> Result<Status, E>,
+) -> Result<Status, E> {
+    let key = store::status_key(connection);
+    for _ in 0..CAS_ATTEMPTS {
+        let (current, expected) = read(io, connection, now_ms)?;
+        let next = change(io, current)?;
+        match store::write(io, &key, &next, expected) {
+            Ok(_) => return Ok(next),
+            Err(StoreError::Conflict) => continue,
+            Err(error) => return Err(error.into()),
+        }
+    }
+    Err(StoreError::Conflict.into())
+}
+
+/// Whether tokens are stored for the connection.
+pub fn has_tokens(io: &mut dyn Io, connection: &str) -> Result<bool, StoreError> {
+    Ok(store::read::<TokensRecord>(io, &store::tokens_key(connection))?.is_some())
+}

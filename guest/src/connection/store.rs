@@ -1,0 +1,110 @@
+//! The storage model (DESIGN §2): keys per connection, JSON values, and
+//! every write a compare-and-swap on the value's version.
+//!
+//! - `config/{id}`: the configuration; never wiped by re-authentication.
+//! - `tokens/{id}`: access token, refresh token, expiry, granted scopes,
+//!   written atomically as one value.
+//! - `status/{id}`: state, reason, since, the pending authorisation.
+//! - `flow/{hash}`: a pending authorisation, keyed by the SHA-256 of its
+//!   `state` (the state value itself never becomes a key, which a storage
+//!   backend might log). One-time: consumed by the callback.
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::io::Io;
+use crate::secret::Secret;
+use crate::types::StorageError;
+
+/// How many times a read-modify-write retries after a conflict before
+/// giving up with [`StoreError::Conflict`].
+pub const CAS_ATTEMPTS: usize = 4;
+
+pub fn config_key(connection: &str) -> String {
+    format!("config/{connection}")
+}
+
+pub fn tokens_key(connection: &str) -> String {
+    format!("tokens/{connection}")
+}
+
+pub fn status_key(connection: &str) -> String {
+    format!("status/{connection}")
+}
+
+pub fn flow_key(state_hash: &str) -> String {
+    format!("flow/{state_hash}")
+}
+
+/// A storage failure as the exports report it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StoreError {
+    #[error("another writer kept changing the value; nothing was written")]
+    Conflict,
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+    #[error("a stored value could not be read: {0}")]
+    Corrupt(String),
+}
+
+impl From<StorageError> for StoreError {
+    fn from(error: StorageError) -> Self {
+        match error {
+            StorageError::Conflict => StoreError::Conflict,
+            StorageError::Unavailable(why) => StoreError::Unavailable(why),
+        }
+    }
+}
+
+/// A value read from storage, with the version to write it back against.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Versioned<T> {
+    pub value: T,
+    pub version: u64,
+}
+
+/// Reads and decodes a JSON record. The error names the key, never the value.
+pub fn read<T: DeserializeOwned>(io: &mut dyn Io, key: &str) -> Result<Option<Versioned<T>>, StoreError> {
+    let Some(entry) = io.get(key)? else {
+        return Ok(None);
+    };
+    // Only the error's category and position: serde_json's message can
+    // quote the stored value, which may be a token.
+    let value = serde_json::from_slice(&entry.value)
+        .map_err(|e| StoreError::Corrupt(format!("{key}: {:?} error at column {}", e.classify(), e.column())))?;
+    Ok(Some(Versioned { value, version: entry.version }))
+}
+
+/// Encodes and writes a record when the key is at `expected`.
+pub fn write<T: Serialize>(io: &mut dyn Io, key: &str, value: &T, expected: Option<u64>) -> Result<u64, StoreError> {
+    let bytes = serde_json::to_vec(value).map_err(|e| StoreError::Corrupt(format!("{key}: {:?} error", e.classify())))?;
+    Ok(io.put(key, &bytes, expected)?)
+}
+
+/// The stored token set (`tokens/{id}`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct TokensRecord {
+    pub access_token: Secret,
+    pub refresh_token: Option<Secret>,
+    /// Unix ms; `None` when the server gave no `expires_in`.
+    pub expires_at_ms: Option<u64>,
+    pub scopes: Vec<String>,
+    pub obtained_at_ms: u64,
+}
+
+/// A pending authorisation (`flow/{hash}`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct FlowRecord {
+    pub connection: String,
+    /// The SHA-256 of the state, base64url: compared in constant time.
+    pub state_hash: String,
+    pub verifier: Secret,
+    pub scopes: Vec<String>,
+    pub redirect_uri: String,
+    pub return_to: Option<String>,
+    pub created_at_ms: u64,
+    pub expires_at_ms: u64,
+}

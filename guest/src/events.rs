@@ -1,0 +1,17 @@
+//! Structured events (DESIGN §2). Every constructor takes only values that
+//! are safe to log: kinds, connection ids, reasons, error codes, counts and
+//! times. No token, secret, code, verifier or state can be passed in.
+
+use crate::io::Io;
+use crate::types::{Event, Level};
+
+/// Builds and emits one event.
+pub fn emit(io: &mut dyn Io, level: Level, kind: &str, connection: &str, fields: &[(&str, String)], message: &str) {
+    io.emit(Event {
+        level,
+        kind: kind.to_owned(),
+        connection: Some(connection.to_owned()),
+        fields: fields.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect(),
+        message: message.to_owned(),
+    });
+}

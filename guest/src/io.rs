@@ -1,0 +1,102 @@
+//! What the lifecycle logic needs from the outside world, as one small
+//! trait. The component implements it with its imports; the core's tests
+//! with in-memory fakes. Time is not here: a driver reads the clock once per
+//! call and passes it in, so one call sees one instant.
+
+use crate::types::{Entry, Event, Request, Response, StorageError, TransportError};
+
+pub trait Io {
+    /// `storage.get`.
+    fn get(&mut self, key: &str) -> Result<Option<Entry>, StorageError>;
+    /// `storage.put`: writes when the key is at `expected` (absent for `None`).
+    fn put(&mut self, key: &str, value: &[u8], expected: Option<u64>) -> Result<u64, StorageError>;
+    /// `storage.delete`: deletes when the key is at `expected`.
+    fn delete(&mut self, key: &str, expected: u64) -> Result<(), StorageError>;
+    /// `http.send`.
+    fn send(&mut self, request: Request) -> Result<Response, TransportError>;
+    /// `random.bytes`: fills `buf` from a CSPRNG.
+    fn random(&mut self, buf: &mut [u8]);
+    /// `log.emit`.
+    fn emit(&mut self, event: Event);
+}
+
+#[cfg(test)]
+pub(crate) mod fake {
+    //! An in-memory `Io` for the core's own tests.
+
+    use std::collections::{BTreeMap, VecDeque};
+
+    use super::*;
+
+    #[derive(Default)]
+    pub struct FakeIo {
+        pub store: BTreeMap<String, Entry>,
+        pub last_version: u64,
+        pub faults: VecDeque<StorageError>,
+        pub responses: VecDeque<Result<Response, TransportError>>,
+        pub sent: Vec<Request>,
+        pub events: Vec<Event>,
+        pub counter: u64,
+    }
+
+    impl FakeIo {
+        pub fn respond(&mut self, response: Result<Response, TransportError>) {
+            self.responses.push_back(response);
+        }
+
+        pub fn kinds(&self) -> Vec<&str> {
+            self.events.iter().map(|e| e.kind.as_str()).collect()
+        }
+    }
+
+    impl Io for FakeIo {
+        fn get(&mut self, key: &str) -> Result<Option<Entry>, StorageError> {
+            if let Some(fault) = self.faults.pop_front() {
+                return Err(fault);
+            }
+            Ok(self.store.get(key).cloned())
+        }
+
+        fn put(&mut self, key: &str, value: &[u8], expected: Option<u64>) -> Result<u64, StorageError> {
+            if let Some(fault) = self.faults.pop_front() {
+                return Err(fault);
+            }
+            if self.store.get(key).map(|e| e.version) != expected {
+                return Err(StorageError::Conflict);
+            }
+            self.last_version += 1;
+            self.store.insert(key.into(), Entry { value: value.to_vec(), version: self.last_version });
+            Ok(self.last_version)
+        }
+
+        fn delete(&mut self, key: &str, expected: u64) -> Result<(), StorageError> {
+            if let Some(fault) = self.faults.pop_front() {
+                return Err(fault);
+            }
+            if self.store.get(key).map(|e| e.version) != Some(expected) {
+                return Err(StorageError::Conflict);
+            }
+            self.store.remove(key);
+            Ok(())
+        }
+
+        fn send(&mut self, request: Request) -> Result<Response, TransportError> {
+            self.sent.push(request);
+            self.responses
+                .pop_front()
+                .unwrap_or_else(|| Err(TransportError::Other("no scripted response".into())))
+        }
+
+        /// A counter, not randomness: distinct and predictable.
+        fn random(&mut self, buf: &mut [u8]) {
+            for byte in buf.iter_mut() {
+                self.counter = self.counter.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                *byte = (self.counter >> 56) as u8;
+            }
+        }
+
+        fn emit(&mut self, event: Event) {
+            self.events.push(event);
+        }
+    }
+}

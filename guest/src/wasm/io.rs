@@ -1,0 +1,75 @@
+//! The core's `Io`, carried out through the component's imports.
+
+use super::bindings::pleo::oauth::{http, log, random, storage, types as wt};
+use crate::io::Io;
+use crate::types::{Entry, Event, Level, Method, Request, Response, StorageError, TransportError};
+
+/// The imports, as the core's `Io`.
+pub(super) struct Imports;
+
+impl From<storage::StorageError> for StorageError {
+    fn from(error: storage::StorageError) -> Self {
+        match error {
+            storage::StorageError::Conflict => StorageError::Conflict,
+            storage::StorageError::Unavailable(why) => StorageError::Unavailable(why),
+        }
+    }
+}
+
+impl Io for Imports {
+    fn get(&mut self, key: &str) -> Result<Option<Entry>, StorageError> {
+        Ok(storage::get(key)?.map(|e| Entry { value: e.value, version: e.version }))
+    }
+
+    fn put(&mut self, key: &str, value: &[u8], expected: Option<u64>) -> Result<u64, StorageError> {
+        Ok(storage::put(key, value, expected)?)
+    }
+
+    fn delete(&mut self, key: &str, expected: u64) -> Result<(), StorageError> {
+        Ok(storage::delete(key, expected)?)
+    }
+
+    fn send(&mut self, request: Request) -> Result<Response, TransportError> {
+        let request = http::Request {
+            method: match request.method {
+                Method::Get => http::Method::Get,
+                Method::Post => http::Method::Post,
+            },
+            url: request.url,
+            headers: request
+                .headers
+                .into_iter()
+                .map(|h| wt::Header { name: h.name, value: h.value })
+                .collect(),
+            body: request.body,
+            timeout_ms: request.timeout_ms,
+            client_auth: request.client_auth.map(|client_id| http::ClientAuth { client_id }),
+        };
+        http::send(&request)
+            .map(|r| Response { status: r.status, headers: super::classify::headers(r.headers), body: r.body })
+            .map_err(TransportError::from)
+    }
+
+    fn random(&mut self, buf: &mut [u8]) {
+        for chunk in buf.chunks_mut(1024) {
+            let bytes = random::bytes(chunk.len() as u32);
+            chunk.copy_from_slice(&bytes[..chunk.len()]);
+        }
+    }
+
+    fn emit(&mut self, event: Event) {
+        log::emit(&log::Event {
+            level: match event.level {
+                Level::Trace => log::Level::Trace,
+                Level::Debug => log::Level::Debug,
+                Level::Info => log::Level::Info,
+                Level::Warn => log::Level::Warn,
+                Level::Error => log::Level::Error,
+            },
+            kind: event.kind,
+            connection: event.connection,
+            fields: event.fields.into_iter().map(|(key, value)| log::Field { key, value }).collect(),
+            message: event.message,
+        });
+    }
+}

@@ -1,0 +1,140 @@
+//! The `authorize` export.
+
+pub use pleo_oauth_core::authorize::{
+    Authorization, AuthorizationError, AuthorizationErrorCode, BeginError, BeginOptions, CompleteError, Completed,
+    ExchangeFailure, OptionError, ParamError, Rejection, RejectionReason, UrlError, UrlParams, VerifierError,
+};
+use pleo_oauth_core::secret::Secret;
+
+use crate::bindings::exports::pleo::oauth::authorize as wit;
+use crate::classify::{oauth_error, reauth, transient};
+use crate::convert::unit_enum;
+use crate::runtime::{GuestError, Instance};
+
+impl Instance {
+    /// `authorize.begin`: the URL to send the user to.
+    pub fn begin(
+        &mut self,
+        connection: &str,
+        options: &BeginOptions,
+    ) -> Result<Result<Authorization, BeginError>, GuestError> {
+        let options = wit::BeginOptions {
+            extra_scopes: options.extra_scopes.clone(),
+            return_to: options.return_to.clone(),
+            extra_params: options.extra_params.clone(),
+            ttl_seconds: options.ttl_seconds,
+        };
+        let result = self.call(|store, c| c.pleo_oauth_authorize().call_begin(store, connection, &options))?;
+        Ok(result
+            .map(|a| Authorization { url: Secret::new(a.url), expires_at_ms: a.expires_at_ms, scopes: a.scopes })
+            .map_err(|e| match e {
+                wit::BeginError::UnknownConnection => BeginError::UnknownConnection,
+                wit::BeginError::InvalidConfig(error) => BeginError::InvalidConfig(error.into()),
+                wit::BeginError::InvalidOption(error) => BeginError::InvalidOption(match error {
+                    wit::OptionError::InvalidScope(scope) => OptionError::InvalidScope(scope),
+                    wit::OptionError::Param(error) => OptionError::Param(error.into()),
+                    wit::OptionError::ReturnToTooLong => OptionError::ReturnToTooLong,
+                    wit::OptionError::InvalidTtl => OptionError::InvalidTtl,
+                }),
+                wit::BeginError::Storage(error) => BeginError::Storage(error.into()),
+            }))
+    }
+
+    /// `authorize.complete`: handles the callback.
+    pub fn complete(
+        &mut self,
+        callback: &str,
+        connection: Option<&str>,
+    ) -> Result<Result<Completed, CompleteError>, GuestError> {
+        let result = self.call(|store, c| c.pleo_oauth_authorize().call_complete(store, callback, connection))?;
+        Ok(result
+            .map(|c| Completed {
+                connection: c.connection,
+                return_to: c.return_to,
+                scopes: c.scopes,
+                recovered: c.recovered,
+            })
+            .map_err(complete_error))
+    }
+
+    /// `authorize.s256-challenge`.
+    pub fn s256_challenge(&mut self, verifier: &str) -> Result<Result<String, VerifierError>, GuestError> {
+        let result = self.call(|store, c| c.pleo_oauth_authorize().call_s256_challenge(store, verifier))?;
+        Ok(result.map_err(Into::into))
+    }
+
+    /// `authorize.build-url`.
+    pub fn build_url(&mut self, params: &UrlParams) -> Result<Result<Secret, UrlError>, GuestError> {
+        let params = wit::UrlParams {
+            authorize_url: params.authorize_url.clone(),
+            client_id: params.client_id.clone(),
+            redirect_uri: params.redirect_uri.clone(),
+            scopes: params.scopes.clone(),
+            state: params.state.expose().to_owned(),
+            code_challenge: params.code_challenge.clone(),
+            extra_params: params.extra_params.clone(),
+        };
+        let result = self.call(|store, c| c.pleo_oauth_authorize().call_build_url(store, &params))?;
+        Ok(result.map(Secret::new).map_err(|e| match e {
+            wit::UrlError::InvalidEndpoint => UrlError::InvalidEndpoint,
+            wit::UrlError::InvalidClientId => UrlError::InvalidClientId,
+            wit::UrlError::InvalidRedirectUri => UrlError::InvalidRedirectUri,
+            wit::UrlError::InvalidScope(scope) => UrlError::InvalidScope(scope),
+            wit::UrlError::NoScopes => UrlError::NoScopes,
+            wit::UrlError::WeakState => UrlError::WeakState,
+            wit::UrlError::InvalidChallenge => UrlError::InvalidChallenge,
+            wit::UrlError::Param(error) => UrlError::Param(error.into()),
+        }))
+    }
+}
+
+fn complete_error(error: wit::CompleteError) -> CompleteError {
+    match error {
+        wit::CompleteError::Rejected(r) => {
+            CompleteError::Rejected(Rejection { reason: r.reason.into(), connection: r.connection })
+        }
+        wit::CompleteError::Denied(d) => CompleteError::Denied {
+            connection: d.connection,
+            error: AuthorizationError {
+                code: match d.error.code {
+                    wit::AuthorizationErrorCode::InvalidRequest => AuthorizationErrorCode::InvalidRequest,
+                    wit::AuthorizationErrorCode::UnauthorizedClient => AuthorizationErrorCode::UnauthorizedClient,
+                    wit::AuthorizationErrorCode::AccessDenied => AuthorizationErrorCode::AccessDenied,
+                    wit::AuthorizationErrorCode::UnsupportedResponseType => {
+                        AuthorizationErrorCode::UnsupportedResponseType
+                    }
+                    wit::AuthorizationErrorCode::InvalidScope => AuthorizationErrorCode::InvalidScope,
+                    wit::AuthorizationErrorCode::ServerError => AuthorizationErrorCode::ServerError,
+                    wit::AuthorizationErrorCode::TemporarilyUnavailable => AuthorizationErrorCode::TemporarilyUnavailable,
+                    wit::AuthorizationErrorCode::Other(code) => AuthorizationErrorCode::Other(code),
+                },
+                description: d.error.description,
+            },
+        },
+        wit::CompleteError::ExchangeFailed(e) => CompleteError::ExchangeFailed {
+            connection: e.connection,
+            failure: match e.failure {
+                wit::ExchangeFailure::Reauthenticate(r) => ExchangeFailure::Reauthenticate(reauth(r)),
+                wit::ExchangeFailure::ClientMisconfigured(error) => ExchangeFailure::ClientMisconfigured(oauth_error(error)),
+                wit::ExchangeFailure::RequestInvalid(error) => ExchangeFailure::RequestInvalid(oauth_error(error)),
+                wit::ExchangeFailure::Transient(t) => ExchangeFailure::Transient(transient(t)),
+            },
+        },
+        wit::CompleteError::Storage(error) => CompleteError::Storage(error.into()),
+    }
+}
+
+unit_enum!(wit::VerifierError => VerifierError { Length, Character });
+unit_enum!(wit::RejectionReason => RejectionReason {
+    Malformed, MissingState, DuplicateParameter, UnknownState, ExpiredState, ConnectionMismatch,
+    IssuerMismatch, IssuerMissing, MissingCode,
+});
+
+impl From<wit::ParamError> for ParamError {
+    fn from(error: wit::ParamError) -> Self {
+        match error {
+            wit::ParamError::NotAllowed(name) => Self::NotAllowed(name),
+            wit::ParamError::InvalidValue(name) => Self::InvalidValue(name),
+        }
+    }
+}
