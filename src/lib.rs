@@ -235,3 +235,4 @@ pub fn runtime() -> &'static pleo_oauth::Runtime {
         pleo_oauth::Runtime::new(config).expect("the component loads")
     })
 }
+pub mod callback;

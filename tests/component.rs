@@ -12,7 +12,7 @@ use pleo_oauth_conformance::runtime;
 #[test]
 fn imports_are_exactly_the_projects_own() {
     let imports = runtime().imports();
-    let allowed = ["http", "storage", "clock", "random", "log", "types"]
+    let allowed = ["types", "http", "storage", "clock", "random", "log"]
         .map(|i| format!("pleo:oauth/{i}@0.1.0"));
     for import in &imports {
         assert!(allowed.contains(import), "unexpected import {import}");

@@ -22,10 +22,14 @@
 //! [`imports`], one per export ([`classify`]), and [`runtime`] for the
 //! engine, the compiled-code cache and instance recycling.
 
+pub mod authorize;
 mod bindings;
 pub mod cache;
 pub mod classify;
+pub mod connections;
+mod convert;
 pub mod imports;
+pub mod native;
 pub mod runtime;
 mod wit_types;
 

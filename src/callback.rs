@@ -1,0 +1,297 @@
+//! The authorisation-flow scenarios of `tests/vectors/callback.json`: a
+//! connection is configured, an authorisation begun, a callback (built from
+//! the real `state`) completed, and the outcome summarised in a
+//! language-neutral form. The same scenario runs natively (the core over the
+//! host's backends) and through the component, from identical seeded
+//! backends, so both must produce the same result, storage and events.
+
+use std::sync::Arc;
+
+use pleo_oauth::authorize::{BeginOptions, CompleteError, ExchangeFailure};
+use pleo_oauth::connections::{ConnectionConfig, State};
+use pleo_oauth::imports::clock::ManualClock;
+use pleo_oauth::imports::http::ScriptedHttp;
+use pleo_oauth::imports::log::CollectingLog;
+use pleo_oauth::imports::random::SeededRandom;
+use pleo_oauth::imports::storage::{MemoryStorage, Storage};
+use pleo_oauth::native::NativeIo;
+use pleo_oauth::types::{Header, Response};
+use pleo_oauth::{Backends, Instance};
+use pleo_oauth_core::authorize;
+use pleo_oauth_core::connection;
+use serde::Deserialize;
+
+use crate::{Body, Outcome};
+
+/// One scenario.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct CallbackCase {
+    pub name: String,
+    pub spec: String,
+    /// The connection id; default `c1`.
+    #[serde(default = "default_connection")]
+    pub connection: String,
+    /// Changes to the default configuration (merged as JSON members).
+    #[serde(default)]
+    pub config: serde_json::Map<String, serde_json::Value>,
+    /// A status record to store before the scenario (as in storage).
+    pub status: Option<serde_json::Value>,
+    /// `begin` options; `return-to` and `extra-scopes` only.
+    #[serde(default)]
+    pub begin: BeginSpec,
+    /// Begin a second authorisation after the first (superseding it).
+    #[serde(default)]
+    pub begin_twice: bool,
+    /// Milliseconds the clock moves between begin and the callback.
+    #[serde(default)]
+    pub advance_ms: u64,
+    /// The callback's query string; `{state}` is replaced by the first
+    /// authorisation's state.
+    pub callback: String,
+    /// `complete`'s expected connection.
+    pub expected_connection: Option<String>,
+    /// The token endpoint's answer, when the scenario reaches the exchange.
+    pub token_endpoint: Option<Outcome>,
+    /// Complete the same callback a second time.
+    #[serde(default)]
+    pub replay: bool,
+    pub expect: Summary,
+}
+
+fn default_connection() -> String {
+    "c1".into()
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct BeginSpec {
+    #[serde(default)]
+    pub extra_scopes: Vec<String>,
+    pub return_to: Option<String>,
+}
+
+/// The language-neutral outcome of a scenario.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct Summary {
+    /// `completed`, `rejected:<reason>`, `denied:<code>`,
+    /// `exchange-failed:<verdict>` or `storage`.
+    pub result: String,
+    /// `completed.recovered`.
+    #[serde(default)]
+    pub recovered: bool,
+    /// The connection's state afterwards.
+    pub state: String,
+    /// The reason kept in the status afterwards.
+    pub reason: Option<String>,
+    /// Requests sent to the token endpoint.
+    pub token_requests: usize,
+    /// The replay's result, when `replay`.
+    pub replay: Option<String>,
+    /// Event kinds emitted, in order.
+    pub events: Vec<String>,
+}
+
+/// The default configuration, a confidential staging client.
+pub fn default_config() -> serde_json::Value {
+    serde_json::json!({
+        "environment": "staging",
+        "client-id": "client-123",
+        "client-type": "confidential",
+        "redirect-uri": "https://app.example/callback",
+        "scopes": ["users:read", "export-jobs:write"],
+        "issuer": null,
+        "require-iss": false,
+        "settings": [["ledger", "4000"]]
+    })
+}
+
+/// Deterministic backends for one run.
+pub struct Fixture {
+    pub backends: Backends,
+    pub storage: Arc<MemoryStorage>,
+    pub http: Arc<ScriptedHttp>,
+    pub log: Arc<CollectingLog>,
+    pub clock: Arc<ManualClock>,
+}
+
+impl Fixture {
+    pub fn new() -> Self {
+        let storage = Arc::new(MemoryStorage::default());
+        let http = Arc::new(ScriptedHttp::default());
+        let log = Arc::new(CollectingLog::default());
+        let clock = Arc::new(ManualClock::new(1_700_000_000_000));
+        let backends = Backends {
+            http: http.clone(),
+            storage: storage.clone(),
+            clock: clock.clone(),
+            random: Arc::new(SeededRandom::new(42)),
+            log: log.clone(),
+        };
+        Self { backends, storage, http, log, clock }
+    }
+}
+
+impl Default for Fixture {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The calls a scenario makes, natively or through the component.
+pub trait Flow {
+    fn configure(&mut self, connection: &str, config: &ConnectionConfig);
+    fn begin(&mut self, connection: &str, options: &BeginOptions) -> authorize::Authorization;
+    fn complete(&mut self, callback: &str, expected: Option<&str>) -> Result<authorize::Completed, CompleteError>;
+    fn status(&mut self, connection: &str) -> connection::StatusView;
+}
+
+/// The core, natively, over the fixture's backends; time from its clock.
+pub struct Native<'a>(pub &'a Fixture);
+
+impl Native<'_> {
+    fn now(&self) -> u64 {
+        use pleo_oauth::imports::clock::Clock;
+        self.0.clock.now_ms()
+    }
+}
+
+impl Flow for Native<'_> {
+    fn configure(&mut self, connection: &str, config: &ConnectionConfig) {
+        connection::configure(&mut NativeIo(&self.0.backends), connection, config).expect("configure");
+    }
+
+    fn begin(&mut self, connection: &str, options: &BeginOptions) -> authorize::Authorization {
+        let now = self.now();
+        authorize::begin(&mut NativeIo(&self.0.backends), now, connection, options).expect("begin")
+    }
+
+    fn complete(&mut self, callback: &str, expected: Option<&str>) -> Result<authorize::Completed, CompleteError> {
+        let now = self.now();
+        authorize::complete(&mut NativeIo(&self.0.backends), now, callback, expected)
+    }
+
+    fn status(&mut self, connection: &str) -> connection::StatusView {
+        let now = self.now();
+        connection::status_view(&mut NativeIo(&self.0.backends), now, connection).expect("status")
+    }
+}
+
+impl Flow for Instance {
+    fn configure(&mut self, connection: &str, config: &ConnectionConfig) {
+        Instance::configure(self, connection, config).expect("no trap").expect("configure");
+    }
+
+    fn begin(&mut self, connection: &str, options: &BeginOptions) -> authorize::Authorization {
+        Instance::begin(self, connection, options).expect("no trap").expect("begin")
+    }
+
+    fn complete(&mut self, callback: &str, expected: Option<&str>) -> Result<authorize::Completed, CompleteError> {
+        Instance::complete(self, callback, expected).expect("no trap")
+    }
+
+    fn status(&mut self, connection: &str) -> connection::StatusView {
+        Instance::status(self, connection).expect("no trap").expect("status")
+    }
+}
+
+/// The `state` parameter of an authorisation URL.
+pub fn state_of(authorization: &authorize::Authorization) -> String {
+    let url = url::Url::parse(authorization.url.expose()).expect("a URL");
+    url.query_pairs().find(|(k, _)| k == "state").expect("a state").1.into_owned()
+}
+
+/// Runs one scenario on `flow` over `fixture`.
+pub fn run(case: &CallbackCase, fixture: &Fixture, flow: &mut dyn Flow) -> Summary {
+    let mut config = default_config();
+    for (key, value) in &case.config {
+        config[key] = value.clone();
+    }
+    let config: ConnectionConfig = serde_json::from_value(config).expect("a valid config in the vector");
+    flow.configure(&case.connection, &config);
+    if let Some(status) = &case.status {
+        let bytes = serde_json::to_vec(status).expect("json");
+        fixture.storage.put(&format!("status/{}", case.connection), &bytes, None).expect("preset status");
+    }
+    let options = BeginOptions {
+        extra_scopes: case.begin.extra_scopes.clone(),
+        return_to: case.begin.return_to.clone(),
+        ..BeginOptions::default()
+    };
+    let first = flow.begin(&case.connection, &options);
+    if case.begin_twice {
+        flow.begin(&case.connection, &options);
+    }
+    fixture.clock.advance(case.advance_ms);
+    if let Some(answer) = &case.token_endpoint {
+        fixture.http.push(match answer {
+            Outcome::Response(spec) => Ok(Response {
+                status: spec.status,
+                headers: spec.headers.clone(),
+                body: spec.body.as_ref().map(Body::bytes).unwrap_or_default(),
+            }),
+            Outcome::TransportError(error) => Err(error.clone()),
+        });
+    }
+    let callback = case.callback.replace("{state}", &state_of(&first));
+    let result = flow.complete(&callback, case.expected_connection.as_deref());
+    let recovered = result.as_ref().is_ok_and(|c| c.recovered);
+    let replay = case.replay.then(|| summarise(&flow.complete(&callback, None)));
+    let status = flow.status(&case.connection);
+    Summary {
+        result: summarise(&result),
+        recovered,
+        state: kebab(&status.state),
+        reason: status.reason.map(|r| kebab(&r)),
+        token_requests: fixture.http.sent().len(),
+        replay,
+        events: fixture.log.events().into_iter().map(|e| e.kind).collect(),
+    }
+}
+
+fn summarise(result: &Result<authorize::Completed, CompleteError>) -> String {
+    match result {
+        Ok(_) => "completed".into(),
+        Err(CompleteError::Rejected(r)) => format!("rejected:{}", kebab(&r.reason)),
+        Err(CompleteError::Denied { error, .. }) => format!("denied:{}", error.code.as_str()),
+        Err(CompleteError::ExchangeFailed { failure, .. }) => format!(
+            "exchange-failed:{}",
+            match failure {
+                ExchangeFailure::Reauthenticate(_) => "reauthenticate",
+                ExchangeFailure::ClientMisconfigured(_) => "client-misconfigured",
+                ExchangeFailure::RequestInvalid(_) => "request-invalid",
+                ExchangeFailure::Transient(_) => "transient",
+            }
+        ),
+        Err(CompleteError::Storage(_)) => "storage".into(),
+    }
+}
+
+fn kebab<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_value(value).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
+}
+
+/// Whether the connection is in `state`.
+pub fn is(view: &connection::StatusView, state: State) -> bool {
+    view.state == state
+}
+
+/// A JSON token response.
+pub fn token_json(status: u16, body: &str) -> Response {
+    Response {
+        status,
+        headers: vec![Header::new("Content-Type", "application/json")],
+        body: body.as_bytes().to_vec(),
+    }
+}
+
+impl crate::Case for CallbackCase {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn spec(&self) -> &str {
+        &self.spec
+    }
+}
