@@ -129,7 +129,13 @@ impl Fixture {
             random: Arc::new(SeededRandom::new(42)),
             log: log.clone(),
         };
-        Self { backends, storage, http, log, clock }
+        Self {
+            backends,
+            storage,
+            http,
+            log,
+            clock,
+        }
     }
 }
 
@@ -143,7 +149,11 @@ impl Default for Fixture {
 pub trait Flow {
     fn configure(&mut self, connection: &str, config: &ConnectionConfig);
     fn begin(&mut self, connection: &str, options: &BeginOptions) -> authorize::Authorization;
-    fn complete(&mut self, callback: &str, expected: Option<&str>) -> Result<authorize::Completed, CompleteError>;
+    fn complete(
+        &mut self,
+        callback: &str,
+        expected: Option<&str>,
+    ) -> Result<authorize::Completed, CompleteError>;
     fn status(&mut self, connection: &str) -> connection::StatusView;
 }
 
@@ -159,7 +169,8 @@ impl Native<'_> {
 
 impl Flow for Native<'_> {
     fn configure(&mut self, connection: &str, config: &ConnectionConfig) {
-        connection::configure(&mut NativeIo(&self.0.backends), connection, config).expect("configure");
+        connection::configure(&mut NativeIo(&self.0.backends), connection, config)
+            .expect("configure");
     }
 
     fn begin(&mut self, connection: &str, options: &BeginOptions) -> authorize::Authorization {
@@ -167,7 +178,11 @@ impl Flow for Native<'_> {
         authorize::begin(&mut NativeIo(&self.0.backends), now, connection, options).expect("begin")
     }
 
-    fn complete(&mut self, callback: &str, expected: Option<&str>) -> Result<authorize::Completed, CompleteError> {
+    fn complete(
+        &mut self,
+        callback: &str,
+        expected: Option<&str>,
+    ) -> Result<authorize::Completed, CompleteError> {
         let now = self.now();
         authorize::complete(&mut NativeIo(&self.0.backends), now, callback, expected)
     }
@@ -180,26 +195,40 @@ impl Flow for Native<'_> {
 
 impl Flow for Instance {
     fn configure(&mut self, connection: &str, config: &ConnectionConfig) {
-        Instance::configure(self, connection, config).expect("no trap").expect("configure");
+        Instance::configure(self, connection, config)
+            .expect("no trap")
+            .expect("configure");
     }
 
     fn begin(&mut self, connection: &str, options: &BeginOptions) -> authorize::Authorization {
-        Instance::begin(self, connection, options).expect("no trap").expect("begin")
+        Instance::begin(self, connection, options)
+            .expect("no trap")
+            .expect("begin")
     }
 
-    fn complete(&mut self, callback: &str, expected: Option<&str>) -> Result<authorize::Completed, CompleteError> {
+    fn complete(
+        &mut self,
+        callback: &str,
+        expected: Option<&str>,
+    ) -> Result<authorize::Completed, CompleteError> {
         Instance::complete(self, callback, expected).expect("no trap")
     }
 
     fn status(&mut self, connection: &str) -> connection::StatusView {
-        Instance::status(self, connection).expect("no trap").expect("status")
+        Instance::status(self, connection)
+            .expect("no trap")
+            .expect("status")
     }
 }
 
 /// The `state` parameter of an authorisation URL.
 pub fn state_of(authorization: &authorize::Authorization) -> String {
     let url = url::Url::parse(authorization.url.expose()).expect("a URL");
-    url.query_pairs().find(|(k, _)| k == "state").expect("a state").1.into_owned()
+    url.query_pairs()
+        .find(|(k, _)| k == "state")
+        .expect("a state")
+        .1
+        .into_owned()
 }
 
 /// Runs one scenario on `flow` over `fixture`.
@@ -208,11 +237,15 @@ pub fn run(case: &CallbackCase, fixture: &Fixture, flow: &mut dyn Flow) -> Summa
     for (key, value) in &case.config {
         config[key] = value.clone();
     }
-    let config: ConnectionConfig = serde_json::from_value(config).expect("a valid config in the vector");
+    let config: ConnectionConfig =
+        serde_json::from_value(config).expect("a valid config in the vector");
     flow.configure(&case.connection, &config);
     if let Some(status) = &case.status {
         let bytes = serde_json::to_vec(status).expect("json");
-        fixture.storage.put(&format!("status/{}", case.connection), &bytes, None).expect("preset status");
+        fixture
+            .storage
+            .put(&format!("status/{}", case.connection), &bytes, None)
+            .expect("preset status");
     }
     let options = BeginOptions {
         extra_scopes: case.begin.extra_scopes.clone(),
@@ -237,7 +270,9 @@ pub fn run(case: &CallbackCase, fixture: &Fixture, flow: &mut dyn Flow) -> Summa
     let callback = case.callback.replace("{state}", &state_of(&first));
     let result = flow.complete(&callback, case.expected_connection.as_deref());
     let recovered = result.as_ref().is_ok_and(|c| c.recovered);
-    let replay = case.replay.then(|| summarise(&flow.complete(&callback, None)));
+    let replay = case
+        .replay
+        .then(|| summarise(&flow.complete(&callback, None)));
     let status = flow.status(&case.connection);
     Summary {
         result: summarise(&result),
@@ -269,7 +304,10 @@ fn summarise(result: &Result<authorize::Completed, CompleteError>) -> String {
 }
 
 fn kebab<T: serde::Serialize>(value: &T) -> String {
-    serde_json::to_value(value).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
+    serde_json::to_value(value)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
 }
 
 /// Whether the connection is in `state`.

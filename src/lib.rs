@@ -8,9 +8,11 @@
 
 use std::path::{Path, PathBuf};
 
+use pleo_oauth_core::authorize::{UrlError, UrlParams, VerifierError};
 use pleo_oauth_core::classify::{
     ApiAttempt, ApiOutcome, Challenge, ChallengeError, GrantKind, TokenOutcome,
 };
+use pleo_oauth_core::secret::Secret;
 use pleo_oauth_core::types::{Header, Response, ResponseHead, TransportError};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -50,7 +52,13 @@ macro_rules! impl_case {
         }
     )*};
 }
-impl_case!(TokenCase, ApiCase, ChallengeCase, RetryAfterCase);
+impl_case!(
+    TokenCase,
+    ApiCase,
+    ChallengeCase,
+    RetryAfterCase,
+    AuthorizeCase
+);
 
 /// A response body: text, hex bytes, or text repeated (for size caps).
 #[derive(Debug, Deserialize)]
@@ -182,11 +190,118 @@ pub struct RetryAfterCase {
     pub expect: Option<u64>,
 }
 
+/// An `authorize` case: exactly one of `s256-challenge` and `build-url`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct AuthorizeCase {
+    pub name: String,
+    pub spec: String,
+    pub s256_challenge: Option<S256Input>,
+    pub build_url: Option<BuildUrlInput>,
+}
+
+/// The function an `authorize` case calls.
+pub enum AuthorizeInput<'a> {
+    S256Challenge(&'a S256Input),
+    BuildUrl(&'a BuildUrlInput),
+}
+
+impl AuthorizeCase {
+    /// The case's input, panicking unless exactly one function is given.
+    pub fn input(&self) -> AuthorizeInput<'_> {
+        match (&self.s256_challenge, &self.build_url) {
+            (Some(input), None) => AuthorizeInput::S256Challenge(input),
+            (None, Some(input)) => AuthorizeInput::BuildUrl(input),
+            _ => panic!("{}: exactly one of s256-challenge and build-url", self.name),
+        }
+    }
+}
+
+/// `authorize.s256-challenge`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct S256Input {
+    pub verifier: String,
+    pub expect: S256Result,
+}
+
+/// The expected result of `s256-challenge`.
+#[derive(Debug, PartialEq, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub enum S256Result {
+    Ok(String),
+    Err(VerifierError),
+}
+
+impl From<Result<String, VerifierError>> for S256Result {
+    fn from(result: Result<String, VerifierError>) -> Self {
+        match result {
+            Ok(challenge) => S256Result::Ok(challenge),
+            Err(error) => S256Result::Err(error),
+        }
+    }
+}
+
+/// `authorize.build-url`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct BuildUrlInput {
+    pub params: UrlParamsSpec,
+    pub expect: BuildUrlResult,
+}
+
+/// A WIT `url-params` record. `extra-params` defaults to empty.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct UrlParamsSpec {
+    pub authorize_url: String,
+    pub client_id: String,
+    pub redirect_uri: String,
+    pub scopes: Vec<String>,
+    pub state: String,
+    pub code_challenge: String,
+    #[serde(default)]
+    pub extra_params: Vec<(String, String)>,
+}
+
+impl UrlParamsSpec {
+    pub fn params(&self) -> UrlParams {
+        UrlParams {
+            authorize_url: self.authorize_url.clone(),
+            client_id: self.client_id.clone(),
+            redirect_uri: self.redirect_uri.clone(),
+            scopes: self.scopes.clone(),
+            state: Secret::new(self.state.clone()),
+            code_challenge: self.code_challenge.clone(),
+            extra_params: self.extra_params.clone(),
+        }
+    }
+}
+
+/// The expected result of `build-url`. The URL is compared in full (it
+/// carries a test state, not a secret).
+#[derive(Debug, PartialEq, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub enum BuildUrlResult {
+    Ok(String),
+    Err(UrlError),
+}
+
+impl From<Result<Secret, UrlError>> for BuildUrlResult {
+    fn from(result: Result<Secret, UrlError>) -> Self {
+        match result {
+            Ok(url) => BuildUrlResult::Ok(url.into_exposed()),
+            Err(error) => BuildUrlResult::Err(error),
+        }
+    }
+}
+
 /// The vector files and their suites.
 pub const TOKEN_RESPONSE: &str = "token-response.json";
 pub const API_RESPONSE: &str = "api-response.json";
 pub const WWW_AUTHENTICATE: &str = "www-authenticate.json";
 pub const RETRY_AFTER: &str = "retry-after.json";
+pub const AUTHORIZE: &str = "authorize.json";
 
 /// Runs `check` on every case and panics once, listing every failure, so a
 /// broken implementation shows all its differences at once.

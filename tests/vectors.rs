@@ -3,7 +3,7 @@
 
 use pleo_oauth::Backends;
 use pleo_oauth_conformance::*;
-use pleo_oauth_core::classify;
+use pleo_oauth_core::{authorize, classify};
 
 fn instance() -> pleo_oauth::Instance {
     runtime()
@@ -76,6 +76,33 @@ fn retry_after_vectors() {
     });
 }
 
+#[test]
+fn authorize_vectors() {
+    let mut instance = instance();
+    let suite = load::<AuthorizeCase>(AUTHORIZE);
+    check_all(&suite, |case| match case.input() {
+        AuthorizeInput::S256Challenge(input) => {
+            let native = authorize::Verifier::parse(&input.verifier)
+                .map(|v| v.s256_challenge())
+                .into();
+            let component = instance
+                .s256_challenge(&input.verifier)
+                .map_err(|e| e.to_string())?
+                .into();
+            both(native, component, &input.expect)
+        }
+        AuthorizeInput::BuildUrl(input) => {
+            let params = input.params.params();
+            let native = authorize::url::build(&params).into();
+            let component = instance
+                .build_url(&params)
+                .map_err(|e| e.to_string())?
+                .into();
+            both(native, component, &input.expect)
+        }
+    });
+}
+
 /// The suites together hold at least 120 cases, each naming its rule, with
 /// unique names.
 #[test]
@@ -106,6 +133,10 @@ fn vectors_are_many_named_and_cited() {
         .iter()
         .for_each(|c| visit(c.name(), c.spec()));
     load::<RetryAfterCase>(RETRY_AFTER)
+        .cases
+        .iter()
+        .for_each(|c| visit(c.name(), c.spec()));
+    load::<AuthorizeCase>(AUTHORIZE)
         .cases
         .iter()
         .for_each(|c| visit(c.name(), c.spec()));

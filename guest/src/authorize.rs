@@ -117,9 +117,15 @@ pub enum CompleteError {
     #[error("the callback was rejected: {:?}", .0.reason)]
     Rejected(Rejection),
     #[error("the authorisation was refused: {}", .error.code.as_str())]
-    Denied { connection: String, error: AuthorizationError },
+    Denied {
+        connection: String,
+        error: AuthorizationError,
+    },
     #[error("the code exchange failed")]
-    ExchangeFailed { connection: String, failure: ExchangeFailure },
+    ExchangeFailed {
+        connection: String,
+        failure: ExchangeFailure,
+    },
     #[error(transparent)]
     Storage(#[from] StoreError),
 }
@@ -152,13 +158,18 @@ pub fn begin(
     let mut random = [0u8; pkce::VERIFIER_BYTES + STATE_BYTES];
     io.random(&mut random);
     let (verifier_bytes, state_bytes) = random.split_at(pkce::VERIFIER_BYTES);
-    let verifier = Verifier::from_random(verifier_bytes.try_into().expect("split at the verifier length"));
+    let verifier = Verifier::from_random(
+        verifier_bytes
+            .try_into()
+            .expect("split at the verifier length"),
+    );
     let state = Secret::new(URL_SAFE_NO_PAD.encode(state_bytes));
     let state_hash = hash_state(&state);
 
     // The configuration and the options are validated above, and the state
     // and challenge are well formed by construction.
-    let endpoint = config::secure_url(&config.authorize_url()).ok_or(ConfigError::InvalidEndpoint)?;
+    let endpoint =
+        config::endpoint_url(&config.authorize_url()).ok_or(ConfigError::InvalidEndpoint)?;
     let url = url::assemble(
         endpoint,
         &UrlParams {
@@ -196,26 +207,50 @@ pub fn begin(
     }
 
     let (kind, message) = match status.reason {
-        Some(_) => ("reauth-started", "re-authentication started: the user was sent to authorise again"),
-        None => ("authorization-started", "authorisation started: the user was sent to authorise"),
+        Some(_) => (
+            "reauth-started",
+            "re-authentication started: the user was sent to authorise again",
+        ),
+        None => (
+            "authorization-started",
+            "authorisation started: the user was sent to authorise",
+        ),
     };
-    let mut fields = vec![("scopes", scopes.join(" ")), ("expires-at-ms", expires_at_ms.to_string())];
+    let mut fields = vec![
+        ("scopes", scopes.join(" ")),
+        ("expires-at-ms", expires_at_ms.to_string()),
+    ];
     if let Some(reason) = status.reason {
         fields.push(("reason", kebab(&reason)));
     }
     events::emit(io, Level::Info, kind, connection, &fields, message);
-    Ok(Authorization { url, expires_at_ms, scopes })
+    Ok(Authorization {
+        url,
+        expires_at_ms,
+        scopes,
+    })
 }
 
 fn check_options(options: &BeginOptions) -> Result<(), OptionError> {
-    if let Some(scope) = options.extra_scopes.iter().find(|s| !config::is_pleo_scope(s)) {
+    if let Some(scope) = options
+        .extra_scopes
+        .iter()
+        .find(|s| !config::is_pleo_scope(s))
+    {
         return Err(OptionError::InvalidScope(scope.clone()));
     }
     url::check_extra_params(&options.extra_params)?;
-    if options.return_to.as_ref().is_some_and(|r| r.len() > MAX_RETURN_TO) {
+    if options
+        .return_to
+        .as_ref()
+        .is_some_and(|r| r.len() > MAX_RETURN_TO)
+    {
         return Err(OptionError::ReturnToTooLong);
     }
-    if options.ttl_seconds.is_some_and(|t| !FLOW_TTL_RANGE.contains(&t)) {
+    if options
+        .ttl_seconds
+        .is_some_and(|t| !FLOW_TTL_RANGE.contains(&t))
+    {
         return Err(OptionError::InvalidTtl);
     }
     Ok(())
@@ -240,7 +275,9 @@ pub fn complete(
     match io.delete(&store::flow_key(&state_hash), flow.version) {
         Ok(()) => {}
         // Another callback with the same state won the race: a replay.
-        Err(crate::types::StorageError::Conflict) => return Err(reject(io, RejectionReason::UnknownState, None)),
+        Err(crate::types::StorageError::Conflict) => {
+            return Err(reject(io, RejectionReason::UnknownState, None));
+        }
         Err(error) => return Err(StoreError::from(error).into()),
     }
     let flow = flow.value;
@@ -252,7 +289,11 @@ pub fn complete(
     }
     if expected.is_some_and(|expected| expected != connection) {
         settle(io, &connection, &state_hash, now_ms)?;
-        return Err(reject(io, RejectionReason::ConnectionMismatch, Some(&connection)));
+        return Err(reject(
+            io,
+            RejectionReason::ConnectionMismatch,
+            Some(&connection),
+        ));
     }
     if now_ms >= flow.expires_at_ms {
         settle(io, &connection, &state_hash, now_ms)?;
@@ -268,11 +309,19 @@ pub fn complete(
         match &callback.iss {
             Some(iss) if iss != issuer => {
                 settle(io, &connection, &state_hash, now_ms)?;
-                return Err(reject(io, RejectionReason::IssuerMismatch, Some(&connection)));
+                return Err(reject(
+                    io,
+                    RejectionReason::IssuerMismatch,
+                    Some(&connection),
+                ));
             }
             None if config.require_iss => {
                 settle(io, &connection, &state_hash, now_ms)?;
-                return Err(reject(io, RejectionReason::IssuerMissing, Some(&connection)));
+                return Err(reject(
+                    io,
+                    RejectionReason::IssuerMissing,
+                    Some(&connection),
+                ));
             }
             _ => {}
         }
@@ -301,7 +350,9 @@ pub fn complete(
             settle(io, &connection, &state_hash, now_ms)?;
             let failure = match failure {
                 TokenOutcome::Reauthenticate(reauth) => ExchangeFailure::Reauthenticate(reauth),
-                TokenOutcome::ClientMisconfigured(error) => ExchangeFailure::ClientMisconfigured(error),
+                TokenOutcome::ClientMisconfigured(error) => {
+                    ExchangeFailure::ClientMisconfigured(error)
+                }
                 TokenOutcome::RequestInvalid(error) => ExchangeFailure::RequestInvalid(error),
                 TokenOutcome::Transient(transient) => ExchangeFailure::Transient(transient),
                 TokenOutcome::Success(_) => unreachable!("matched above"),
@@ -311,10 +362,16 @@ pub fn complete(
                 Level::Warn,
                 "authorization-failed",
                 &connection,
-                &[("stage", "code-exchange".into()), ("verdict", exchange_verdict(&failure).into())],
+                &[
+                    ("stage", "code-exchange".into()),
+                    ("verdict", exchange_verdict(&failure).into()),
+                ],
                 "the authorisation code could not be exchanged for tokens",
             );
-            return Err(CompleteError::ExchangeFailed { connection, failure });
+            return Err(CompleteError::ExchangeFailed {
+                connection,
+                failure,
+            });
         }
     };
 
@@ -322,7 +379,9 @@ pub fn complete(
     let record = TokensRecord {
         access_token: tokens.access_token,
         refresh_token: tokens.refresh_token,
-        expires_at_ms: tokens.expires_in.map(|s| now_ms.saturating_add(u64::from(s) * 1000)),
+        expires_at_ms: tokens
+            .expires_in
+            .map(|s| now_ms.saturating_add(u64::from(s) * 1000)),
         scopes: scopes.clone(),
         obtained_at_ms: now_ms,
     };
@@ -340,11 +399,30 @@ pub fn complete(
     match reason {
         Some(reason) => {
             fields.push(("reason", kebab(&reason)));
-            events::emit(io, Level::Info, "reauth-completed", &connection, &fields, "re-authentication completed: recovered");
+            events::emit(
+                io,
+                Level::Info,
+                "reauth-completed",
+                &connection,
+                &fields,
+                "re-authentication completed: recovered",
+            );
         }
-        None => events::emit(io, Level::Info, "connected", &connection, &fields, "connected: tokens stored"),
+        None => events::emit(
+            io,
+            Level::Info,
+            "connected",
+            &connection,
+            &fields,
+            "connected: tokens stored",
+        ),
     }
-    Ok(Completed { connection, return_to: flow.return_to, scopes, recovered })
+    Ok(Completed {
+        connection,
+        return_to: flow.return_to,
+        scopes,
+        recovered,
+    })
 }
 
 /// `grant_type=authorization_code` (RFC 6749 §4.1.3, RFC 7636 §4.5). The
@@ -377,7 +455,11 @@ fn exchange_request(config: &ConnectionConfig, flow: &FlowRecord, code: &Secret)
 }
 
 /// Writes the token set in one compare-and-swap against whatever is stored.
-fn store_tokens(io: &mut dyn Io, connection: &str, record: &TokensRecord) -> Result<(), StoreError> {
+fn store_tokens(
+    io: &mut dyn Io,
+    connection: &str,
+    record: &TokensRecord,
+) -> Result<(), StoreError> {
     let key = store::tokens_key(connection);
     for _ in 0..store::CAS_ATTEMPTS {
         let expected = store::read::<TokensRecord>(io, &key)?.map(|v| v.version);
@@ -394,7 +476,12 @@ fn store_tokens(io: &mut dyn Io, connection: &str, record: &TokensRecord) -> Res
 /// returns to where it was (still needing re-authentication, with its
 /// reason; or connected; or new). Only when this flow is still the
 /// pending one.
-fn settle(io: &mut dyn Io, connection: &str, state_hash: &str, now_ms: u64) -> Result<(), StoreError> {
+fn settle(
+    io: &mut dyn Io,
+    connection: &str,
+    state_hash: &str,
+    now_ms: u64,
+) -> Result<(), StoreError> {
     let has_tokens = status::has_tokens(io, connection)?;
     status::update(io, connection, now_ms, |_, mut status| {
         if status.flow.as_deref() == Some(state_hash) {
@@ -422,7 +509,10 @@ fn reject(io: &mut dyn Io, reason: RejectionReason, connection: Option<&str>) ->
         fields: vec![("reason".into(), kebab(&reason))],
         message: "an authorisation callback was rejected before any code exchange".into(),
     });
-    CompleteError::Rejected(Rejection { reason, connection: connection.map(str::to_owned) })
+    CompleteError::Rejected(Rejection {
+        reason,
+        connection: connection.map(str::to_owned),
+    })
 }
 
 fn exchange_verdict(failure: &ExchangeFailure) -> &'static str {
@@ -441,5 +531,80 @@ pub fn hash_state(state: &Secret) -> String {
 
 /// The kebab-case name serde gives a unit variant.
 fn kebab<T: Serialize>(value: &T) -> String {
-    serde_json::to_value(value).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
+    serde_json::to_value(value)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::connection::config::tests::config;
+    use crate::io::fake::FakeIo;
+    use crate::types::Response;
+
+    const NOW: u64 = 1_700_000_000_000;
+
+    fn state_of(url: &Secret) -> String {
+        let url = ::url::Url::parse(url.expose()).unwrap();
+        url.query_pairs()
+            .find(|(k, _)| k == "state")
+            .unwrap()
+            .1
+            .into_owned()
+    }
+
+    /// RFC 6749 §4.1: begin, callback, exchange, tokens stored; the state is
+    /// single-use (§10.12) and time is only ever an argument.
+    #[test]
+    fn rfc6749_4_1_flow_and_single_use_state() {
+        let mut io = FakeIo::default();
+        crate::connection::configure(&mut io, "c1", &config()).unwrap();
+        let authorization = begin(&mut io, NOW, "c1", &BeginOptions::default()).unwrap();
+        assert_eq!(authorization.expires_at_ms, NOW + 600_000);
+        let body =
+            br#"{"access_token":"at","token_type":"Bearer","expires_in":60,"refresh_token":"rt"}"#;
+        io.respond(Ok(Response {
+            status: 200,
+            headers: vec![],
+            body: body.to_vec(),
+        }));
+        let callback = format!("code=c&state={}", state_of(&authorization.url));
+        let done = complete(&mut io, NOW + 1, &callback, Some("c1")).unwrap();
+        assert_eq!(done.scopes, config().scopes);
+        assert!(io.store.contains_key("tokens/c1"));
+        assert!(
+            !io.store.keys().any(|k| k.starts_with("flow/")),
+            "the flow is consumed"
+        );
+        let again = complete(&mut io, NOW + 2, &callback, None).unwrap_err();
+        assert!(matches!(
+            again,
+            CompleteError::Rejected(Rejection {
+                reason: RejectionReason::UnknownState,
+                ..
+            })
+        ));
+        assert_eq!(io.sent.len(), 1);
+        assert_eq!(
+            io.kinds(),
+            ["authorization-started", "connected", "state-mismatch"]
+        );
+    }
+
+    /// The storage conflict budget is bounded: a store that always conflicts
+    /// gives a typed error, never a loop.
+    #[test]
+    fn endless_conflicts_are_a_typed_error() {
+        let mut io = FakeIo::default();
+        crate::connection::configure(&mut io, "c1", &config()).unwrap();
+        for _ in 0..64 {
+            io.faults.push_back(crate::types::StorageError::Conflict);
+        }
+        assert_eq!(
+            begin(&mut io, NOW, "c1", &BeginOptions::default()),
+            Err(BeginError::Storage(StoreError::Conflict))
+        );
+    }
 }

@@ -13,7 +13,11 @@ use store::Versioned;
 
 /// Saves a connection's configuration (creating the connection). Tokens
 /// and status are untouched.
-pub fn configure(io: &mut dyn Io, connection: &str, config: &ConnectionConfig) -> Result<(), ConfigureError> {
+pub fn configure(
+    io: &mut dyn Io,
+    connection: &str,
+    config: &ConnectionConfig,
+) -> Result<(), ConfigureError> {
     config::validate_connection_id(connection)?;
     config.validate()?;
     let key = store::config_key(connection);
@@ -29,8 +33,12 @@ pub fn configure(io: &mut dyn Io, connection: &str, config: &ConnectionConfig) -
 }
 
 /// Reads a connection's configuration.
-pub fn get_config(io: &mut dyn Io, connection: &str) -> Result<Option<ConnectionConfig>, StoreError> {
-    Ok(store::read(io, &store::config_key(connection))?.map(|v: Versioned<ConnectionConfig>| v.value))
+pub fn get_config(
+    io: &mut dyn Io,
+    connection: &str,
+) -> Result<Option<ConnectionConfig>, StoreError> {
+    Ok(store::read(io, &store::config_key(connection))?
+        .map(|v: Versioned<ConnectionConfig>| v.value))
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -63,20 +71,32 @@ pub enum StatusError {
 }
 
 /// Reads everything a user interface shows about a connection.
-pub fn status_view(io: &mut dyn Io, now_ms: u64, connection: &str) -> Result<StatusView, StatusError> {
-    if config::validate_connection_id(connection).is_err() || get_config(io, connection)?.is_none() {
+pub fn status_view(
+    io: &mut dyn Io,
+    now_ms: u64,
+    connection: &str,
+) -> Result<StatusView, StatusError> {
+    if config::validate_connection_id(connection).is_err() || get_config(io, connection)?.is_none()
+    {
         return Err(StatusError::UnknownConnection);
     }
     let (status, _) = status::read(io, connection, now_ms)?;
-    let tokens = store::read::<store::TokensRecord>(io, &store::tokens_key(connection))?.map(|v| v.value);
+    let tokens =
+        store::read::<store::TokensRecord>(io, &store::tokens_key(connection))?.map(|v| v.value);
     let flow = match &status.flow {
-        Some(hash) => store::read::<store::FlowRecord>(io, &store::flow_key(hash))?.map(|v| v.value),
+        Some(hash) => {
+            store::read::<store::FlowRecord>(io, &store::flow_key(hash))?.map(|v| v.value)
+        }
         None => None,
     };
     let next_action = match (status.state, status.reason) {
         (State::New, _) => "Connect to Pleo to start.",
-        (State::Authorizing, Some(_)) => "Finish reconnecting to Pleo in the browser window that opened.",
-        (State::Authorizing, None) => "Finish connecting to Pleo in the browser window that opened.",
+        (State::Authorizing, Some(_)) => {
+            "Finish reconnecting to Pleo in the browser window that opened."
+        }
+        (State::Authorizing, None) => {
+            "Finish connecting to Pleo in the browser window that opened."
+        }
         (State::Connected, _) if !status.missing_scopes.is_empty() => {
             "Connected. Reconnect to Pleo to grant the extra access a feature needs."
         }
@@ -84,7 +104,9 @@ pub fn status_view(io: &mut dyn Io, now_ms: u64, connection: &str) -> Result<Sta
         (State::ReauthRequired, Some(Reason::AccessRevoked)) => {
             "Access to Pleo was revoked. Reconnect to Pleo; your settings are kept."
         }
-        (State::ReauthRequired, _) => "The connection to Pleo expired. Reconnect to Pleo; your settings are kept.",
+        (State::ReauthRequired, _) => {
+            "The connection to Pleo expired. Reconnect to Pleo; your settings are kept."
+        }
     };
     Ok(StatusView {
         state: status.state,

@@ -6,12 +6,22 @@ use crate::io::Io;
 use crate::types::{Event, Level};
 
 /// Builds and emits one event.
-pub fn emit(io: &mut dyn Io, level: Level, kind: &str, connection: &str, fields: &[(&str, String)], message: &str) {
+pub fn emit(
+    io: &mut dyn Io,
+    level: Level,
+    kind: &str,
+    connection: &str,
+    fields: &[(&str, String)],
+    message: &str,
+) {
     io.emit(Event {
         level,
         kind: kind.to_owned(),
         connection: Some(connection.to_owned()),
-        fields: fields.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect(),
+        fields: fields
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.clone()))
+            .collect(),
         message: message.to_owned(),
     });
 }

@@ -57,7 +57,12 @@ pub(crate) mod fake {
             Ok(self.store.get(key).cloned())
         }
 
-        fn put(&mut self, key: &str, value: &[u8], expected: Option<u64>) -> Result<u64, StorageError> {
+        fn put(
+            &mut self,
+            key: &str,
+            value: &[u8],
+            expected: Option<u64>,
+        ) -> Result<u64, StorageError> {
             if let Some(fault) = self.faults.pop_front() {
                 return Err(fault);
             }
@@ -65,7 +70,13 @@ pub(crate) mod fake {
                 return Err(StorageError::Conflict);
             }
             self.last_version += 1;
-            self.store.insert(key.into(), Entry { value: value.to_vec(), version: self.last_version });
+            self.store.insert(
+                key.into(),
+                Entry {
+                    value: value.to_vec(),
+                    version: self.last_version,
+                },
+            );
             Ok(self.last_version)
         }
 
@@ -90,7 +101,10 @@ pub(crate) mod fake {
         /// A counter, not randomness: distinct and predictable.
         fn random(&mut self, buf: &mut [u8]) {
             for byte in buf.iter_mut() {
-                self.counter = self.counter.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                self.counter = self
+                    .counter
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
                 *byte = (self.counter >> 56) as u8;
             }
         }

@@ -1,8 +1,9 @@
 //! The `authorize` export.
 
 pub use pleo_oauth_core::authorize::{
-    Authorization, AuthorizationError, AuthorizationErrorCode, BeginError, BeginOptions, CompleteError, Completed,
-    ExchangeFailure, OptionError, ParamError, Rejection, RejectionReason, UrlError, UrlParams, VerifierError,
+    Authorization, AuthorizationError, AuthorizationErrorCode, BeginError, BeginOptions,
+    CompleteError, Completed, ExchangeFailure, OptionError, ParamError, Rejection, RejectionReason,
+    UrlError, UrlParams, VerifierError,
 };
 use pleo_oauth_core::secret::Secret;
 
@@ -24,9 +25,16 @@ impl Instance {
             extra_params: options.extra_params.clone(),
             ttl_seconds: options.ttl_seconds,
         };
-        let result = self.call(|store, c| c.pleo_oauth_authorize().call_begin(store, connection, &options))?;
+        let result = self.call(|store, c| {
+            c.pleo_oauth_authorize()
+                .call_begin(store, connection, &options)
+        })?;
         Ok(result
-            .map(|a| Authorization { url: Secret::new(a.url), expires_at_ms: a.expires_at_ms, scopes: a.scopes })
+            .map(|a| Authorization {
+                url: Secret::new(a.url),
+                expires_at_ms: a.expires_at_ms,
+                scopes: a.scopes,
+            })
             .map_err(|e| match e {
                 wit::BeginError::UnknownConnection => BeginError::UnknownConnection,
                 wit::BeginError::InvalidConfig(error) => BeginError::InvalidConfig(error.into()),
@@ -46,7 +54,10 @@ impl Instance {
         callback: &str,
         connection: Option<&str>,
     ) -> Result<Result<Completed, CompleteError>, GuestError> {
-        let result = self.call(|store, c| c.pleo_oauth_authorize().call_complete(store, callback, connection))?;
+        let result = self.call(|store, c| {
+            c.pleo_oauth_authorize()
+                .call_complete(store, callback, connection)
+        })?;
         Ok(result
             .map(|c| Completed {
                 connection: c.connection,
@@ -58,13 +69,22 @@ impl Instance {
     }
 
     /// `authorize.s256-challenge`.
-    pub fn s256_challenge(&mut self, verifier: &str) -> Result<Result<String, VerifierError>, GuestError> {
-        let result = self.call(|store, c| c.pleo_oauth_authorize().call_s256_challenge(store, verifier))?;
+    pub fn s256_challenge(
+        &mut self,
+        verifier: &str,
+    ) -> Result<Result<String, VerifierError>, GuestError> {
+        let result = self.call(|store, c| {
+            c.pleo_oauth_authorize()
+                .call_s256_challenge(store, verifier)
+        })?;
         Ok(result.map_err(Into::into))
     }
 
     /// `authorize.build-url`.
-    pub fn build_url(&mut self, params: &UrlParams) -> Result<Result<Secret, UrlError>, GuestError> {
+    pub fn build_url(
+        &mut self,
+        params: &UrlParams,
+    ) -> Result<Result<Secret, UrlError>, GuestError> {
         let params = wit::UrlParams {
             authorize_url: params.authorize_url.clone(),
             client_id: params.client_id.clone(),
@@ -74,7 +94,8 @@ impl Instance {
             code_challenge: params.code_challenge.clone(),
             extra_params: params.extra_params.clone(),
         };
-        let result = self.call(|store, c| c.pleo_oauth_authorize().call_build_url(store, &params))?;
+        let result =
+            self.call(|store, c| c.pleo_oauth_authorize().call_build_url(store, &params))?;
         Ok(result.map(Secret::new).map_err(|e| match e {
             wit::UrlError::InvalidEndpoint => UrlError::InvalidEndpoint,
             wit::UrlError::InvalidClientId => UrlError::InvalidClientId,
@@ -90,22 +111,33 @@ impl Instance {
 
 fn complete_error(error: wit::CompleteError) -> CompleteError {
     match error {
-        wit::CompleteError::Rejected(r) => {
-            CompleteError::Rejected(Rejection { reason: r.reason.into(), connection: r.connection })
-        }
+        wit::CompleteError::Rejected(r) => CompleteError::Rejected(Rejection {
+            reason: r.reason.into(),
+            connection: r.connection,
+        }),
         wit::CompleteError::Denied(d) => CompleteError::Denied {
             connection: d.connection,
             error: AuthorizationError {
                 code: match d.error.code {
-                    wit::AuthorizationErrorCode::InvalidRequest => AuthorizationErrorCode::InvalidRequest,
-                    wit::AuthorizationErrorCode::UnauthorizedClient => AuthorizationErrorCode::UnauthorizedClient,
-                    wit::AuthorizationErrorCode::AccessDenied => AuthorizationErrorCode::AccessDenied,
+                    wit::AuthorizationErrorCode::InvalidRequest => {
+                        AuthorizationErrorCode::InvalidRequest
+                    }
+                    wit::AuthorizationErrorCode::UnauthorizedClient => {
+                        AuthorizationErrorCode::UnauthorizedClient
+                    }
+                    wit::AuthorizationErrorCode::AccessDenied => {
+                        AuthorizationErrorCode::AccessDenied
+                    }
                     wit::AuthorizationErrorCode::UnsupportedResponseType => {
                         AuthorizationErrorCode::UnsupportedResponseType
                     }
-                    wit::AuthorizationErrorCode::InvalidScope => AuthorizationErrorCode::InvalidScope,
+                    wit::AuthorizationErrorCode::InvalidScope => {
+                        AuthorizationErrorCode::InvalidScope
+                    }
                     wit::AuthorizationErrorCode::ServerError => AuthorizationErrorCode::ServerError,
-                    wit::AuthorizationErrorCode::TemporarilyUnavailable => AuthorizationErrorCode::TemporarilyUnavailable,
+                    wit::AuthorizationErrorCode::TemporarilyUnavailable => {
+                        AuthorizationErrorCode::TemporarilyUnavailable
+                    }
                     wit::AuthorizationErrorCode::Other(code) => AuthorizationErrorCode::Other(code),
                 },
                 description: d.error.description,
@@ -114,9 +146,15 @@ fn complete_error(error: wit::CompleteError) -> CompleteError {
         wit::CompleteError::ExchangeFailed(e) => CompleteError::ExchangeFailed {
             connection: e.connection,
             failure: match e.failure {
-                wit::ExchangeFailure::Reauthenticate(r) => ExchangeFailure::Reauthenticate(reauth(r)),
-                wit::ExchangeFailure::ClientMisconfigured(error) => ExchangeFailure::ClientMisconfigured(oauth_error(error)),
-                wit::ExchangeFailure::RequestInvalid(error) => ExchangeFailure::RequestInvalid(oauth_error(error)),
+                wit::ExchangeFailure::Reauthenticate(r) => {
+                    ExchangeFailure::Reauthenticate(reauth(r))
+                }
+                wit::ExchangeFailure::ClientMisconfigured(error) => {
+                    ExchangeFailure::ClientMisconfigured(oauth_error(error))
+                }
+                wit::ExchangeFailure::RequestInvalid(error) => {
+                    ExchangeFailure::RequestInvalid(oauth_error(error))
+                }
                 wit::ExchangeFailure::Transient(t) => ExchangeFailure::Transient(transient(t)),
             },
         },

@@ -120,8 +120,12 @@ impl FromWit<wit::TokenOutcome> for TokenOutcome {
                 scope: tokens.scope,
             }),
             wit::TokenOutcome::Reauthenticate(r) => TokenOutcome::Reauthenticate(reauth(r)),
-            wit::TokenOutcome::ClientMisconfigured(error) => TokenOutcome::ClientMisconfigured(oauth_error(error)),
-            wit::TokenOutcome::RequestInvalid(error) => TokenOutcome::RequestInvalid(oauth_error(error)),
+            wit::TokenOutcome::ClientMisconfigured(error) => {
+                TokenOutcome::ClientMisconfigured(oauth_error(error))
+            }
+            wit::TokenOutcome::RequestInvalid(error) => {
+                TokenOutcome::RequestInvalid(oauth_error(error))
+            }
             wit::TokenOutcome::Transient(t) => TokenOutcome::Transient(transient(t)),
         }
     }
@@ -142,7 +146,9 @@ pub(crate) fn transient(transient: wit::Transient) -> Transient {
         cause: match transient.cause {
             wit::TransientCause::Status(status) => TransientCause::Status(status),
             wit::TransientCause::Oauth(error) => TransientCause::OAuth(oauth_error(error)),
-            wit::TransientCause::InvalidResponse(invalid) => TransientCause::InvalidResponse(invalid_response(invalid)),
+            wit::TransientCause::InvalidResponse(invalid) => {
+                TransientCause::InvalidResponse(invalid_response(invalid))
+            }
             wit::TransientCause::Transport(error) => TransientCause::Transport(error.into()),
         },
         retry_at_ms: transient.retry_at_ms,

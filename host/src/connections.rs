@@ -1,8 +1,8 @@
 //! The `connections` export.
 
 pub use pleo_oauth_core::connection::{
-    ClientType, ConfigError, ConfigureError, ConnectionConfig, CustomEndpoints, Environment, Reason, State,
-    StatusError, StatusView, StoreError,
+    ClientType, ConfigError, ConfigureError, ConnectionConfig, CustomEndpoints, Environment,
+    Reason, State, StatusError, StatusView, StoreError,
 };
 
 use crate::bindings::exports::pleo::oauth::connections as wit;
@@ -17,7 +17,10 @@ impl Instance {
         config: &ConnectionConfig,
     ) -> Result<Result<(), ConfigureError>, GuestError> {
         let config = wit::ConnectionConfig::from(config.clone());
-        let result = self.call(|store, c| c.pleo_oauth_connections().call_configure(store, connection, &config))?;
+        let result = self.call(|store, c| {
+            c.pleo_oauth_connections()
+                .call_configure(store, connection, &config)
+        })?;
         Ok(result.map_err(|e| match e {
             wit::ConfigureError::Invalid(error) => ConfigureError::Invalid(error.into()),
             wit::ConfigureError::Storage(error) => ConfigureError::Storage(error.into()),
@@ -25,14 +28,26 @@ impl Instance {
     }
 
     /// `connections.get-config`.
-    pub fn get_config(&mut self, connection: &str) -> Result<Result<Option<ConnectionConfig>, StoreError>, GuestError> {
-        let result = self.call(|store, c| c.pleo_oauth_connections().call_get_config(store, connection))?;
-        Ok(result.map(|config| config.map(Into::into)).map_err(Into::into))
+    pub fn get_config(
+        &mut self,
+        connection: &str,
+    ) -> Result<Result<Option<ConnectionConfig>, StoreError>, GuestError> {
+        let result = self.call(|store, c| {
+            c.pleo_oauth_connections()
+                .call_get_config(store, connection)
+        })?;
+        Ok(result
+            .map(|config| config.map(Into::into))
+            .map_err(Into::into))
     }
 
     /// `connections.status`.
-    pub fn status(&mut self, connection: &str) -> Result<Result<StatusView, StatusError>, GuestError> {
-        let result = self.call(|store, c| c.pleo_oauth_connections().call_status(store, connection))?;
+    pub fn status(
+        &mut self,
+        connection: &str,
+    ) -> Result<Result<StatusView, StatusError>, GuestError> {
+        let result =
+            self.call(|store, c| c.pleo_oauth_connections().call_status(store, connection))?;
         Ok(result
             .map(|s| StatusView {
                 state: s.state.into(),

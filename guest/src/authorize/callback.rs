@@ -120,18 +120,29 @@ pub fn parse(callback: &str) -> Result<Callback, RejectionReason> {
             return Err(RejectionReason::DuplicateParameter);
         }
     }
-    let state = state.filter(|s| !s.is_empty()).ok_or(RejectionReason::MissingState)?;
+    let state = state
+        .filter(|s| !s.is_empty())
+        .ok_or(RejectionReason::MissingState)?;
     let result = match (error, code) {
         (Some(error), _) => Err(AuthorizationError {
             code: AuthorizationErrorCode::parse(&error),
             description: description
-                .map(|d| d.chars().filter(|c| !c.is_control()).take(256).collect::<String>())
+                .map(|d| {
+                    d.chars()
+                        .filter(|c| !c.is_control())
+                        .take(256)
+                        .collect::<String>()
+                })
                 .filter(|d| !d.is_empty()),
         }),
         (None, Some(code)) if !code.is_empty() => Ok(Secret::new(code)),
         (None, _) => return Err(RejectionReason::MissingCode),
     };
-    Ok(Callback { state: Secret::new(state), iss, result })
+    Ok(Callback {
+        state: Secret::new(state),
+        iss,
+        result,
+    })
 }
 
 #[cfg(test)]
@@ -154,7 +165,8 @@ mod tests {
 
     #[test]
     fn rfc6749_4_1_2_1_error_response() {
-        let callback = parse("?error=access_denied&error_description=User%20said%20no&state=xyz").unwrap();
+        let callback =
+            parse("?error=access_denied&error_description=User%20said%20no&state=xyz").unwrap();
         let error = callback.result.unwrap_err();
         assert_eq!(error.code, AuthorizationErrorCode::AccessDenied);
         assert_eq!(error.description.as_deref(), Some("User said no"));
@@ -165,10 +177,25 @@ mod tests {
         assert_eq!(parse("?code=a"), Err(RejectionReason::MissingState));
         assert_eq!(parse("?code=a&state="), Err(RejectionReason::MissingState));
         assert_eq!(parse("?state=a"), Err(RejectionReason::MissingCode));
-        assert_eq!(parse("?code=a&state=b&state=c"), Err(RejectionReason::DuplicateParameter));
-        assert_eq!(parse("?code=a&code=a&state=b"), Err(RejectionReason::DuplicateParameter));
-        assert_eq!(parse("?code=a&state=b&iss=x&iss=x"), Err(RejectionReason::DuplicateParameter));
-        assert_eq!(parse("https://[bad/cb?code=a&state=b"), Err(RejectionReason::Malformed));
-        assert_eq!(parse(&"a".repeat(MAX_CALLBACK + 1)), Err(RejectionReason::Malformed));
+        assert_eq!(
+            parse("?code=a&state=b&state=c"),
+            Err(RejectionReason::DuplicateParameter)
+        );
+        assert_eq!(
+            parse("?code=a&code=a&state=b"),
+            Err(RejectionReason::DuplicateParameter)
+        );
+        assert_eq!(
+            parse("?code=a&state=b&iss=x&iss=x"),
+            Err(RejectionReason::DuplicateParameter)
+        );
+        assert_eq!(
+            parse("https://[bad/cb?code=a&state=b"),
+            Err(RejectionReason::Malformed)
+        );
+        assert_eq!(
+            parse(&"a".repeat(MAX_CALLBACK + 1)),
+            Err(RejectionReason::Malformed)
+        );
     }
 }

@@ -33,10 +33,13 @@ impl Verifier {
     /// Checks a verifier made elsewhere (RFC 7636 §4.1:
     /// `code-verifier = 43*128unreserved`).
     pub fn parse(text: &str) -> Result<Self, VerifierError> {
-        if !(43..=128).contains(&text.len()) {
+        if !(43..=128).contains(&text.chars().count()) {
             return Err(VerifierError::Length);
         }
-        if !text.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b)) {
+        if !text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
+        {
             return Err(VerifierError::Character);
         }
         Ok(Self(Secret::new(text)))
@@ -60,19 +63,31 @@ mod tests {
     #[test]
     fn rfc7636_appendix_b_vector() {
         let bytes = [
-            116, 24, 223, 180, 151, 153, 224, 37, 79, 250, 96, 125, 216, 173, 187, 186, 22, 212, 37, 77, 105, 214,
-            191, 240, 91, 88, 5, 88, 83, 132, 141, 121,
+            116, 24, 223, 180, 151, 153, 224, 37, 79, 250, 96, 125, 216, 173, 187, 186, 22, 212,
+            37, 77, 105, 214, 191, 240, 91, 88, 5, 88, 83, 132, 141, 121,
         ];
         let verifier = Verifier::from_random(&bytes);
-        assert_eq!(verifier.secret().expose(), "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk");
-        assert_eq!(verifier.s256_challenge(), "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM");
+        assert_eq!(
+            verifier.secret().expose(),
+            "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"
+        );
+        assert_eq!(
+            verifier.s256_challenge(),
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+        );
     }
 
     #[test]
     fn rfc7636_4_1_verifier_rules() {
         assert_eq!(Verifier::parse(&"a".repeat(42)), Err(VerifierError::Length));
-        assert_eq!(Verifier::parse(&"a".repeat(129)), Err(VerifierError::Length));
-        assert_eq!(Verifier::parse(&format!("{}+", "a".repeat(42))), Err(VerifierError::Character));
+        assert_eq!(
+            Verifier::parse(&"a".repeat(129)),
+            Err(VerifierError::Length)
+        );
+        assert_eq!(
+            Verifier::parse(&format!("{}+", "a".repeat(42))),
+            Err(VerifierError::Character)
+        );
         assert!(Verifier::parse(&"a-._~".repeat(9)).is_ok());
     }
 }

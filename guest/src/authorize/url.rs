@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::connection::config::{is_pleo_scope, secure_url};
+use crate::connection::config::{endpoint_url, is_pleo_scope, secure_url};
 use crate::secret::Secret;
 
 /// Extra query parameters a platform may add; anything else could override
@@ -31,7 +31,9 @@ pub enum UrlError {
     InvalidEndpoint,
     #[error("the client id must be 1 to 256 visible ASCII characters")]
     InvalidClientId,
-    #[error("the redirect URI must be an absolute https URL (http only on loopback) without a fragment")]
+    #[error(
+        "the redirect URI must be an absolute https URL (http only on loopback) without a fragment"
+    )]
     InvalidRedirectUri,
     #[error("scope {0:?} is not of the form resource:permission")]
     InvalidScope(String),
@@ -58,7 +60,7 @@ pub enum ParamError {
 /// Builds the URL. Never a secret other than `state` (which must travel)
 /// goes into it: no client secret, no verifier.
 pub fn build(params: &UrlParams) -> Result<Secret, UrlError> {
-    let url = secure_url(&params.authorize_url).ok_or(UrlError::InvalidEndpoint)?;
+    let url = endpoint_url(&params.authorize_url).ok_or(UrlError::InvalidEndpoint)?;
     let client_id_ok = !params.client_id.is_empty()
         && params.client_id.len() <= 256
         && params.client_id.bytes().all(|b| (0x21..=0x7e).contains(&b));
@@ -75,11 +77,19 @@ pub fn build(params: &UrlParams) -> Result<Secret, UrlError> {
         return Err(UrlError::InvalidScope(scope.clone()));
     }
     let state = params.state.expose();
-    if state.len() < 22 || !state.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b)) {
+    if state.len() < 22
+        || !state
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b))
+    {
         return Err(UrlError::WeakState);
     }
     let challenge = &params.code_challenge;
-    if challenge.len() != 43 || !challenge.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b)) {
+    if challenge.len() != 43
+        || !challenge
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b))
+    {
         return Err(UrlError::InvalidChallenge);
     }
     check_extra_params(&params.extra_params)?;
@@ -104,10 +114,15 @@ pub(crate) fn assemble(mut url: ::url::Url, params: &UrlParams) -> Secret {
 /// Only allow-listed names, each once, with short printable values.
 pub fn check_extra_params(params: &[(String, String)]) -> Result<(), ParamError> {
     for (index, (name, value)) in params.iter().enumerate() {
-        if !ALLOWED_EXTRA_PARAMS.contains(&name.as_str()) || params[..index].iter().any(|(n, _)| n == name) {
+        if !ALLOWED_EXTRA_PARAMS.contains(&name.as_str())
+            || params[..index].iter().any(|(n, _)| n == name)
+        {
             return Err(ParamError::NotAllowed(name.clone()));
         }
-        if value.is_empty() || value.len() > MAX_EXTRA_VALUE || value.chars().any(char::is_control) {
+        if value.is_empty()
+            || value.chars().count() > MAX_EXTRA_VALUE
+            || value.chars().any(char::is_control)
+        {
             return Err(ParamError::InvalidValue(name.clone()));
         }
     }
@@ -144,13 +159,31 @@ mod tests {
 
     #[test]
     fn security_parameters_cannot_be_overridden() {
-        for name in ["state", "code_challenge_method", "redirect_uri", "client_secret", "response_type"] {
-            let p = UrlParams { extra_params: vec![(name.into(), "x".into())], ..params() };
-            assert_eq!(build(&p), Err(UrlError::Param(ParamError::NotAllowed(name.into()))));
+        for name in [
+            "state",
+            "code_challenge_method",
+            "redirect_uri",
+            "client_secret",
+            "response_type",
+        ] {
+            let p = UrlParams {
+                extra_params: vec![(name.into(), "x".into())],
+                ..params()
+            };
+            assert_eq!(
+                build(&p),
+                Err(UrlError::Param(ParamError::NotAllowed(name.into())))
+            );
         }
-        let p = UrlParams { state: Secret::new("short"), ..params() };
+        let p = UrlParams {
+            state: Secret::new("short"),
+            ..params()
+        };
         assert_eq!(build(&p), Err(UrlError::WeakState));
-        let p = UrlParams { code_challenge: "plain-verifier".into(), ..params() };
+        let p = UrlParams {
+            code_challenge: "plain-verifier".into(),
+            ..params()
+        };
         assert_eq!(build(&p), Err(UrlError::InvalidChallenge));
     }
 }

@@ -64,7 +64,9 @@ pub enum ConfigError {
     InvalidConnectionId,
     #[error("the client id must be 1 to 256 visible ASCII characters")]
     InvalidClientId,
-    #[error("the redirect URI must be an absolute https URL (http only on loopback) without a fragment")]
+    #[error(
+        "the redirect URI must be an absolute https URL (http only on loopback) without a fragment"
+    )]
     InvalidRedirectUri,
     #[error("an endpoint must be an absolute https URL (http only on loopback)")]
     InvalidEndpoint,
@@ -72,7 +74,9 @@ pub enum ConfigError {
     InvalidScope(String),
     #[error("at least one scope is required")]
     NoScopes,
-    #[error("the issuer must be an absolute https URL (http only on loopback), and require-iss needs it")]
+    #[error(
+        "the issuer must be an absolute https URL (http only on loopback), and require-iss needs it"
+    )]
     InvalidIssuer,
 }
 
@@ -92,7 +96,7 @@ impl ConnectionConfig {
         }
         if let Environment::Custom(endpoints) = &self.environment {
             for endpoint in [&endpoints.authorize_url, &endpoints.token_url] {
-                secure_url(endpoint).ok_or(ConfigError::InvalidEndpoint)?;
+                endpoint_url(endpoint).ok_or(ConfigError::InvalidEndpoint)?;
             }
         }
         if self.scopes.is_empty() {
@@ -133,15 +137,52 @@ impl ConnectionConfig {
 pub fn validate_connection_id(id: &str) -> Result<(), ConfigError> {
     let valid = !id.is_empty()
         && id.len() <= MAX_CONNECTION_ID
-        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b));
-    if valid { Ok(()) } else { Err(ConfigError::InvalidConnectionId) }
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b));
+    if valid {
+        Ok(())
+    } else {
+        Err(ConfigError::InvalidConnectionId)
+    }
 }
 
 /// Pleo scopes are `resource:permission`, e.g. `users:read` or
 /// `export-jobs:write`.
 pub fn is_pleo_scope(scope: &str) -> bool {
-    let part = |p: &str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
-    scope.split_once(':').is_some_and(|(resource, permission)| part(resource) && part(permission))
+    let part = |p: &str| {
+        !p.is_empty()
+            && p.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+    };
+    scope
+        .split_once(':')
+        .is_some_and(|(resource, permission)| part(resource) && part(permission))
+}
+
+/// Parameters the protocol sets itself; an endpoint's own query may not
+/// carry them (RFC 6749 §3.1: no parameter twice).
+const PROTOCOL_PARAMS: [&str; 9] = [
+    "response_type",
+    "client_id",
+    "redirect_uri",
+    "scope",
+    "state",
+    "code_challenge",
+    "code_challenge_method",
+    "code",
+    "grant_type",
+];
+
+/// An endpoint: a [`secure_url`] with no fragment and no protocol parameter
+/// in its query (RFC 6749 §3.1, §3.2).
+pub fn endpoint_url(text: &str) -> Option<Url> {
+    let url = secure_url(text)?;
+    let clean = url.fragment().is_none()
+        && !url
+            .query_pairs()
+            .any(|(name, _)| PROTOCOL_PARAMS.contains(&name.as_ref()));
+    clean.then_some(url)
 }
 
 /// An absolute `https` URL, or `http` on a loopback host (DESIGN §1: plain
@@ -176,11 +217,34 @@ pub(crate) mod tests {
 
     #[test]
     fn pleo_redirect_uri_rules() {
-        for ok in ["https://app.example/cb", "http://localhost:8080/cb", "http://127.0.0.1/cb", "http://[::1]:9/cb"] {
-            assert!(ConnectionConfig { redirect_uri: ok.into(), ..config() }.validate().is_ok(), "{ok}");
+        for ok in [
+            "https://app.example/cb",
+            "http://localhost:8080/cb",
+            "http://127.0.0.1/cb",
+            "http://[::1]:9/cb",
+        ] {
+            assert!(
+                ConnectionConfig {
+                    redirect_uri: ok.into(),
+                    ..config()
+                }
+                .validate()
+                .is_ok(),
+                "{ok}"
+            );
         }
-        for bad in ["http://app.example/cb", "https://app.example/cb#x", "/cb", "ftp://x/cb", "https://u:p@x/cb"] {
-            let result = ConnectionConfig { redirect_uri: bad.into(), ..config() }.validate();
+        for bad in [
+            "http://app.example/cb",
+            "https://app.example/cb#x",
+            "/cb",
+            "ftp://x/cb",
+            "https://u:p@x/cb",
+        ] {
+            let result = ConnectionConfig {
+                redirect_uri: bad.into(),
+                ..config()
+            }
+            .validate();
             assert_eq!(result, Err(ConfigError::InvalidRedirectUri), "{bad}");
         }
     }
@@ -191,21 +255,56 @@ pub(crate) mod tests {
         for bad in ["users", ":read", "users:", "users read", "a:b:c", "ü:x"] {
             assert!(!is_pleo_scope(bad), "{bad}");
         }
-        let result = ConnectionConfig { scopes: vec!["users".into()], ..config() }.validate();
+        let result = ConnectionConfig {
+            scopes: vec!["users".into()],
+            ..config()
+        }
+        .validate();
         assert_eq!(result, Err(ConfigError::InvalidScope("users".into())));
-        assert_eq!(ConnectionConfig { scopes: vec![], ..config() }.validate(), Err(ConfigError::NoScopes));
+        assert_eq!(
+            ConnectionConfig {
+                scopes: vec![],
+                ..config()
+            }
+            .validate(),
+            Err(ConfigError::NoScopes)
+        );
     }
 
     #[test]
     fn other_rules() {
-        assert_eq!(ConnectionConfig { client_id: "".into(), ..config() }.validate(), Err(ConfigError::InvalidClientId));
-        assert_eq!(ConnectionConfig { require_iss: true, ..config() }.validate(), Err(ConfigError::InvalidIssuer));
+        assert_eq!(
+            ConnectionConfig {
+                client_id: "".into(),
+                ..config()
+            }
+            .validate(),
+            Err(ConfigError::InvalidClientId)
+        );
+        assert_eq!(
+            ConnectionConfig {
+                require_iss: true,
+                ..config()
+            }
+            .validate(),
+            Err(ConfigError::InvalidIssuer)
+        );
         let custom = Environment::Custom(CustomEndpoints {
             authorize_url: "http://auth.example/authorize".into(),
             token_url: "https://auth.example/token".into(),
         });
-        assert_eq!(ConnectionConfig { environment: custom, ..config() }.validate(), Err(ConfigError::InvalidEndpoint));
-        assert_eq!(config().token_url(), "https://auth.staging.pleo.io/oauth/token");
+        assert_eq!(
+            ConnectionConfig {
+                environment: custom,
+                ..config()
+            }
+            .validate(),
+            Err(ConfigError::InvalidEndpoint)
+        );
+        assert_eq!(
+            config().token_url(),
+            "https://auth.staging.pleo.io/oauth/token"
+        );
         assert!(validate_connection_id("tenant-42:pleo").is_ok());
         assert!(validate_connection_id("a/b").is_err());
         assert!(validate_connection_id(&"a".repeat(129)).is_err());

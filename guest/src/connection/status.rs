@@ -53,7 +53,13 @@ pub struct Status {
 
 impl Status {
     pub fn new(now_ms: u64) -> Self {
-        Self { state: State::New, since_ms: now_ms, reason: None, flow: None, missing_scopes: Vec::new() }
+        Self {
+            state: State::New,
+            since_ms: now_ms,
+            reason: None,
+            flow: None,
+            missing_scopes: Vec::new(),
+        }
     }
 
     /// Moves to `state`, stamping `since` only when the state changes.
@@ -81,11 +87,17 @@ impl Status {
 
 /// Reads the status and its version; a configured connection with no
 /// status record is `new` (and `None`: absent).
-pub fn read(io: &mut dyn Io, connection: &str, now_ms: u64) -> Result<(Status, Option<u64>), StoreError> {
-    Ok(match store::read::<Status>(io, &store::status_key(connection))? {
-        Some(Versioned { value, version }) => (value, Some(version)),
-        None => (Status::new(now_ms), None),
-    })
+pub fn read(
+    io: &mut dyn Io,
+    connection: &str,
+    now_ms: u64,
+) -> Result<(Status, Option<u64>), StoreError> {
+    Ok(
+        match store::read::<Status>(io, &store::status_key(connection))? {
+            Some(Versioned { value, version }) => (value, Some(version)),
+            None => (Status::new(now_ms), None),
+        },
+    )
 }
 
 /// Read-modify-write of the status with a bounded compare-and-swap retry.

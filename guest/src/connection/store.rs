@@ -65,20 +65,37 @@ pub struct Versioned<T> {
 }
 
 /// Reads and decodes a JSON record. The error names the key, never the value.
-pub fn read<T: DeserializeOwned>(io: &mut dyn Io, key: &str) -> Result<Option<Versioned<T>>, StoreError> {
+pub fn read<T: DeserializeOwned>(
+    io: &mut dyn Io,
+    key: &str,
+) -> Result<Option<Versioned<T>>, StoreError> {
     let Some(entry) = io.get(key)? else {
         return Ok(None);
     };
     // Only the error's category and position: serde_json's message can
     // quote the stored value, which may be a token.
-    let value = serde_json::from_slice(&entry.value)
-        .map_err(|e| StoreError::Corrupt(format!("{key}: {:?} error at column {}", e.classify(), e.column())))?;
-    Ok(Some(Versioned { value, version: entry.version }))
+    let value = serde_json::from_slice(&entry.value).map_err(|e| {
+        StoreError::Corrupt(format!(
+            "{key}: {:?} error at column {}",
+            e.classify(),
+            e.column()
+        ))
+    })?;
+    Ok(Some(Versioned {
+        value,
+        version: entry.version,
+    }))
 }
 
 /// Encodes and writes a record when the key is at `expected`.
-pub fn write<T: Serialize>(io: &mut dyn Io, key: &str, value: &T, expected: Option<u64>) -> Result<u64, StoreError> {
-    let bytes = serde_json::to_vec(value).map_err(|e| StoreError::Corrupt(format!("{key}: {:?} error", e.classify())))?;
+pub fn write<T: Serialize>(
+    io: &mut dyn Io,
+    key: &str,
+    value: &T,
+    expected: Option<u64>,
+) -> Result<u64, StoreError> {
+    let bytes = serde_json::to_vec(value)
+        .map_err(|e| StoreError::Corrupt(format!("{key}: {:?} error", e.classify())))?;
     Ok(io.put(key, &bytes, expected)?)
 }
 

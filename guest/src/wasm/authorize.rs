@@ -8,24 +8,28 @@ use crate::authorize as c;
 use crate::secret::Secret;
 
 impl w::Guest for Component {
-    fn begin(connection: String, options: w::BeginOptions) -> Result<w::Authorization, w::BeginError> {
+    fn begin(
+        connection: String,
+        options: w::BeginOptions,
+    ) -> Result<w::Authorization, w::BeginError> {
         let options = c::BeginOptions {
             extra_scopes: options.extra_scopes,
             return_to: options.return_to,
             extra_params: options.extra_params,
             ttl_seconds: options.ttl_seconds,
         };
-        let authorization = c::begin(&mut Imports, clock::now_ms(), &connection, &options).map_err(|e| match e {
-            c::BeginError::UnknownConnection => w::BeginError::UnknownConnection,
-            c::BeginError::InvalidConfig(error) => w::BeginError::InvalidConfig(error.into()),
-            c::BeginError::InvalidOption(error) => w::BeginError::InvalidOption(match error {
-                c::OptionError::InvalidScope(scope) => w::OptionError::InvalidScope(scope),
-                c::OptionError::Param(error) => w::OptionError::Param(error.into()),
-                c::OptionError::ReturnToTooLong => w::OptionError::ReturnToTooLong,
-                c::OptionError::InvalidTtl => w::OptionError::InvalidTtl,
-            }),
-            c::BeginError::Storage(error) => w::BeginError::Storage(error.into()),
-        })?;
+        let authorization = c::begin(&mut Imports, clock::now_ms(), &connection, &options)
+            .map_err(|e| match e {
+                c::BeginError::UnknownConnection => w::BeginError::UnknownConnection,
+                c::BeginError::InvalidConfig(error) => w::BeginError::InvalidConfig(error.into()),
+                c::BeginError::InvalidOption(error) => w::BeginError::InvalidOption(match error {
+                    c::OptionError::InvalidScope(scope) => w::OptionError::InvalidScope(scope),
+                    c::OptionError::Param(error) => w::OptionError::Param(error.into()),
+                    c::OptionError::ReturnToTooLong => w::OptionError::ReturnToTooLong,
+                    c::OptionError::InvalidTtl => w::OptionError::InvalidTtl,
+                }),
+                c::BeginError::Storage(error) => w::BeginError::Storage(error.into()),
+            })?;
         Ok(w::Authorization {
             url: authorization.url.into_exposed(),
             expires_at_ms: authorization.expires_at_ms,
@@ -33,8 +37,17 @@ impl w::Guest for Component {
         })
     }
 
-    fn complete(callback: String, connection: Option<String>) -> Result<w::Completed, w::CompleteError> {
-        let completed = c::complete(&mut Imports, clock::now_ms(), &callback, connection.as_deref()).map_err(|e| match e {
+    fn complete(
+        callback: String,
+        connection: Option<String>,
+    ) -> Result<w::Completed, w::CompleteError> {
+        let completed = c::complete(
+            &mut Imports,
+            clock::now_ms(),
+            &callback,
+            connection.as_deref(),
+        )
+        .map_err(|e| match e {
             c::CompleteError::Rejected(rejection) => w::CompleteError::Rejected(w::Rejection {
                 reason: rejection.reason.into(),
                 connection: rejection.connection,
@@ -43,29 +56,52 @@ impl w::Guest for Component {
                 connection,
                 error: w::AuthorizationError {
                     code: match error.code {
-                        c::AuthorizationErrorCode::InvalidRequest => w::AuthorizationErrorCode::InvalidRequest,
-                        c::AuthorizationErrorCode::UnauthorizedClient => w::AuthorizationErrorCode::UnauthorizedClient,
-                        c::AuthorizationErrorCode::AccessDenied => w::AuthorizationErrorCode::AccessDenied,
+                        c::AuthorizationErrorCode::InvalidRequest => {
+                            w::AuthorizationErrorCode::InvalidRequest
+                        }
+                        c::AuthorizationErrorCode::UnauthorizedClient => {
+                            w::AuthorizationErrorCode::UnauthorizedClient
+                        }
+                        c::AuthorizationErrorCode::AccessDenied => {
+                            w::AuthorizationErrorCode::AccessDenied
+                        }
                         c::AuthorizationErrorCode::UnsupportedResponseType => {
                             w::AuthorizationErrorCode::UnsupportedResponseType
                         }
-                        c::AuthorizationErrorCode::InvalidScope => w::AuthorizationErrorCode::InvalidScope,
-                        c::AuthorizationErrorCode::ServerError => w::AuthorizationErrorCode::ServerError,
+                        c::AuthorizationErrorCode::InvalidScope => {
+                            w::AuthorizationErrorCode::InvalidScope
+                        }
+                        c::AuthorizationErrorCode::ServerError => {
+                            w::AuthorizationErrorCode::ServerError
+                        }
                         c::AuthorizationErrorCode::TemporarilyUnavailable => {
                             w::AuthorizationErrorCode::TemporarilyUnavailable
                         }
-                        c::AuthorizationErrorCode::Other(code) => w::AuthorizationErrorCode::Other(code),
+                        c::AuthorizationErrorCode::Other(code) => {
+                            w::AuthorizationErrorCode::Other(code)
+                        }
                     },
                     description: error.description,
                 },
             }),
-            c::CompleteError::ExchangeFailed { connection, failure } => w::CompleteError::ExchangeFailed(w::ExchangeError {
+            c::CompleteError::ExchangeFailed {
+                connection,
+                failure,
+            } => w::CompleteError::ExchangeFailed(w::ExchangeError {
                 connection,
                 failure: match failure {
-                    c::ExchangeFailure::Reauthenticate(reauth) => w::ExchangeFailure::Reauthenticate(reauth.into()),
-                    c::ExchangeFailure::ClientMisconfigured(error) => w::ExchangeFailure::ClientMisconfigured(error.into()),
-                    c::ExchangeFailure::RequestInvalid(error) => w::ExchangeFailure::RequestInvalid(error.into()),
-                    c::ExchangeFailure::Transient(transient) => w::ExchangeFailure::Transient(transient.into()),
+                    c::ExchangeFailure::Reauthenticate(reauth) => {
+                        w::ExchangeFailure::Reauthenticate(reauth.into())
+                    }
+                    c::ExchangeFailure::ClientMisconfigured(error) => {
+                        w::ExchangeFailure::ClientMisconfigured(error.into())
+                    }
+                    c::ExchangeFailure::RequestInvalid(error) => {
+                        w::ExchangeFailure::RequestInvalid(error.into())
+                    }
+                    c::ExchangeFailure::Transient(transient) => {
+                        w::ExchangeFailure::Transient(transient.into())
+                    }
                 },
             }),
             c::CompleteError::Storage(error) => w::CompleteError::Storage(error.into()),
@@ -92,16 +128,18 @@ impl w::Guest for Component {
             code_challenge: params.code_challenge,
             extra_params: params.extra_params,
         };
-        c::url::build(&params).map(Secret::into_exposed).map_err(|e| match e {
-            c::UrlError::InvalidEndpoint => w::UrlError::InvalidEndpoint,
-            c::UrlError::InvalidClientId => w::UrlError::InvalidClientId,
-            c::UrlError::InvalidRedirectUri => w::UrlError::InvalidRedirectUri,
-            c::UrlError::InvalidScope(scope) => w::UrlError::InvalidScope(scope),
-            c::UrlError::NoScopes => w::UrlError::NoScopes,
-            c::UrlError::WeakState => w::UrlError::WeakState,
-            c::UrlError::InvalidChallenge => w::UrlError::InvalidChallenge,
-            c::UrlError::Param(error) => w::UrlError::Param(error.into()),
-        })
+        c::url::build(&params)
+            .map(Secret::into_exposed)
+            .map_err(|e| match e {
+                c::UrlError::InvalidEndpoint => w::UrlError::InvalidEndpoint,
+                c::UrlError::InvalidClientId => w::UrlError::InvalidClientId,
+                c::UrlError::InvalidRedirectUri => w::UrlError::InvalidRedirectUri,
+                c::UrlError::InvalidScope(scope) => w::UrlError::InvalidScope(scope),
+                c::UrlError::NoScopes => w::UrlError::NoScopes,
+                c::UrlError::WeakState => w::UrlError::WeakState,
+                c::UrlError::InvalidChallenge => w::UrlError::InvalidChallenge,
+                c::UrlError::Param(error) => w::UrlError::Param(error.into()),
+            })
     }
 }
 

@@ -120,7 +120,9 @@ impl From<c::Reauth> for w::Reauth {
         Self {
             reason: match reauth.reason {
                 c::ReauthReason::RefreshTokenRejected => w::ReauthReason::RefreshTokenRejected,
-                c::ReauthReason::AuthorizationCodeRejected => w::ReauthReason::AuthorizationCodeRejected,
+                c::ReauthReason::AuthorizationCodeRejected => {
+                    w::ReauthReason::AuthorizationCodeRejected
+                }
             },
             error: reauth.error.into(),
         }
@@ -133,7 +135,9 @@ impl From<c::Transient> for w::Transient {
             cause: match transient.cause {
                 c::TransientCause::Status(status) => w::TransientCause::Status(status),
                 c::TransientCause::OAuth(error) => w::TransientCause::Oauth(error.into()),
-                c::TransientCause::InvalidResponse(invalid) => w::TransientCause::InvalidResponse(invalid.into()),
+                c::TransientCause::InvalidResponse(invalid) => {
+                    w::TransientCause::InvalidResponse(invalid.into())
+                }
                 c::TransientCause::Transport(error) => w::TransientCause::Transport(error.into()),
             },
             retry_at_ms: transient.retry_at_ms,

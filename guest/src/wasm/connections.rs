@@ -19,10 +19,11 @@ impl w::Guest for Component {
     }
 
     fn status(connection: String) -> Result<w::ConnectionStatus, w::StatusError> {
-        let view = c::status_view(&mut Imports, clock::now_ms(), &connection).map_err(|e| match e {
-            c::StatusError::UnknownConnection => w::StatusError::UnknownConnection,
-            c::StatusError::Storage(error) => w::StatusError::Storage(error.into()),
-        })?;
+        let view =
+            c::status_view(&mut Imports, clock::now_ms(), &connection).map_err(|e| match e {
+                c::StatusError::UnknownConnection => w::StatusError::UnknownConnection,
+                c::StatusError::Storage(error) => w::StatusError::Storage(error.into()),
+            })?;
         Ok(w::ConnectionStatus {
             state: view.state.into(),
             since_ms: view.since_ms,

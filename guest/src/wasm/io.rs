@@ -18,7 +18,10 @@ impl From<storage::StorageError> for StorageError {
 
 impl Io for Imports {
     fn get(&mut self, key: &str) -> Result<Option<Entry>, StorageError> {
-        Ok(storage::get(key)?.map(|e| Entry { value: e.value, version: e.version }))
+        Ok(storage::get(key)?.map(|e| Entry {
+            value: e.value,
+            version: e.version,
+        }))
     }
 
     fn put(&mut self, key: &str, value: &[u8], expected: Option<u64>) -> Result<u64, StorageError> {
@@ -39,14 +42,23 @@ impl Io for Imports {
             headers: request
                 .headers
                 .into_iter()
-                .map(|h| wt::Header { name: h.name, value: h.value })
+                .map(|h| wt::Header {
+                    name: h.name,
+                    value: h.value,
+                })
                 .collect(),
             body: request.body,
             timeout_ms: request.timeout_ms,
-            client_auth: request.client_auth.map(|client_id| http::ClientAuth { client_id }),
+            client_auth: request
+                .client_auth
+                .map(|client_id| http::ClientAuth { client_id }),
         };
         http::send(&request)
-            .map(|r| Response { status: r.status, headers: super::classify::headers(r.headers), body: r.body })
+            .map(|r| Response {
+                status: r.status,
+                headers: super::classify::headers(r.headers),
+                body: r.body,
+            })
             .map_err(TransportError::from)
     }
 
@@ -68,7 +80,11 @@ impl Io for Imports {
             },
             kind: event.kind,
             connection: event.connection,
-            fields: event.fields.into_iter().map(|(key, value)| log::Field { key, value }).collect(),
+            fields: event
+                .fields
+                .into_iter()
+                .map(|(key, value)| log::Field { key, value })
+                .collect(),
             message: event.message,
         });
     }
