@@ -385,7 +385,7 @@ pub fn complete(
         scopes: scopes.clone(),
         obtained_at_ms: now_ms,
     };
-    store_tokens(io, &connection, &record)?;
+    store::replace(io, &store::tokens_key(&connection), &record)?;
     let mut reason = None;
     status::update(io, &connection, now_ms, |_, mut status| {
         reason = status.reason.take();
@@ -452,24 +452,6 @@ fn exchange_request(config: &ConnectionConfig, flow: &FlowRecord, code: &Secret)
         timeout_ms: EXCHANGE_TIMEOUT_MS,
         client_auth,
     }
-}
-
-/// Writes the token set in one compare-and-swap against whatever is stored.
-fn store_tokens(
-    io: &mut dyn Io,
-    connection: &str,
-    record: &TokensRecord,
-) -> Result<(), StoreError> {
-    let key = store::tokens_key(connection);
-    for _ in 0..store::CAS_ATTEMPTS {
-        let expected = store::read::<TokensRecord>(io, &key)?.map(|v| v.version);
-        match store::write(io, &key, record, expected) {
-            Ok(_) => return Ok(()),
-            Err(StoreError::Conflict) => continue,
-            Err(error) => return Err(error),
-        }
-    }
-    Err(StoreError::Conflict)
 }
 
 /// Ends the pending authorisation without new tokens: the connection

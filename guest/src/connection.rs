@@ -20,16 +20,7 @@ pub fn configure(
 ) -> Result<(), ConfigureError> {
     config::validate_connection_id(connection)?;
     config.validate()?;
-    let key = store::config_key(connection);
-    for _ in 0..store::CAS_ATTEMPTS {
-        let expected = store::read::<ConnectionConfig>(io, &key)?.map(|v| v.version);
-        match store::write(io, &key, config, expected) {
-            Ok(_) => return Ok(()),
-            Err(StoreError::Conflict) => continue,
-            Err(error) => return Err(error.into()),
-        }
-    }
-    Err(StoreError::Conflict.into())
+    Ok(store::replace(io, &store::config_key(connection), config)?)
 }
 
 /// Reads a connection's configuration.

@@ -12,6 +12,23 @@
 //! deterministic and testable faster than real time (the discipline of
 //! str0m and quinn-proto).
 
+/// Converts between two enums whose unit variants have the same names: the
+/// generated WIT types and the core's, in the guest and in the host.
+#[macro_export]
+macro_rules! unit_enum {
+    ($from:ty => $to:ty { $($variant:ident),* $(,)? }) => {
+        impl From<$from> for $to {
+            fn from(value: $from) -> Self {
+                type Source = $from;
+                type Target = $to;
+                match value {
+                    $(Source::$variant => Target::$variant,)*
+                }
+            }
+        }
+    };
+}
+
 pub mod authorize;
 pub mod classify;
 pub mod connection;

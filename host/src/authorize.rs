@@ -9,8 +9,8 @@ use pleo_oauth_core::secret::Secret;
 
 use crate::bindings::exports::pleo::oauth::authorize as wit;
 use crate::classify::{oauth_error, reauth, transient};
-use crate::convert::unit_enum;
 use crate::runtime::{GuestError, Instance};
+use pleo_oauth_core::unit_enum;
 
 impl Instance {
     /// `authorize.begin`: the URL to send the user to.

@@ -6,8 +6,8 @@ pub use pleo_oauth_core::connection::{
 };
 
 use crate::bindings::exports::pleo::oauth::connections as wit;
-use crate::convert::unit_enum;
 use crate::runtime::{GuestError, Instance};
+use pleo_oauth_core::unit_enum;
 
 impl Instance {
     /// `connections.configure`: saves a connection's configuration.

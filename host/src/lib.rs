@@ -27,7 +27,6 @@ mod bindings;
 pub mod cache;
 pub mod classify;
 pub mod connections;
-mod convert;
 pub mod imports;
 pub mod native;
 pub mod runtime;

@@ -125,3 +125,21 @@ pub struct FlowRecord {
     pub created_at_ms: u64,
     pub expires_at_ms: u64,
 }
+
+/// Writes `value` over whatever is stored at `key` (or creates it), in one
+/// compare-and-swap, retrying a bounded number of times on conflict.
+pub fn replace<T: Serialize + DeserializeOwned>(
+    io: &mut dyn Io,
+    key: &str,
+    value: &T,
+) -> Result<(), StoreError> {
+    for _ in 0..CAS_ATTEMPTS {
+        let expected = read::<T>(io, key)?.map(|v| v.version);
+        match write(io, key, value, expected) {
+            Ok(_) => return Ok(()),
+            Err(StoreError::Conflict) => continue,
+            Err(error) => return Err(error),
+        }
+    }
+    Err(StoreError::Conflict)
+}

@@ -1,9 +1,9 @@
 //! The `authorize` export.
 
+use super::Component;
 use super::bindings::exports::pleo::oauth::authorize as w;
 use super::bindings::pleo::oauth::clock;
 use super::io::Imports;
-use super::{Component, unit_enum};
 use crate::authorize as c;
 use crate::secret::Secret;
 

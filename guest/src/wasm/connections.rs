@@ -1,9 +1,9 @@
 //! The `connections` export.
 
+use super::Component;
 use super::bindings::exports::pleo::oauth::connections as w;
 use super::bindings::pleo::oauth::clock;
 use super::io::Imports;
-use super::{Component, unit_enum};
 use crate::connection as c;
 
 impl w::Guest for Component {

@@ -16,19 +16,3 @@ pub(crate) mod bindings {
 pub(crate) struct Component;
 
 bindings::export!(Component with_types_in bindings);
-
-/// Converts between two enums whose unit variants have the same names.
-macro_rules! unit_enum {
-    ($from:ty => $to:ty { $($variant:ident),* $(,)? }) => {
-        impl From<$from> for $to {
-            fn from(value: $from) -> Self {
-                type Source = $from;
-                type Target = $to;
-                match value {
-                    $(Source::$variant => Target::$variant,)*
-                }
-            }
-        }
-    };
-}
-pub(crate) use unit_enum;
