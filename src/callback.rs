@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use pleo_oauth::authorize::{BeginOptions, CompleteError, ExchangeFailure};
-use pleo_oauth::connections::{ConnectionConfig, State};
+use pleo_oauth::connections::ConnectionConfig;
 use pleo_oauth::imports::clock::ManualClock;
 use pleo_oauth::imports::http::ScriptedHttp;
 use pleo_oauth::imports::log::CollectingLog;
@@ -308,11 +308,6 @@ fn kebab<T: serde::Serialize>(value: &T) -> String {
         .ok()
         .and_then(|v| v.as_str().map(str::to_owned))
         .unwrap_or_default()
-}
-
-/// Whether the connection is in `state`.
-pub fn is(view: &connection::StatusView, state: State) -> bool {
-    view.state == state
 }
 
 /// A JSON token response.
