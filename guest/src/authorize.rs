@@ -17,13 +17,14 @@ pub use pkce::{Verifier, VerifierError};
 pub use url::{ParamError, UrlError, UrlParams};
 
 use crate::classify::{self, GrantKind, OAuthError, Reauth, TokenOutcome, Transient};
-use crate::connection::config::{self, ClientType, ConfigError, ConnectionConfig};
+use crate::connection::config::{self, ConfigError, ConnectionConfig};
+use crate::connection::request;
 use crate::connection::status::{self, State};
 use crate::connection::store::{self, FlowRecord, StoreError, TokensRecord};
-use crate::events;
+use crate::events::{self, kebab};
 use crate::io::Io;
 use crate::secret::Secret;
-use crate::types::{Header, Level, Method, Request};
+use crate::types::{Level, Request};
 
 /// How long a pending authorisation lives by default: 10 minutes.
 pub const DEFAULT_FLOW_TTL_SECONDS: u32 = 600;
@@ -31,8 +32,6 @@ pub const DEFAULT_FLOW_TTL_SECONDS: u32 = 600;
 pub const FLOW_TTL_RANGE: std::ops::RangeInclusive<u32> = 60..=3600;
 /// Longest `return-to`.
 pub const MAX_RETURN_TO: usize = 2048;
-/// Timeout of the code exchange request.
-pub const EXCHANGE_TIMEOUT_MS: u32 = 30_000;
 /// Random bytes in a `state`: 32 (256 bits; RFC 9700 asks for at least 128).
 pub const STATE_BYTES: usize = 32;
 
@@ -384,6 +383,7 @@ pub fn complete(
             .map(|s| now_ms.saturating_add(u64::from(s) * 1000)),
         scopes: scopes.clone(),
         obtained_at_ms: now_ms,
+        after_unauthorized: false,
     };
     store::replace(io, &store::tokens_key(&connection), &record)?;
     let mut reason = None;
@@ -391,6 +391,7 @@ pub fn complete(
         reason = status.reason.take();
         status.flow = None;
         status.missing_scopes.retain(|s| !scopes.contains(s));
+        status.clear_failures();
         status.enter(State::Connected, now_ms);
         Ok::<_, StoreError>(status)
     })?;
@@ -425,33 +426,18 @@ pub fn complete(
     })
 }
 
-/// `grant_type=authorization_code` (RFC 6749 §4.1.3, RFC 7636 §4.5). The
-/// host applies client authentication for confidential clients; public
-/// clients send `client_id`.
+/// `grant_type=authorization_code` (RFC 6749 §4.1.3, RFC 7636 §4.5).
 fn exchange_request(config: &ConnectionConfig, flow: &FlowRecord, code: &Secret) -> Request {
-    let mut form = ::url::form_urlencoded::Serializer::new(String::new());
-    form.append_pair("grant_type", "authorization_code")
-        .append_pair("code", code.expose())
-        .append_pair("redirect_uri", &flow.redirect_uri)
-        .append_pair("code_verifier", flow.verifier.expose());
-    let client_auth = match config.client_type {
-        ClientType::Confidential => Some(config.client_id.clone()),
-        ClientType::Public => {
-            form.append_pair("client_id", &config.client_id);
-            None
-        }
-    };
-    Request {
-        method: Method::Post,
-        url: config.token_url(),
-        headers: vec![
-            Header::new("Content-Type", "application/x-www-form-urlencoded"),
-            Header::new("Accept", "application/json"),
+    request::form_post(
+        config,
+        config.token_url(),
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", code.expose()),
+            ("redirect_uri", &flow.redirect_uri),
+            ("code_verifier", flow.verifier.expose()),
         ],
-        body: form.finish().into_bytes(),
-        timeout_ms: EXCHANGE_TIMEOUT_MS,
-        client_auth,
-    }
+    )
 }
 
 /// Ends the pending authorisation without new tokens: the connection
@@ -509,14 +495,6 @@ fn exchange_verdict(failure: &ExchangeFailure) -> &'static str {
 /// `BASE64URL(SHA256(state))`: the key of a pending flow.
 pub fn hash_state(state: &Secret) -> String {
     URL_SAFE_NO_PAD.encode(Sha256::digest(state.expose().as_bytes()))
-}
-
-/// The kebab-case name serde gives a unit variant.
-fn kebab<T: Serialize>(value: &T) -> String {
-    serde_json::to_value(value)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_default()
 }
 
 #[cfg(test)]

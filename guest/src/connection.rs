@@ -1,10 +1,20 @@
 //! Connections: configuration, stored state and status.
 
+pub mod backoff;
 pub mod config;
+pub mod gate;
+pub mod lease;
+pub mod lifecycle;
+pub mod refresh;
+pub mod report;
+pub mod request;
 pub mod status;
 pub mod store;
 
 pub use config::{ClientType, ConfigError, ConnectionConfig, CustomEndpoints, Environment};
+pub use gate::{Bearer, NotConnected, Refusal, WaitReason, access_token};
+pub use lifecycle::{DisconnectError, Revocation, disconnect, forget};
+pub use report::{ApiAction, report};
 pub use status::{Reason, State, Status};
 pub use store::StoreError;
 
@@ -50,6 +60,16 @@ pub struct StatusView {
     pub scopes: Vec<String>,
     pub missing_scopes: Vec<String>,
     pub authorization_expires_at_ms: Option<u64>,
+    /// Consecutive failed refreshes.
+    pub failures: u32,
+    /// No refresh before this time (Unix ms), while backing off.
+    pub next_retry_at_ms: Option<u64>,
+    /// The last successful refresh (Unix ms).
+    pub last_refresh_at_ms: Option<u64>,
+    /// What the last failed refresh saw (never a secret).
+    pub last_error: Option<String>,
+    /// Until when another worker holds the refresh lease (Unix ms).
+    pub refreshing_until_ms: Option<u64>,
     pub next_action: String,
 }
 
@@ -80,6 +100,7 @@ pub fn status_view(
         }
         None => None,
     };
+    let refreshing_until_ms = lease::held_until(io, connection, now_ms)?;
     let next_action = match (status.state, status.reason) {
         (State::New, _) => "Connect to Pleo to start.",
         (State::Authorizing, Some(_)) => {
@@ -92,8 +113,20 @@ pub fn status_view(
             "Connected. Reconnect to Pleo to grant the extra access a feature needs."
         }
         (State::Connected, _) => "Connected. Nothing to do.",
+        (State::Degraded, _) => {
+            "Pleo is not answering refreshes right now; retrying automatically. Nothing to do unless it lasts."
+        }
+        (State::ClientError, _) => {
+            "Pleo refuses this integration's client credentials. An administrator must check the client id and secret; your settings are kept."
+        }
+        (State::Disconnected, _) => {
+            "Disconnected. Connect to Pleo again to resume; your settings are kept."
+        }
         (State::ReauthRequired, Some(Reason::AccessRevoked)) => {
             "Access to Pleo was revoked. Reconnect to Pleo; your settings are kept."
+        }
+        (State::ReauthRequired, Some(Reason::NoRefreshToken)) => {
+            "The Pleo session ended. Reconnect to Pleo; your settings are kept."
         }
         (State::ReauthRequired, _) => {
             "The connection to Pleo expired. Reconnect to Pleo; your settings are kept."
@@ -107,6 +140,14 @@ pub fn status_view(
         scopes: tokens.map(|t| t.scopes).unwrap_or_default(),
         missing_scopes: status.missing_scopes,
         authorization_expires_at_ms: flow.map(|f| f.expires_at_ms),
+        failures: status.failures,
+        next_retry_at_ms: status.next_retry_ms,
+        last_refresh_at_ms: status.last_refresh_ms,
+        last_error: status.last_error,
+        refreshing_until_ms,
         next_action: next_action.to_owned(),
     })
 }
+
+#[cfg(test)]
+mod tests;

@@ -25,3 +25,12 @@ pub fn emit(
         message: message.to_owned(),
     });
 }
+
+/// The kebab-case name serde gives a unit variant: how reasons and states
+/// appear in event fields.
+pub fn kebab<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_value(value)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}

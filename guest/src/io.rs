@@ -28,11 +28,18 @@ pub(crate) mod fake {
 
     use super::*;
 
+    /// Runs when a request is sent, before the scripted answer: another
+    /// worker acting on the shared store while this one waits on the network.
+    pub type SendHook = Box<dyn FnMut(&mut BTreeMap<String, Entry>, &mut u64)>;
+
     #[derive(Default)]
     pub struct FakeIo {
         pub store: BTreeMap<String, Entry>,
         pub last_version: u64,
         pub faults: VecDeque<StorageError>,
+        /// Faults for writes (put or delete) to keys with this prefix.
+        pub write_faults: Vec<(String, StorageError)>,
+        pub on_send: Option<SendHook>,
         pub responses: VecDeque<Result<Response, TransportError>>,
         pub sent: Vec<Request>,
         pub events: Vec<Event>,
@@ -46,6 +53,20 @@ pub(crate) mod fake {
 
         pub fn kinds(&self) -> Vec<&str> {
             self.events.iter().map(|e| e.kind.as_str()).collect()
+        }
+
+        fn write_fault(&mut self, key: &str) -> Result<(), StorageError> {
+            if let Some(fault) = self.faults.pop_front() {
+                return Err(fault);
+            }
+            match self
+                .write_faults
+                .iter()
+                .position(|(p, _)| key.starts_with(p))
+            {
+                Some(i) => Err(self.write_faults.remove(i).1),
+                None => Ok(()),
+            }
         }
     }
 
@@ -63,9 +84,7 @@ pub(crate) mod fake {
             value: &[u8],
             expected: Option<u64>,
         ) -> Result<u64, StorageError> {
-            if let Some(fault) = self.faults.pop_front() {
-                return Err(fault);
-            }
+            self.write_fault(key)?;
             if self.store.get(key).map(|e| e.version) != expected {
                 return Err(StorageError::Conflict);
             }
@@ -81,9 +100,7 @@ pub(crate) mod fake {
         }
 
         fn delete(&mut self, key: &str, expected: u64) -> Result<(), StorageError> {
-            if let Some(fault) = self.faults.pop_front() {
-                return Err(fault);
-            }
+            self.write_fault(key)?;
             if self.store.get(key).map(|e| e.version) != Some(expected) {
                 return Err(StorageError::Conflict);
             }
@@ -93,6 +110,9 @@ pub(crate) mod fake {
 
         fn send(&mut self, request: Request) -> Result<Response, TransportError> {
             self.sent.push(request);
+            if let Some(hook) = &mut self.on_send {
+                hook(&mut self.store, &mut self.last_version);
+            }
             self.responses
                 .pop_front()
                 .unwrap_or_else(|| Err(TransportError::Other("no scripted response".into())))

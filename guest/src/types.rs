@@ -70,6 +70,21 @@ pub enum TransportError {
     Other(String),
 }
 
+impl TransportError {
+    /// The failure in a few words, for events and status: never the
+    /// free-text detail of `Other`.
+    pub fn summary(&self) -> &'static str {
+        match self {
+            TransportError::Timeout => "timeout",
+            TransportError::ConnectionRefused => "connection refused",
+            TransportError::Dns => "dns",
+            TransportError::Tls => "tls",
+            TransportError::BodyTooLarge => "body too large",
+            TransportError::Other(_) => "transport error",
+        }
+    }
+}
+
 /// A complete HTTP response. `Debug` shows the body's length, not the body,
 /// because a token response body holds tokens.
 #[derive(Clone, PartialEq, Eq)]

@@ -54,7 +54,26 @@ pub struct ConnectionConfig {
     pub require_iss: bool,
     /// The platform's own settings.
     pub settings: Vec<(String, String)>,
+    /// The RFC 7009 revocation endpoint, when the server has one (Pleo
+    /// documents none, so it is optional).
+    #[serde(default)]
+    pub revocation_url: Option<String>,
+    /// Refresh this long before the access token expires; default 60 s.
+    #[serde(default)]
+    pub refresh_margin_seconds: Option<u32>,
+    /// The longest back-off between failed refreshes; default 5 minutes.
+    #[serde(default)]
+    pub max_backoff_seconds: Option<u32>,
 }
+
+/// Default proactive-refresh margin: 60 s before expiry.
+pub const DEFAULT_REFRESH_MARGIN_SECONDS: u32 = 60;
+/// Longest refresh margin accepted: one hour.
+pub const MAX_REFRESH_MARGIN_SECONDS: u32 = 3600;
+/// Default back-off cap: 5 minutes.
+pub const DEFAULT_MAX_BACKOFF_SECONDS: u32 = 300;
+/// Range of the back-off cap: 1 s to 1 hour.
+pub const MAX_BACKOFF_RANGE: std::ops::RangeInclusive<u32> = 1..=3600;
 
 /// Why a configuration or an option was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
@@ -78,6 +97,8 @@ pub enum ConfigError {
         "the issuer must be an absolute https URL (http only on loopback), and require-iss needs it"
     )]
     InvalidIssuer,
+    #[error("refresh-margin-seconds must be at most 3600, and max-backoff-seconds 1 to 3600")]
+    InvalidTiming,
 }
 
 impl ConnectionConfig {
@@ -99,6 +120,9 @@ impl ConnectionConfig {
                 endpoint_url(endpoint).ok_or(ConfigError::InvalidEndpoint)?;
             }
         }
+        if let Some(revocation) = &self.revocation_url {
+            endpoint_url(revocation).ok_or(ConfigError::InvalidEndpoint)?;
+        }
         if self.scopes.is_empty() {
             return Err(ConfigError::NoScopes);
         }
@@ -110,7 +134,32 @@ impl ConnectionConfig {
             None if self.require_iss => return Err(ConfigError::InvalidIssuer),
             _ => {}
         }
+        let margin_ok = self
+            .refresh_margin_seconds
+            .is_none_or(|m| m <= MAX_REFRESH_MARGIN_SECONDS);
+        let backoff_ok = self
+            .max_backoff_seconds
+            .is_none_or(|b| MAX_BACKOFF_RANGE.contains(&b));
+        if !(margin_ok && backoff_ok) {
+            return Err(ConfigError::InvalidTiming);
+        }
         Ok(())
+    }
+
+    /// The proactive-refresh margin, in ms.
+    pub fn refresh_margin_ms(&self) -> u64 {
+        u64::from(
+            self.refresh_margin_seconds
+                .unwrap_or(DEFAULT_REFRESH_MARGIN_SECONDS),
+        ) * 1000
+    }
+
+    /// The back-off cap, in ms.
+    pub fn max_backoff_ms(&self) -> u64 {
+        u64::from(
+            self.max_backoff_seconds
+                .unwrap_or(DEFAULT_MAX_BACKOFF_SECONDS),
+        ) * 1000
     }
 
     /// The authorisation endpoint.
@@ -212,6 +261,9 @@ pub(crate) mod tests {
             issuer: None,
             require_iss: false,
             settings: vec![("ledger".into(), "4000".into())],
+            revocation_url: None,
+            refresh_margin_seconds: None,
+            max_backoff_seconds: None,
         }
     }
 

@@ -16,8 +16,17 @@ pub enum State {
     Authorizing,
     /// Tokens are stored and usable.
     Connected,
+    /// Refreshes are failing for a transient reason (outage, rate limit,
+    /// network): backing off, the access token served until it expires.
+    Degraded,
+    /// The token endpoint refused the client itself (`invalid_client` and
+    /// kin): an operator must act. Tokens are kept; a later successful
+    /// refresh clears it.
+    ClientError,
     /// The grant is dead: tokens wiped, API blocked, configuration kept.
     ReauthRequired,
+    /// The user disconnected: tokens wiped, configuration kept.
+    Disconnected,
 }
 
 /// Why a connection needs re-authentication.
@@ -29,6 +38,9 @@ pub enum Reason {
     RefreshTokenRejected,
     /// The API refused a freshly refreshed access token: access revoked.
     AccessRevoked,
+    /// The access token is no longer usable and the server issued no
+    /// refresh token to renew it.
+    NoRefreshToken,
 }
 
 /// The stored status.
@@ -49,6 +61,22 @@ pub struct Status {
     /// authorisation.
     #[serde(default)]
     pub missing_scopes: Vec<String>,
+    /// Consecutive failed refreshes (transient or client errors).
+    #[serde(default)]
+    pub failures: u32,
+    /// No refresh before this time (Unix ms): the back-off.
+    #[serde(default)]
+    pub next_retry_ms: Option<u64>,
+    /// The last successful refresh (Unix ms).
+    #[serde(default)]
+    pub last_refresh_ms: Option<u64>,
+    /// What the last failed refresh saw, for operators: an OAuth error
+    /// code, a status or a transport failure; never a secret.
+    #[serde(default)]
+    pub last_error: Option<String>,
+    /// Set while the token endpoint refuses the client: its error code.
+    #[serde(default)]
+    pub client_error: Option<String>,
 }
 
 impl Status {
@@ -59,6 +87,11 @@ impl Status {
             reason: None,
             flow: None,
             missing_scopes: Vec::new(),
+            failures: 0,
+            next_retry_ms: None,
+            last_refresh_ms: None,
+            last_error: None,
+            client_error: None,
         }
     }
 
@@ -71,17 +104,44 @@ impl Status {
     }
 
     /// The state to return to when a pending authorisation ends without
-    /// new tokens: re-authentication still required with its reason, or
-    /// connected when tokens remain (a scope upgrade the user declined), or
-    /// new.
+    /// new tokens: re-authentication still required with its reason; or,
+    /// when tokens remain (a scope upgrade the user declined), the state
+    /// their refresh history says; or new.
     pub fn settle(&mut self, has_tokens: bool, now_ms: u64) {
         self.flow = None;
         let state = match (self.reason, has_tokens) {
             (Some(_), _) => State::ReauthRequired,
-            (None, true) => State::Connected,
+            (None, true) => self.token_state(),
             (None, false) => State::New,
         };
         self.enter(state, now_ms);
+    }
+
+    /// The state of a connection holding tokens, from its refresh history.
+    pub fn token_state(&self) -> State {
+        if self.client_error.is_some() {
+            State::ClientError
+        } else if self.failures > 0 {
+            State::Degraded
+        } else {
+            State::Connected
+        }
+    }
+
+    /// Enters the state its refresh history says, unless an authorisation
+    /// is pending (which keeps `authorizing` until it ends).
+    pub fn enter_token_state(&mut self, now_ms: u64) {
+        if self.state != State::Authorizing {
+            self.enter(self.token_state(), now_ms);
+        }
+    }
+
+    /// Forgets the refresh history: after a success, or when the tokens go.
+    pub fn clear_failures(&mut self) {
+        self.failures = 0;
+        self.next_retry_ms = None;
+        self.last_error = None;
+        self.client_error = None;
     }
 }
 

@@ -8,6 +8,8 @@
 //! - `flow/{hash}`: a pending authorisation, keyed by the SHA-256 of its
 //!   `state` (the state value itself never becomes a key, which a storage
 //!   backend might log). One-time: consumed by the callback.
+//! - `lease/{id}`: the refresh lease (holder, until), for single-flight
+//!   refresh across instances and processes.
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -34,6 +36,10 @@ pub fn status_key(connection: &str) -> String {
 
 pub fn flow_key(state_hash: &str) -> String {
     format!("flow/{state_hash}")
+}
+
+pub fn lease_key(connection: &str) -> String {
+    format!("lease/{connection}")
 }
 
 /// A storage failure as the exports report it.
@@ -109,6 +115,29 @@ pub struct TokensRecord {
     pub expires_at_ms: Option<u64>,
     pub scopes: Vec<String>,
     pub obtained_at_ms: u64,
+    /// These tokens come from a refresh that an API 401 forced, and no API
+    /// call has succeeded with them yet: another 401 means revoked
+    /// (one refresh per 401 streak).
+    #[serde(default)]
+    pub after_unauthorized: bool,
+}
+
+impl TokensRecord {
+    /// The access token can still be used at `now`: it has not expired. A
+    /// token without a known lifetime is usable until the API refuses it.
+    pub fn usable(&self, now_ms: u64) -> bool {
+        self.expires_at_ms.is_none_or(|at| now_ms < at)
+    }
+
+    /// The access token is within `margin_ms` of expiry: time to refresh.
+    /// The margin is at most half the token's lifetime, so a token that
+    /// lives shorter than the margin is not refreshed on every call.
+    pub fn due(&self, now_ms: u64, margin_ms: u64) -> bool {
+        self.expires_at_ms.is_some_and(|at| {
+            let lifetime = at.saturating_sub(self.obtained_at_ms);
+            now_ms.saturating_add(margin_ms.min(lifetime / 2)) >= at
+        })
+    }
 }
 
 /// A pending authorisation (`flow/{hash}`).
@@ -124,6 +153,22 @@ pub struct FlowRecord {
     pub return_to: Option<String>,
     pub created_at_ms: u64,
     pub expires_at_ms: u64,
+}
+
+/// Deletes `key` whatever its version, retrying a bounded number of times
+/// on conflict. Absent is success.
+pub fn remove(io: &mut dyn Io, key: &str) -> Result<(), StoreError> {
+    for _ in 0..CAS_ATTEMPTS {
+        let Some(entry) = io.get(key)? else {
+            return Ok(());
+        };
+        match io.delete(key, entry.version) {
+            Ok(()) => return Ok(()),
+            Err(StorageError::Conflict) => continue,
+            Err(error) => return Err(error.into()),
+        }
+    }
+    Err(StoreError::Conflict)
 }
 
 /// Writes `value` over whatever is stored at `key` (or creates it), in one

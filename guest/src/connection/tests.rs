@@ -1,0 +1,714 @@
+//! The connection state machine, natively, with time as an input: every
+//! state and transition of DESIGN §2, the classification policy of §1 and
+//! Pleo's rotation rules. No test waits: the clock is a number.
+
+use super::config::tests::config;
+use super::*;
+use crate::authorize::{self, BeginOptions};
+use crate::io::fake::FakeIo;
+use crate::secret::Secret;
+use crate::types::{Header, Response, ResponseHead, StorageError, TransportError};
+
+const NOW: u64 = 1_700_000_000_000;
+const HOUR: u64 = 3_600_000;
+
+fn json(status: u16, body: &str) -> Result<Response, TransportError> {
+    Ok(Response {
+        status,
+        headers: vec![Header::new("Content-Type", "application/json")],
+        body: body.as_bytes().to_vec(),
+    })
+}
+
+fn tokens(
+    access: &str,
+    refresh: Option<&str>,
+    expires_in: u32,
+) -> Result<Response, TransportError> {
+    let refresh = refresh.map_or(String::new(), |r| format!(r#","refresh_token":"{r}""#));
+    json(
+        200,
+        &format!(
+            r#"{{"access_token":"{access}","token_type":"Bearer","expires_in":{expires_in}{refresh}}}"#
+        ),
+    )
+}
+
+fn head(status: u16, challenge: Option<&str>) -> ResponseHead {
+    ResponseHead {
+        status,
+        headers: challenge
+            .map(|c| vec![Header::new("WWW-Authenticate", c)])
+            .unwrap_or_default(),
+    }
+}
+
+/// Connects `c1` through a real authorisation: AT-1 / RT-1, one hour.
+fn connected(config: ConnectionConfig) -> FakeIo {
+    let mut io = FakeIo::default();
+    configure(&mut io, "c1", &config).unwrap();
+    authorize_again(&mut io, NOW, tokens("AT-1", Some("RT-1"), 3600));
+    io.events.clear();
+    io.sent.clear();
+    io
+}
+
+fn authorize_again(io: &mut FakeIo, now: u64, answer: Result<Response, TransportError>) {
+    let authorization = authorize::begin(io, now, "c1", &BeginOptions::default()).unwrap();
+    let url = ::url::Url::parse(authorization.url.expose()).unwrap();
+    let state = url.query_pairs().find(|(k, _)| k == "state").unwrap().1;
+    io.respond(answer);
+    authorize::complete(io, now, &format!("code=CODE&state={state}"), Some("c1")).unwrap();
+}
+
+fn token_of(result: Result<Bearer, Refusal>) -> String {
+    result.expect("a token").token.into_exposed()
+}
+
+fn status(io: &mut FakeIo, now: u64) -> StatusView {
+    status_view(io, now, "c1").unwrap()
+}
+
+fn stored_refresh(io: &mut FakeIo) -> Option<String> {
+    store::read::<store::TokensRecord>(io, "tokens/c1")
+        .unwrap()
+        .and_then(|t| t.value.refresh_token.map(Secret::into_exposed))
+}
+
+/// No event field or message carries a secret the test used.
+fn assert_no_secrets(io: &FakeIo) {
+    for event in &io.events {
+        let text = format!("{} {} {:?}", event.kind, event.message, event.fields);
+        for secret in ["AT-", "RT-", "CODE"] {
+            assert!(!text.contains(secret), "{secret} in {text}");
+        }
+    }
+}
+
+#[test]
+fn hot_path_serves_a_valid_token_without_writing() {
+    let mut io = connected(config());
+    let version = io.last_version;
+    assert_eq!(token_of(access_token(&mut io, NOW + 1000, "c1")), "AT-1");
+    assert_eq!(io.last_version, version, "no write");
+    assert!(io.sent.is_empty() && io.events.is_empty());
+}
+
+/// DESIGN §1: refresh proactively before expiry (default margin 60 s);
+/// RFC 6749 §6 request; Pleo rotation: both tokens replaced in one write.
+#[test]
+fn rfc6749_6_proactive_refresh_rotates_both_tokens() {
+    let mut io = connected(config());
+    let before_margin = NOW + HOUR - 61_000;
+    assert_eq!(token_of(access_token(&mut io, before_margin, "c1")), "AT-1");
+    assert!(io.sent.is_empty());
+
+    io.respond(tokens("AT-2", Some("RT-2"), 3600));
+    let at = NOW + HOUR - 59_000;
+    assert_eq!(token_of(access_token(&mut io, at, "c1")), "AT-2");
+    let request = &io.sent[0];
+    assert_eq!(request.url, "https://auth.staging.pleo.io/oauth/token");
+    assert_eq!(
+        String::from_utf8_lossy(&request.body),
+        "grant_type=refresh_token&refresh_token=RT-1"
+    );
+    assert_eq!(request.client_auth.as_deref(), Some("client-123"));
+    assert_eq!(stored_refresh(&mut io).as_deref(), Some("RT-2"));
+    assert_eq!(io.kinds(), ["refresh-succeeded", "tokens-rotated"]);
+    let view = status(&mut io, at);
+    assert_eq!(view.state, State::Connected);
+    assert_eq!(view.last_refresh_at_ms, Some(at));
+    assert_eq!(view.access_expires_at_ms, Some(at + HOUR));
+    assert!(
+        io.store.keys().all(|k| !k.starts_with("lease/")),
+        "lease released"
+    );
+    assert_no_secrets(&io);
+}
+
+/// RFC 6749 §6: a response without a refresh token keeps the old one.
+#[test]
+fn rfc6749_6_refresh_without_new_refresh_token_keeps_the_old() {
+    let mut io = connected(config());
+    io.respond(tokens("AT-2", None, 3600));
+    assert_eq!(token_of(access_token(&mut io, NOW + HOUR, "c1")), "AT-2");
+    assert_eq!(stored_refresh(&mut io).as_deref(), Some("RT-1"));
+    assert_eq!(io.kinds(), ["refresh-succeeded"]);
+}
+
+/// The margin is configurable, and never more than half a token's life.
+#[test]
+fn refresh_margin_is_configurable_and_bounded_by_lifetime() {
+    let mut io = connected(ConnectionConfig {
+        refresh_margin_seconds: Some(600),
+        ..config()
+    });
+    io.respond(tokens("AT-2", Some("RT-2"), 60));
+    assert_eq!(
+        token_of(access_token(&mut io, NOW + HOUR - 600_000, "c1")),
+        "AT-2"
+    );
+    // A 60 s token is not due 600 s early (which would refresh on every
+    // call) but 30 s early.
+    let at = NOW + HOUR - 600_000;
+    assert_eq!(token_of(access_token(&mut io, at + 29_000, "c1")), "AT-2");
+    assert_eq!(io.sent.len(), 1);
+}
+
+/// Pleo: `invalid_grant` on refresh is terminal. Status first, then both
+/// tokens wiped; the configuration kept; the gate refuses from then on.
+#[test]
+fn pleo_invalid_grant_wipes_tokens_and_requires_reauth() {
+    let mut io = connected(config());
+    io.respond(json(400, r#"{"error":"invalid_grant"}"#));
+    assert_eq!(
+        access_token(&mut io, NOW + HOUR, "c1"),
+        Err(Refusal::Reauthenticate(Reason::RefreshTokenRejected))
+    );
+    assert!(!io.store.contains_key("tokens/c1"));
+    assert_eq!(get_config(&mut io, "c1").unwrap(), Some(config()));
+    assert_eq!(io.kinds(), ["revocation-detected", "reauth-required"]);
+    let view = status(&mut io, NOW + HOUR);
+    assert_eq!(
+        (view.state, view.reason),
+        (State::ReauthRequired, Some(Reason::RefreshTokenRejected))
+    );
+    assert!(view.next_action.contains("settings are kept"));
+    // Refused at once, with no request.
+    assert_eq!(
+        access_token(&mut io, NOW + HOUR + 1, "c1"),
+        Err(Refusal::Reauthenticate(Reason::RefreshTokenRejected))
+    );
+    assert_eq!(io.sent.len(), 1);
+    assert_no_secrets(&io);
+}
+
+/// Pleo answers `invalid_token` to a dead refresh token too.
+#[test]
+fn pleo_invalid_token_on_refresh_is_terminal_too() {
+    let mut io = connected(config());
+    io.respond(json(401, r#"{"error":"invalid_token"}"#));
+    assert_eq!(
+        access_token(&mut io, NOW + HOUR, "c1"),
+        Err(Refusal::Reauthenticate(Reason::RefreshTokenRejected))
+    );
+}
+
+/// Lost race: another worker rotated the tokens while this one's refresh
+/// (with the old refresh token) was in flight. Theirs are used; no wipe.
+#[test]
+fn lost_rotation_race_uses_the_winners_tokens() {
+    let mut io = connected(config());
+    io.on_send = Some(Box::new(|store, version| {
+        let record = store::TokensRecord {
+            access_token: Secret::new("AT-2"),
+            refresh_token: Some(Secret::new("RT-2")),
+            expires_at_ms: Some(NOW + 2 * HOUR),
+            scopes: vec![],
+            obtained_at_ms: NOW + HOUR,
+            after_unauthorized: false,
+        };
+        *version += 1;
+        store.insert(
+            "tokens/c1".into(),
+            crate::types::Entry {
+                value: serde_json::to_vec(&record).unwrap(),
+                version: *version,
+            },
+        );
+    }));
+    io.respond(json(400, r#"{"error":"invalid_grant"}"#));
+    assert_eq!(token_of(access_token(&mut io, NOW + HOUR, "c1")), "AT-2");
+    assert_eq!(io.kinds(), ["rotation-race-recovered"]);
+    assert_eq!(stored_refresh(&mut io).as_deref(), Some("RT-2"));
+    assert_eq!(status(&mut io, NOW + HOUR).state, State::Connected);
+}
+
+/// DESIGN §1: transient failures never lead to re-authentication, however
+/// many. 50 failures: the back-off grows to its cap with full jitter, the
+/// token is served until it expires, then callers wait; a success clears it.
+#[test]
+fn storm_of_transient_failures_never_reauthenticates() {
+    let mut io = connected(config());
+    let mut now = NOW + HOUR - 59_000;
+    let mut waits = Vec::new();
+    for attempt in 1..=50u32 {
+        io.respond(match attempt % 5 {
+            0 => Err(TransportError::Timeout),
+            1 => json(503, "<html>down</html>"),
+            2 => json(429, "{}"),
+            3 => json(200, r#"{"error":"server_error"}"#),
+            _ => json(200, "not json"),
+        });
+        let result = access_token(&mut io, now, "c1");
+        let view = status(&mut io, now);
+        assert_eq!(view.failures, attempt);
+        assert_eq!(view.state, State::Degraded);
+        let retry_at = view.next_retry_at_ms.unwrap();
+        let wait = retry_at - now;
+        let ceiling = backoff::ceiling_ms(attempt, 300_000);
+        assert!(
+            (backoff::MIN_MS..=ceiling).contains(&wait),
+            "{attempt}: {wait}"
+        );
+        waits.push(wait);
+        if now < NOW + HOUR {
+            assert_eq!(token_of(result), "AT-1", "served until expiry");
+        } else {
+            assert_eq!(
+                result,
+                Err(Refusal::Wait {
+                    until_ms: retry_at,
+                    why: WaitReason::BackingOff
+                })
+            );
+        }
+        // Calls during the back-off send nothing.
+        let sent = io.sent.len();
+        let _ = access_token(&mut io, retry_at - 1, "c1");
+        assert_eq!(io.sent.len(), sent);
+        now = retry_at;
+    }
+    assert!(
+        waits[40..].iter().max() > waits[..4].iter().max(),
+        "back-off grows"
+    );
+    assert!(io.store.contains_key("tokens/c1"));
+    assert!(!io.kinds().contains(&"reauth-required"));
+    io.respond(tokens("AT-2", Some("RT-2"), 3600));
+    assert_eq!(token_of(access_token(&mut io, now, "c1")), "AT-2");
+    let view = status(&mut io, now);
+    assert_eq!(
+        (view.state, view.failures, view.next_retry_at_ms),
+        (State::Connected, 0, None)
+    );
+    assert_no_secrets(&io);
+}
+
+/// RFC 9110 §10.2.3: `Retry-After` on a token-endpoint 503 is honoured.
+#[test]
+fn retry_after_from_the_token_endpoint_is_honoured() {
+    let mut io = connected(config());
+    io.respond(Ok(Response {
+        status: 503,
+        headers: vec![Header::new("Retry-After", "120")],
+        body: vec![],
+    }));
+    let now = NOW + HOUR;
+    assert_eq!(
+        access_token(&mut io, now, "c1"),
+        Err(Refusal::Wait {
+            until_ms: now + 120_000,
+            why: WaitReason::BackingOff
+        })
+    );
+}
+
+/// DESIGN §1: `invalid_client` is an operator problem: a client-error
+/// state, tokens kept, served while valid; a later success clears it.
+#[test]
+fn invalid_client_is_a_client_error_that_keeps_tokens() {
+    let mut io = connected(config());
+    io.respond(json(401, r#"{"error":"invalid_client"}"#));
+    let early = NOW + HOUR - 30_000;
+    assert_eq!(token_of(access_token(&mut io, early, "c1")), "AT-1");
+    let view = status(&mut io, early);
+    assert_eq!(view.state, State::ClientError);
+    assert!(view.next_action.contains("client id and secret"));
+    assert_eq!(io.kinds(), ["client-misconfigured"]);
+    // Still refused after expiry: the token is no longer served.
+    io.respond(json(400, r#"{"error":"unauthorized_client"}"#));
+    let result = access_token(&mut io, NOW + HOUR, "c1");
+    let view = status(&mut io, NOW + HOUR);
+    let retry_at = view.next_retry_at_ms.unwrap();
+    assert_eq!(
+        result,
+        Err(Refusal::ClientMisconfigured {
+            error: "unauthorized_client".into(),
+            retry_at_ms: Some(retry_at)
+        })
+    );
+    assert_eq!(view.failures, 2);
+    // During the back-off: refused without a request.
+    assert!(matches!(
+        access_token(&mut io, retry_at - 1, "c1"),
+        Err(Refusal::ClientMisconfigured { .. })
+    ));
+    assert_eq!(io.sent.len(), 2);
+    assert_eq!(stored_refresh(&mut io).as_deref(), Some("RT-1"));
+    io.respond(tokens("AT-2", Some("RT-2"), 3600));
+    assert_eq!(token_of(access_token(&mut io, retry_at, "c1")), "AT-2");
+    assert_eq!(status(&mut io, retry_at).state, State::Connected);
+    assert!(io.events.iter().any(|e| {
+        e.kind == "refresh-succeeded"
+            && e.fields
+                .contains(&("cleared-client-error".into(), "unauthorized_client".into()))
+    }));
+}
+
+/// RFC 6750 §3.1 and DESIGN §1: a 401 refreshes once and says retry; the
+/// next success ends the streak, so a later 401 refreshes again.
+#[test]
+fn rfc6750_api_401_refreshes_once_then_retry() {
+    let mut io = connected(config());
+    io.respond(tokens("AT-2", Some("RT-2"), 3600));
+    let action = report(
+        &mut io,
+        NOW + 1,
+        "c1",
+        "AT-1",
+        &head(401, Some("Bearer error=\"invalid_token\"")),
+    )
+    .unwrap();
+    assert!(matches!(action, ApiAction::Retry(ref b) if b.token.expose() == "AT-2"));
+    assert_eq!(
+        report(&mut io, NOW + 2, "c1", "AT-2", &head(200, None)).unwrap(),
+        ApiAction::Proceed
+    );
+    io.respond(tokens("AT-3", Some("RT-3"), 3600));
+    let action = report(&mut io, NOW + 3, "c1", "AT-2", &head(401, None)).unwrap();
+    assert!(matches!(action, ApiAction::Retry(ref b) if b.token.expose() == "AT-3"));
+    assert_eq!(io.sent.len(), 2);
+    assert_eq!(
+        io.kinds(),
+        [
+            "api-unauthorized",
+            "refresh-succeeded",
+            "tokens-rotated",
+            "api-unauthorized",
+            "refresh-succeeded",
+            "tokens-rotated"
+        ]
+    );
+}
+
+/// DESIGN §1: a 401 right after a 401-forced refresh means the grant was
+/// revoked: at most one refresh per 401 streak.
+#[test]
+fn api_401_twice_means_access_revoked() {
+    let mut io = connected(config());
+    io.respond(tokens("AT-2", Some("RT-2"), 3600));
+    report(&mut io, NOW + 1, "c1", "AT-1", &head(401, None)).unwrap();
+    assert_eq!(
+        report(&mut io, NOW + 2, "c1", "AT-2", &head(401, None)),
+        Err(Refusal::Reauthenticate(Reason::AccessRevoked))
+    );
+    assert_eq!(io.sent.len(), 1, "no second refresh");
+    assert!(!io.store.contains_key("tokens/c1"));
+    assert_eq!(status(&mut io, NOW + 2).reason, Some(Reason::AccessRevoked));
+}
+
+/// Many workers got 401 with the same stale token: one refresh, and the
+/// others retry with the stored token.
+#[test]
+fn api_401_with_an_already_replaced_token_refreshes_nothing() {
+    let mut io = connected(config());
+    io.respond(tokens("AT-2", Some("RT-2"), 3600));
+    report(&mut io, NOW + 1, "c1", "AT-1", &head(401, None)).unwrap();
+    let action = report(&mut io, NOW + 2, "c1", "AT-1", &head(401, None)).unwrap();
+    assert!(matches!(action, ApiAction::Retry(ref b) if b.token.expose() == "AT-2"));
+    assert_eq!(io.sent.len(), 1);
+}
+
+/// RFC 6750 §3.1 `insufficient_scope`: connected stays, the missing
+/// scopes are recorded and the next authorisation requests them.
+#[test]
+fn rfc6750_insufficient_scope_upgrades_the_next_authorisation() {
+    let mut io = connected(config());
+    let challenge = r#"Bearer error="insufficient_scope", scope="users:read expenses:write""#;
+    assert_eq!(
+        report(&mut io, NOW + 1, "c1", "AT-1", &head(403, Some(challenge))).unwrap(),
+        ApiAction::InsufficientScope(vec!["users:read".into(), "expenses:write".into()])
+    );
+    let view = status(&mut io, NOW + 1);
+    assert_eq!(view.state, State::Connected);
+    assert_eq!(view.missing_scopes, ["expenses:write"]);
+    let authorization = authorize::begin(&mut io, NOW + 2, "c1", &BeginOptions::default()).unwrap();
+    assert!(authorization.scopes.contains(&"expenses:write".to_owned()));
+    // The gate still serves while the upgrade is pending.
+    assert_eq!(token_of(access_token(&mut io, NOW + 3, "c1")), "AT-1");
+    assert_eq!(
+        report(&mut io, NOW + 4, "c1", "AT-1", &head(403, None)).unwrap(),
+        ApiAction::Forbidden
+    );
+}
+
+#[test]
+fn rate_limits_and_outages_are_reported_with_their_time() {
+    let mut io = connected(config());
+    let limited = ResponseHead {
+        status: 429,
+        headers: vec![Header::new("Retry-After", "30")],
+    };
+    assert_eq!(
+        report(&mut io, NOW, "c1", "AT-1", &limited).unwrap(),
+        ApiAction::RateLimited(Some(NOW + 30_000))
+    );
+    assert_eq!(
+        report(&mut io, NOW, "c1", "AT-1", &head(502, None)).unwrap(),
+        ApiAction::Transient(None)
+    );
+    assert_eq!(status(&mut io, NOW).state, State::Connected);
+}
+
+/// Single-flight: while another worker holds the lease, an expired token
+/// is never served (wait), a valid one is; a crashed holder's lease lapses.
+#[test]
+fn lease_held_means_wait_and_a_crashed_holder_lapses() {
+    let mut io = connected(config());
+    let at = NOW + HOUR;
+    let lease::Acquire::Acquired(_crashed) = lease::acquire(&mut io, "c1", at).unwrap() else {
+        panic!("free");
+    };
+    assert_eq!(
+        access_token(&mut io, at + 1, "c1"),
+        Err(Refusal::Wait {
+            until_ms: at + 1 + lease::POLL_MS,
+            why: WaitReason::RefreshInProgress
+        })
+    );
+    assert_eq!(
+        status(&mut io, at + 1).refreshing_until_ms,
+        Some(at + lease::LEASE_MS)
+    );
+    assert!(io.sent.is_empty());
+    io.respond(tokens("AT-2", Some("RT-2"), 3600));
+    assert_eq!(
+        token_of(access_token(&mut io, at + lease::LEASE_MS, "c1")),
+        "AT-2"
+    );
+    // Within the margin but valid: served while another worker refreshes.
+    let mut io = connected(config());
+    lease::acquire(&mut io, "c1", NOW + HOUR - 30_000).unwrap();
+    assert_eq!(
+        token_of(access_token(&mut io, NOW + HOUR - 29_000, "c1")),
+        "AT-1"
+    );
+}
+
+/// Faults: the store fails while writing the rotated tokens. The write is
+/// retried (the server already rotated: these are the only live tokens);
+/// when the store stays down the error is typed and nothing partial is left.
+#[test]
+fn storage_fault_during_refresh_loses_nothing() {
+    let mut io = connected(config());
+    io.write_faults
+        .push(("tokens/".into(), StorageError::Unavailable("disk".into())));
+    io.respond(tokens("AT-2", Some("RT-2"), 3600));
+    assert_eq!(token_of(access_token(&mut io, NOW + HOUR, "c1")), "AT-2");
+    assert_eq!(stored_refresh(&mut io).as_deref(), Some("RT-2"));
+
+    let mut io = connected(config());
+    for _ in 0..store::CAS_ATTEMPTS {
+        io.write_faults
+            .push(("tokens/".into(), StorageError::Unavailable("disk".into())));
+    }
+    io.respond(tokens("AT-2", Some("RT-2"), 3600));
+    assert!(matches!(
+        access_token(&mut io, NOW + HOUR, "c1"),
+        Err(Refusal::Storage(StoreError::Unavailable(_)))
+    ));
+    assert_eq!(
+        stored_refresh(&mut io).as_deref(),
+        Some("RT-1"),
+        "old record intact"
+    );
+    assert_eq!(get_config(&mut io, "c1").unwrap(), Some(config()));
+    assert!(io.kinds().contains(&"refresh-not-stored"));
+    assert!(io.store.keys().all(|k| !k.starts_with("lease/")));
+
+    // A read fault before anything happens: typed, nothing sent.
+    let mut io = connected(config());
+    io.faults
+        .push_back(StorageError::Unavailable("down".into()));
+    assert!(matches!(
+        access_token(&mut io, NOW + HOUR, "c1"),
+        Err(Refusal::Storage(StoreError::Unavailable(_)))
+    ));
+    assert!(io.sent.is_empty());
+}
+
+/// A dead grant while the wipe fails: the status already refuses, so the
+/// lingering tokens are never served.
+#[test]
+fn a_failed_wipe_still_refuses() {
+    let mut io = connected(config());
+    io.write_faults
+        .push(("tokens/".into(), StorageError::Unavailable("disk".into())));
+    io.respond(json(400, r#"{"error":"invalid_grant"}"#));
+    assert!(matches!(
+        access_token(&mut io, NOW + HOUR, "c1"),
+        Err(Refusal::Storage(_))
+    ));
+    assert_eq!(
+        access_token(&mut io, NOW + HOUR, "c1"),
+        Err(Refusal::Reauthenticate(Reason::RefreshTokenRejected))
+    );
+}
+
+/// An access token without a refresh token: served until it expires, then
+/// re-authentication.
+#[test]
+fn no_refresh_token_means_reauth_at_expiry() {
+    let mut io = FakeIo::default();
+    configure(&mut io, "c1", &config()).unwrap();
+    authorize_again(&mut io, NOW, tokens("AT-1", None, 3600));
+    assert_eq!(
+        token_of(access_token(&mut io, NOW + HOUR - 1000, "c1")),
+        "AT-1"
+    );
+    assert_eq!(
+        access_token(&mut io, NOW + HOUR, "c1"),
+        Err(Refusal::Reauthenticate(Reason::NoRefreshToken))
+    );
+}
+
+/// Pleo's how-to step 4: re-authentication reuses the stored configuration
+/// and scopes, shows `authorizing` with the reason, and recovers.
+#[test]
+fn reauthentication_is_non_destructive_and_recovers() {
+    let mut io = connected(config());
+    io.respond(json(400, r#"{"error":"invalid_grant"}"#));
+    let _ = access_token(&mut io, NOW + HOUR, "c1");
+    let authorization =
+        authorize::begin(&mut io, NOW + HOUR, "c1", &BeginOptions::default()).unwrap();
+    assert_eq!(authorization.scopes, config().scopes);
+    let view = status(&mut io, NOW + HOUR);
+    assert_eq!(
+        (view.state, view.reason),
+        (State::Authorizing, Some(Reason::RefreshTokenRejected))
+    );
+    assert_eq!(
+        access_token(&mut io, NOW + HOUR, "c1"),
+        Err(Refusal::Reauthenticate(Reason::RefreshTokenRejected))
+    );
+    authorize_again(&mut io, NOW + HOUR, tokens("AT-9", Some("RT-9"), 3600));
+    assert_eq!(
+        token_of(access_token(&mut io, NOW + HOUR + 1, "c1")),
+        "AT-9"
+    );
+    let view = status(&mut io, NOW + HOUR + 1);
+    assert_eq!((view.state, view.reason), (State::Connected, None));
+    assert!(io.kinds().contains(&"reauth-completed"));
+    assert_eq!(get_config(&mut io, "c1").unwrap(), Some(config()));
+}
+
+/// RFC 7009 §2.1: disconnect revokes the refresh token when an endpoint
+/// is configured (§2.2: 200 even for an invalid token), wipes the tokens
+/// and keeps the configuration.
+#[test]
+fn rfc7009_disconnect_revokes_wipes_and_keeps_config() {
+    let with_revocation = ConnectionConfig {
+        revocation_url: Some("https://auth.example/oauth/revoke".into()),
+        ..config()
+    };
+    let mut io = connected(with_revocation.clone());
+    io.respond(json(200, ""));
+    assert_eq!(
+        disconnect(&mut io, NOW, "c1", true).unwrap(),
+        Revocation::Revoked
+    );
+    let request = &io.sent[0];
+    assert_eq!(request.url, "https://auth.example/oauth/revoke");
+    assert_eq!(
+        String::from_utf8_lossy(&request.body),
+        "token=RT-1&token_type_hint=refresh_token"
+    );
+    assert_eq!(request.client_auth.as_deref(), Some("client-123"));
+    assert!(!io.store.contains_key("tokens/c1"));
+    assert_eq!(
+        get_config(&mut io, "c1").unwrap(),
+        Some(with_revocation.clone())
+    );
+    assert_eq!(status(&mut io, NOW).state, State::Disconnected);
+    assert_eq!(
+        access_token(&mut io, NOW, "c1"),
+        Err(Refusal::NotConnected(NotConnected::Disconnected))
+    );
+    assert_eq!(io.kinds(), ["disconnected"]);
+
+    // RFC 7009 §2.2.1: a 503 is a failure; the local wipe happens anyway.
+    let mut io = connected(with_revocation);
+    io.respond(json(503, r#"{"error":"temporarily_unavailable"}"#));
+    assert_eq!(
+        disconnect(&mut io, NOW, "c1", true).unwrap(),
+        Revocation::Failed("status 503: temporarily_unavailable".into())
+    );
+    assert!(!io.store.contains_key("tokens/c1"));
+
+    let mut io = connected(config());
+    assert_eq!(
+        disconnect(&mut io, NOW, "c1", true).unwrap(),
+        Revocation::NotConfigured
+    );
+    assert_eq!(
+        disconnect(&mut io, NOW, "c1", false).unwrap(),
+        Revocation::NotRequested
+    );
+    assert!(io.sent.is_empty());
+    assert_eq!(
+        disconnect(&mut io, NOW, "nope", false),
+        Err(DisconnectError::UnknownConnection)
+    );
+}
+
+#[test]
+fn forget_deletes_everything_of_the_connection() {
+    let mut io = connected(config());
+    configure(&mut io, "other", &config()).unwrap();
+    authorize::begin(&mut io, NOW, "c1", &BeginOptions::default()).unwrap();
+    lease::acquire(&mut io, "c1", NOW).unwrap();
+    forget(&mut io, "c1").unwrap();
+    assert_eq!(io.store.keys().collect::<Vec<_>>(), ["config/other"]);
+    assert_eq!(
+        access_token(&mut io, NOW, "c1"),
+        Err(Refusal::NotConnected(NotConnected::UnknownConnection))
+    );
+    forget(&mut io, "c1").unwrap();
+}
+
+#[test]
+fn gate_refusals_for_connections_without_tokens() {
+    let mut io = FakeIo::default();
+    assert_eq!(
+        access_token(&mut io, NOW, "c1"),
+        Err(Refusal::NotConnected(NotConnected::UnknownConnection))
+    );
+    assert_eq!(
+        access_token(&mut io, NOW, "bad/id"),
+        Err(Refusal::NotConnected(NotConnected::UnknownConnection))
+    );
+    configure(&mut io, "c1", &config()).unwrap();
+    assert_eq!(
+        access_token(&mut io, NOW, "c1"),
+        Err(Refusal::NotConnected(NotConnected::NeverAuthorized))
+    );
+    assert!(report(&mut io, NOW, "c1", "x", &head(401, None)).is_err());
+}
+
+/// A clock that jumps backwards cannot stretch a back-off beyond its
+/// longest wait; one that jumps forwards just finds the token due.
+#[test]
+fn clock_jumps_have_defined_behaviour() {
+    let mut io = connected(config());
+    io.respond(json(503, ""));
+    let at = NOW + HOUR;
+    let _ = access_token(&mut io, at, "c1");
+    let retry = status(&mut io, at).next_retry_at_ms.unwrap();
+    // Back by a day: the stored retry time is clamped to now + one hour.
+    let back = at - 24 * HOUR;
+    io.respond(tokens("AT-2", Some("RT-2"), 3600));
+    assert_eq!(
+        token_of(access_token(&mut io, back, "c1")),
+        "AT-1",
+        "valid then"
+    );
+    assert!(io.sent.len() == 1);
+    let clamp = back + backoff::MAX_RETRY_AFTER_MS;
+    assert!(clamp < retry);
+    // Forwards by a year: the token is due and refreshed.
+    assert_eq!(
+        token_of(access_token(&mut io, at + 365 * 24 * HOUR, "c1")),
+        "AT-2"
+    );
+}
