@@ -8,20 +8,22 @@
 use std::sync::Arc;
 
 use pleo_oauth::authorize::{BeginOptions, CompleteError, ExchangeFailure};
-use pleo_oauth::connections::ConnectionConfig;
+use pleo_oauth::connections::{
+    ApiAction, Bearer, ConnectionConfig, DisconnectError, Refusal, Revocation, StoreError,
+};
 use pleo_oauth::imports::clock::ManualClock;
 use pleo_oauth::imports::http::ScriptedHttp;
 use pleo_oauth::imports::log::CollectingLog;
 use pleo_oauth::imports::random::SeededRandom;
 use pleo_oauth::imports::storage::{MemoryStorage, Storage};
 use pleo_oauth::native::NativeIo;
-use pleo_oauth::types::{Header, Response};
+use pleo_oauth::types::{Header, Response, ResponseHead};
 use pleo_oauth::{Backends, Instance};
 use pleo_oauth_core::authorize;
 use pleo_oauth_core::connection;
 use serde::Deserialize;
 
-use crate::{Body, Outcome};
+use crate::Outcome;
 
 /// One scenario.
 #[derive(Debug, Deserialize)]
@@ -155,6 +157,17 @@ pub trait Flow {
         expected: Option<&str>,
     ) -> Result<authorize::Completed, CompleteError>;
     fn status(&mut self, connection: &str) -> connection::StatusView;
+    fn access_token(&mut self, connection: &str) -> Result<Bearer, Refusal>;
+    fn report(
+        &mut self,
+        connection: &str,
+        token: &str,
+        status: u16,
+        headers: &[Header],
+    ) -> Result<ApiAction, Refusal>;
+    fn disconnect(&mut self, connection: &str, revoke: bool)
+    -> Result<Revocation, DisconnectError>;
+    fn forget(&mut self, connection: &str) -> Result<(), StoreError>;
 }
 
 /// The core, natively, over the fixture's backends; time from its clock.
@@ -191,6 +204,45 @@ impl Flow for Native<'_> {
         let now = self.now();
         connection::status_view(&mut NativeIo(&self.0.backends), now, connection).expect("status")
     }
+
+    fn access_token(&mut self, connection: &str) -> Result<Bearer, Refusal> {
+        let now = self.now();
+        connection::access_token(&mut NativeIo(&self.0.backends), now, connection)
+    }
+
+    fn report(
+        &mut self,
+        connection: &str,
+        token: &str,
+        status: u16,
+        headers: &[Header],
+    ) -> Result<ApiAction, Refusal> {
+        let now = self.now();
+        let head = ResponseHead {
+            status,
+            headers: headers.to_vec(),
+        };
+        connection::report(
+            &mut NativeIo(&self.0.backends),
+            now,
+            connection,
+            token,
+            &head,
+        )
+    }
+
+    fn disconnect(
+        &mut self,
+        connection: &str,
+        revoke: bool,
+    ) -> Result<Revocation, DisconnectError> {
+        let now = self.now();
+        connection::disconnect(&mut NativeIo(&self.0.backends), now, connection, revoke)
+    }
+
+    fn forget(&mut self, connection: &str) -> Result<(), StoreError> {
+        connection::forget(&mut NativeIo(&self.0.backends), connection)
+    }
 }
 
 impl Flow for Instance {
@@ -219,6 +271,32 @@ impl Flow for Instance {
             .expect("no trap")
             .expect("status")
     }
+
+    fn access_token(&mut self, connection: &str) -> Result<Bearer, Refusal> {
+        Instance::access_token(self, connection).expect("no trap")
+    }
+
+    fn report(
+        &mut self,
+        connection: &str,
+        token: &str,
+        status: u16,
+        headers: &[Header],
+    ) -> Result<ApiAction, Refusal> {
+        Instance::report(self, connection, token, status, headers).expect("no trap")
+    }
+
+    fn disconnect(
+        &mut self,
+        connection: &str,
+        revoke: bool,
+    ) -> Result<Revocation, DisconnectError> {
+        Instance::disconnect(self, connection, revoke).expect("no trap")
+    }
+
+    fn forget(&mut self, connection: &str) -> Result<(), StoreError> {
+        Instance::forget(self, connection).expect("no trap")
+    }
 }
 
 /// The `state` parameter of an authorisation URL.
@@ -231,15 +309,18 @@ pub fn state_of(authorization: &authorize::Authorization) -> String {
         .into_owned()
 }
 
-/// Runs one scenario on `flow` over `fixture`.
-pub fn run(case: &CallbackCase, fixture: &Fixture, flow: &mut dyn Flow) -> Summary {
+/// The default configuration with a vector's changes merged in.
+pub fn config_with(changes: &serde_json::Map<String, serde_json::Value>) -> ConnectionConfig {
     let mut config = default_config();
-    for (key, value) in &case.config {
+    for (key, value) in changes {
         config[key] = value.clone();
     }
-    let config: ConnectionConfig =
-        serde_json::from_value(config).expect("a valid config in the vector");
-    flow.configure(&case.connection, &config);
+    serde_json::from_value(config).expect("a valid config in the vector")
+}
+
+/// Runs one scenario on `flow` over `fixture`.
+pub fn run(case: &CallbackCase, fixture: &Fixture, flow: &mut dyn Flow) -> Summary {
+    flow.configure(&case.connection, &config_with(&case.config));
     if let Some(status) = &case.status {
         let bytes = serde_json::to_vec(status).expect("json");
         fixture
@@ -258,14 +339,7 @@ pub fn run(case: &CallbackCase, fixture: &Fixture, flow: &mut dyn Flow) -> Summa
     }
     fixture.clock.advance(case.advance_ms);
     if let Some(answer) = &case.token_endpoint {
-        fixture.http.push(match answer {
-            Outcome::Response(spec) => Ok(Response {
-                status: spec.status,
-                headers: spec.headers.clone(),
-                body: spec.body.as_ref().map(Body::bytes).unwrap_or_default(),
-            }),
-            Outcome::TransportError(error) => Err(error.clone()),
-        });
+        fixture.http.push(answer.answer());
     }
     let callback = case.callback.replace("{state}", &state_of(&first));
     let result = flow.complete(&callback, case.expected_connection.as_deref());
@@ -303,7 +377,7 @@ fn summarise(result: &Result<authorize::Completed, CompleteError>) -> String {
     }
 }
 
-fn kebab<T: serde::Serialize>(value: &T) -> String {
+pub fn kebab<T: serde::Serialize>(value: &T) -> String {
     serde_json::to_value(value)
         .ok()
         .and_then(|v| v.as_str().map(str::to_owned))

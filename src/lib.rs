@@ -100,6 +100,20 @@ pub enum Outcome {
     TransportError(TransportError),
 }
 
+impl Outcome {
+    /// The scripted answer: the response, or the transport error.
+    pub fn answer(&self) -> Result<Response, TransportError> {
+        match self {
+            Outcome::Response(spec) => Ok(Response {
+                status: spec.status,
+                headers: spec.headers.clone(),
+                body: spec.body.as_ref().map(Body::bytes).unwrap_or_default(),
+            }),
+            Outcome::TransportError(error) => Err(error.clone()),
+        }
+    }
+}
+
 /// `classify.token-response`.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
@@ -114,14 +128,7 @@ pub struct TokenCase {
 
 impl TokenCase {
     pub fn response(&self) -> Result<Response, TransportError> {
-        match &self.input {
-            Outcome::Response(spec) => Ok(Response {
-                status: spec.status,
-                headers: spec.headers.clone(),
-                body: spec.body.as_ref().map(Body::bytes).unwrap_or_default(),
-            }),
-            Outcome::TransportError(error) => Err(error.clone()),
-        }
+        self.input.answer()
     }
 }
 
@@ -351,3 +358,4 @@ pub fn runtime() -> &'static pleo_oauth::Runtime {
     })
 }
 pub mod callback;
+pub mod lifecycle;

@@ -1,9 +1,12 @@
 //! The `connections` export.
 
 pub use pleo_oauth_core::connection::{
-    ClientType, ConfigError, ConfigureError, ConnectionConfig, CustomEndpoints, Environment,
-    Reason, State, StatusError, StatusView, StoreError,
+    ApiAction, Bearer, ClientType, ConfigError, ConfigureError, ConnectionConfig, CustomEndpoints,
+    DisconnectError, Environment, NotConnected, Reason, Refusal, Revocation, State, StatusError,
+    StatusView, StoreError, WaitReason,
 };
+use pleo_oauth_core::secret::Secret;
+use pleo_oauth_core::types::Header;
 
 use crate::bindings::exports::pleo::oauth::connections as wit;
 use crate::runtime::{GuestError, Instance};
@@ -57,6 +60,11 @@ impl Instance {
                 scopes: s.scopes,
                 missing_scopes: s.missing_scopes,
                 authorization_expires_at_ms: s.authorization_expires_at_ms,
+                failures: s.consecutive_failures,
+                next_retry_at_ms: s.next_retry_at_ms,
+                last_refresh_at_ms: s.last_refresh_at_ms,
+                last_error: s.last_error,
+                refreshing_until_ms: s.refreshing_until_ms,
                 next_action: s.next_action,
             })
             .map_err(|e| match e {
@@ -66,9 +74,114 @@ impl Instance {
     }
 }
 
-unit_enum!(wit::State => State { New, Authorizing, Connected, ReauthRequired });
-unit_enum!(wit::ReauthReason => Reason { RefreshTokenRejected, AccessRevoked });
+unit_enum!(wit::State => State { New, Authorizing, Connected, Degraded, ClientError, ReauthRequired, Disconnected });
+unit_enum!(wit::ReauthReason => Reason { RefreshTokenRejected, AccessRevoked, NoRefreshToken });
+impl Instance {
+    /// `connections.access-token`: the API gate.
+    pub fn access_token(
+        &mut self,
+        connection: &str,
+    ) -> Result<Result<Bearer, Refusal>, GuestError> {
+        let result = self.call(|store, c| {
+            c.pleo_oauth_connections()
+                .call_access_token(store, connection)
+        })?;
+        Ok(result.map(Into::into).map_err(Into::into))
+    }
+
+    /// `connections.report`: what an API response means, and what to do.
+    pub fn report(
+        &mut self,
+        connection: &str,
+        access_token: &str,
+        status: u16,
+        headers: &[Header],
+    ) -> Result<Result<ApiAction, Refusal>, GuestError> {
+        let headers: Vec<_> = headers.iter().cloned().map(Into::into).collect();
+        let result = self.call(|store, c| {
+            c.pleo_oauth_connections().call_report(
+                store,
+                connection,
+                access_token,
+                status,
+                &headers,
+            )
+        })?;
+        Ok(result
+            .map(|action| match action {
+                wit::ApiAction::Proceed => ApiAction::Proceed,
+                wit::ApiAction::Retry(bearer) => ApiAction::Retry(bearer.into()),
+                wit::ApiAction::InsufficientScope(scopes) => ApiAction::InsufficientScope(scopes),
+                wit::ApiAction::Forbidden => ApiAction::Forbidden,
+                wit::ApiAction::RateLimited(at) => ApiAction::RateLimited(at),
+                wit::ApiAction::Transient(at) => ApiAction::Transient(at),
+            })
+            .map_err(Into::into))
+    }
+
+    /// `connections.disconnect`.
+    pub fn disconnect(
+        &mut self,
+        connection: &str,
+        revoke: bool,
+    ) -> Result<Result<Revocation, DisconnectError>, GuestError> {
+        let result = self.call(|store, c| {
+            c.pleo_oauth_connections()
+                .call_disconnect(store, connection, revoke)
+        })?;
+        Ok(result
+            .map(|revocation| match revocation {
+                wit::Revocation::NotRequested => Revocation::NotRequested,
+                wit::Revocation::NotConfigured => Revocation::NotConfigured,
+                wit::Revocation::NoToken => Revocation::NoToken,
+                wit::Revocation::Revoked => Revocation::Revoked,
+                wit::Revocation::Failed(why) => Revocation::Failed(why),
+            })
+            .map_err(|e| match e {
+                wit::DisconnectError::UnknownConnection => DisconnectError::UnknownConnection,
+                wit::DisconnectError::Storage(error) => DisconnectError::Storage(error.into()),
+            }))
+    }
+
+    /// `connections.forget`.
+    pub fn forget(&mut self, connection: &str) -> Result<Result<(), StoreError>, GuestError> {
+        let result =
+            self.call(|store, c| c.pleo_oauth_connections().call_forget(store, connection))?;
+        Ok(result.map_err(Into::into))
+    }
+}
+
+unit_enum!(wit::WaitReason => WaitReason { RefreshInProgress, BackingOff });
+unit_enum!(wit::NotConnected => NotConnected { UnknownConnection, NeverAuthorized, Disconnected });
 unit_enum!(wit::ClientType => ClientType { Confidential, Public });
+
+impl From<wit::Bearer> for Bearer {
+    fn from(bearer: wit::Bearer) -> Self {
+        Self {
+            token: Secret::new(bearer.token),
+            expires_at_ms: bearer.expires_at_ms,
+            scopes: bearer.scopes,
+        }
+    }
+}
+
+impl From<wit::Refusal> for Refusal {
+    fn from(refusal: wit::Refusal) -> Self {
+        match refusal {
+            wit::Refusal::Reauthenticate(reason) => Self::Reauthenticate(reason.into()),
+            wit::Refusal::Wait(wait) => Self::Wait {
+                until_ms: wait.until_ms,
+                why: wait.why.into(),
+            },
+            wit::Refusal::ClientMisconfigured(problem) => Self::ClientMisconfigured {
+                error: problem.error,
+                retry_at_ms: problem.retry_at_ms,
+            },
+            wit::Refusal::NotConnected(why) => Self::NotConnected(why.into()),
+            wit::Refusal::Storage(error) => Self::Storage(error.into()),
+        }
+    }
+}
 unit_enum!(ClientType => wit::ClientType { Confidential, Public });
 
 impl From<ConnectionConfig> for wit::ConnectionConfig {
@@ -89,6 +202,9 @@ impl From<ConnectionConfig> for wit::ConnectionConfig {
             issuer: config.issuer,
             require_iss: config.require_iss,
             settings: config.settings,
+            revocation_url: config.revocation_url,
+            refresh_margin_seconds: config.refresh_margin_seconds,
+            max_backoff_seconds: config.max_backoff_seconds,
         }
     }
 }
@@ -111,6 +227,9 @@ impl From<wit::ConnectionConfig> for ConnectionConfig {
             issuer: config.issuer,
             require_iss: config.require_iss,
             settings: config.settings,
+            revocation_url: config.revocation_url,
+            refresh_margin_seconds: config.refresh_margin_seconds,
+            max_backoff_seconds: config.max_backoff_seconds,
         }
     }
 }
@@ -125,6 +244,7 @@ impl From<wit::ConfigError> for ConfigError {
             wit::ConfigError::InvalidScope(scope) => Self::InvalidScope(scope),
             wit::ConfigError::NoScopes => Self::NoScopes,
             wit::ConfigError::InvalidIssuer => Self::InvalidIssuer,
+            wit::ConfigError::InvalidTiming => Self::InvalidTiming,
         }
     }
 }

@@ -32,13 +32,98 @@ impl w::Guest for Component {
             scopes: view.scopes,
             missing_scopes: view.missing_scopes,
             authorization_expires_at_ms: view.authorization_expires_at_ms,
+            consecutive_failures: view.failures,
+            next_retry_at_ms: view.next_retry_at_ms,
+            last_refresh_at_ms: view.last_refresh_at_ms,
+            last_error: view.last_error,
+            refreshing_until_ms: view.refreshing_until_ms,
             next_action: view.next_action,
         })
     }
+
+    fn access_token(connection: String) -> Result<w::Bearer, w::Refusal> {
+        Ok(c::access_token(&mut Imports, clock::now_ms(), &connection)?.into())
+    }
+
+    fn report(
+        connection: String,
+        access_token: String,
+        status: u16,
+        headers: Vec<w::Header>,
+    ) -> Result<w::ApiAction, w::Refusal> {
+        let response = crate::types::ResponseHead {
+            status,
+            headers: super::classify::headers(headers),
+        };
+        let action = c::report(
+            &mut Imports,
+            clock::now_ms(),
+            &connection,
+            &access_token,
+            &response,
+        )?;
+        Ok(match action {
+            c::ApiAction::Proceed => w::ApiAction::Proceed,
+            c::ApiAction::Retry(bearer) => w::ApiAction::Retry(bearer.into()),
+            c::ApiAction::InsufficientScope(scopes) => w::ApiAction::InsufficientScope(scopes),
+            c::ApiAction::Forbidden => w::ApiAction::Forbidden,
+            c::ApiAction::RateLimited(at) => w::ApiAction::RateLimited(at),
+            c::ApiAction::Transient(at) => w::ApiAction::Transient(at),
+        })
+    }
+
+    fn disconnect(connection: String, revoke: bool) -> Result<w::Revocation, w::DisconnectError> {
+        let revocation = c::disconnect(&mut Imports, clock::now_ms(), &connection, revoke)
+            .map_err(|e| match e {
+                c::DisconnectError::UnknownConnection => w::DisconnectError::UnknownConnection,
+                c::DisconnectError::Storage(error) => w::DisconnectError::Storage(error.into()),
+            })?;
+        Ok(match revocation {
+            c::Revocation::NotRequested => w::Revocation::NotRequested,
+            c::Revocation::NotConfigured => w::Revocation::NotConfigured,
+            c::Revocation::NoToken => w::Revocation::NoToken,
+            c::Revocation::Revoked => w::Revocation::Revoked,
+            c::Revocation::Failed(why) => w::Revocation::Failed(why),
+        })
+    }
+
+    fn forget(connection: String) -> Result<(), w::StorageFailure> {
+        Ok(c::forget(&mut Imports, &connection)?)
+    }
 }
 
-unit_enum!(c::State => w::State { New, Authorizing, Connected, ReauthRequired });
-unit_enum!(c::Reason => w::ReauthReason { RefreshTokenRejected, AccessRevoked });
+impl From<c::Bearer> for w::Bearer {
+    fn from(bearer: c::Bearer) -> Self {
+        Self {
+            token: bearer.token.into_exposed(),
+            expires_at_ms: bearer.expires_at_ms,
+            scopes: bearer.scopes,
+        }
+    }
+}
+
+impl From<c::Refusal> for w::Refusal {
+    fn from(refusal: c::Refusal) -> Self {
+        match refusal {
+            c::Refusal::Reauthenticate(reason) => Self::Reauthenticate(reason.into()),
+            c::Refusal::Wait { until_ms, why } => Self::Wait(w::Wait {
+                until_ms,
+                why: why.into(),
+            }),
+            c::Refusal::ClientMisconfigured { error, retry_at_ms } => {
+                Self::ClientMisconfigured(w::ClientProblem { error, retry_at_ms })
+            }
+            c::Refusal::NotConnected(why) => Self::NotConnected(why.into()),
+            c::Refusal::Storage(error) => Self::Storage(error.into()),
+        }
+    }
+}
+
+unit_enum!(c::WaitReason => w::WaitReason { RefreshInProgress, BackingOff });
+unit_enum!(c::NotConnected => w::NotConnected { UnknownConnection, NeverAuthorized, Disconnected });
+
+unit_enum!(c::State => w::State { New, Authorizing, Connected, Degraded, ClientError, ReauthRequired, Disconnected });
+unit_enum!(c::Reason => w::ReauthReason { RefreshTokenRejected, AccessRevoked, NoRefreshToken });
 unit_enum!(w::ClientType => c::ClientType { Confidential, Public });
 unit_enum!(c::ClientType => w::ClientType { Confidential, Public });
 
@@ -60,6 +145,9 @@ impl From<w::ConnectionConfig> for c::ConnectionConfig {
             issuer: config.issuer,
             require_iss: config.require_iss,
             settings: config.settings,
+            revocation_url: config.revocation_url,
+            refresh_margin_seconds: config.refresh_margin_seconds,
+            max_backoff_seconds: config.max_backoff_seconds,
         }
     }
 }
@@ -82,6 +170,9 @@ impl From<c::ConnectionConfig> for w::ConnectionConfig {
             issuer: config.issuer,
             require_iss: config.require_iss,
             settings: config.settings,
+            revocation_url: config.revocation_url,
+            refresh_margin_seconds: config.refresh_margin_seconds,
+            max_backoff_seconds: config.max_backoff_seconds,
         }
     }
 }
@@ -96,6 +187,7 @@ impl From<c::ConfigError> for w::ConfigError {
             c::ConfigError::InvalidScope(scope) => Self::InvalidScope(scope),
             c::ConfigError::NoScopes => Self::NoScopes,
             c::ConfigError::InvalidIssuer => Self::InvalidIssuer,
+            c::ConfigError::InvalidTiming => Self::InvalidTiming,
         }
     }
 }

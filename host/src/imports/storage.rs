@@ -33,12 +33,21 @@ struct MemoryState {
     entries: BTreeMap<String, Entry>,
     last_version: u64,
     faults: VecDeque<StorageError>,
+    /// Faults for the next writes (put or delete) to keys with a prefix.
+    write_faults: Vec<(String, StorageError)>,
 }
 
 impl MemoryStorage {
     /// Makes the next operation fail with `error` (queued, in order).
     pub fn inject_fault(&self, error: StorageError) {
         self.lock().faults.push_back(error);
+    }
+
+    /// Makes the next write (put or delete) to a key starting with
+    /// `prefix` fail with `error`; call it `n` times for `n` writes. Reads
+    /// and other keys are unaffected: a fault in the middle of an operation.
+    pub fn fail_write(&self, prefix: &str, error: StorageError) {
+        self.lock().write_faults.push((prefix.to_owned(), error));
     }
 
     /// A snapshot of every key and entry, in key order.
@@ -54,6 +63,18 @@ impl MemoryStorage {
 impl MemoryState {
     fn fault(&mut self) -> Result<(), StorageError> {
         self.faults.pop_front().map_or(Ok(()), Err)
+    }
+
+    fn write_fault(&mut self, key: &str) -> Result<(), StorageError> {
+        self.fault()?;
+        match self
+            .write_faults
+            .iter()
+            .position(|(p, _)| key.starts_with(p))
+        {
+            Some(i) => Err(self.write_faults.remove(i).1),
+            None => Ok(()),
+        }
     }
 
     fn check(&self, key: &str, expected: Option<u64>) -> Result<(), StorageError> {
@@ -75,7 +96,7 @@ impl Storage for MemoryStorage {
 
     fn put(&self, key: &str, value: &[u8], expected: Option<u64>) -> Result<u64, StorageError> {
         let mut state = self.lock();
-        state.fault()?;
+        state.write_fault(key)?;
         state.check(key, expected)?;
         state.last_version += 1;
         let version = state.last_version;
@@ -91,7 +112,7 @@ impl Storage for MemoryStorage {
 
     fn delete(&self, key: &str, expected: u64) -> Result<(), StorageError> {
         let mut state = self.lock();
-        state.fault()?;
+        state.write_fault(key)?;
         state.check(key, Some(expected))?;
         state.entries.remove(key);
         Ok(())
