@@ -1,5 +1,9 @@
 //! The `http` import: outbound requests.
 
+mod client;
+
+pub use client::{ClientAuthMethod, ClientSecrets, HttpClient, HttpLimits, check_scheme};
+
 use std::collections::VecDeque;
 use std::sync::Mutex;
 

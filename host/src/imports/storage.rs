@@ -1,5 +1,9 @@
 //! The `storage` import: versioned values with compare-and-swap writes.
 
+mod sqlite;
+
+pub use sqlite::{BUSY_TIMEOUT, OpenError, SqliteStorage};
+
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Mutex;
 

@@ -1,0 +1,236 @@
+//! The real `http` backend: a blocking HTTPS client (ureq with rustls).
+//!
+//! - https only, except for loopback hosts (127.0.0.0/8, ::1, localhost),
+//!   where plain http serves development and the mock server (DESIGN §1);
+//! - connect and total timeouts, the total being the request's own
+//!   `timeout-ms` when shorter;
+//! - a response-size cap, so a hostile server cannot exhaust memory;
+//! - redirects never followed: a token endpoint that redirects is broken,
+//!   and following would carry credentials elsewhere (RFC 9700 §4.11);
+//! - client authentication (RFC 6749 §2.3.1) for requests that ask for it,
+//!   with the secret held here and never shown to the guest or a log.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use pleo_oauth_core::secret::Secret;
+use pleo_oauth_core::types::{Header, Method, Request, Response, TransportError};
+
+use super::Http;
+
+/// How the client secret is presented at the token endpoint.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum ClientAuthMethod {
+    /// `Authorization: Basic` (RFC 6749 §2.3.1; Pleo's default).
+    #[default]
+    Basic,
+    /// `client_id` and `client_secret` in the form body.
+    Post,
+}
+
+/// The client secrets the host holds, by client id.
+#[derive(Clone, Default)]
+pub struct ClientSecrets {
+    secrets: HashMap<String, Secret>,
+    pub method: ClientAuthMethod,
+}
+
+impl std::fmt::Debug for ClientSecrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientSecrets")
+            .field("clients", &self.secrets.keys().collect::<Vec<_>>())
+            .field("method", &self.method)
+            .finish()
+    }
+}
+
+impl ClientSecrets {
+    pub fn new(method: ClientAuthMethod) -> Self {
+        Self {
+            secrets: HashMap::new(),
+            method,
+        }
+    }
+
+    pub fn insert(&mut self, client_id: impl Into<String>, secret: Secret) {
+        self.secrets.insert(client_id.into(), secret);
+    }
+
+    pub fn get(&self, client_id: &str) -> Option<&Secret> {
+        self.secrets.get(client_id)
+    }
+}
+
+/// Limits of the real client.
+#[derive(Debug, Clone)]
+pub struct HttpLimits {
+    pub connect_timeout: Duration,
+    /// The longest any request may take, whatever it asks for.
+    pub total_timeout: Duration,
+    /// The largest response body read, in bytes.
+    pub max_body: u64,
+    pub user_agent: String,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(10),
+            total_timeout: Duration::from_secs(60),
+            max_body: 1024 * 1024,
+            user_agent: format!("pleo-oauth/{}", env!("CARGO_PKG_VERSION")),
+        }
+    }
+}
+
+/// The real HTTP backend.
+pub struct HttpClient {
+    agent: ureq::Agent,
+    limits: HttpLimits,
+    secrets: ClientSecrets,
+}
+
+impl HttpClient {
+    pub fn new(limits: HttpLimits, secrets: ClientSecrets) -> Self {
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .max_redirects(0)
+            .timeout_connect(Some(limits.connect_timeout))
+            .user_agent(limits.user_agent.as_str())
+            .build()
+            .into();
+        Self {
+            agent,
+            limits,
+            secrets,
+        }
+    }
+
+    fn authenticate(&self, request: &mut Request) -> Result<(), TransportError> {
+        let Some(client_id) = &request.client_auth else {
+            return Ok(());
+        };
+        let secret = self.secrets.get(client_id).ok_or_else(|| {
+            TransportError::Other(format!(
+                "no client secret for client {client_id}: set PLEO_OAUTH_CLIENT_SECRET or --client-secret-file"
+            ))
+        })?;
+        match self.secrets.method {
+            ClientAuthMethod::Basic => {
+                // RFC 6749 §2.3.1: both parts form-urlencoded, then Basic.
+                let encode = |s: &str| {
+                    url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>()
+                };
+                let credentials = format!("{}:{}", encode(client_id), encode(secret.expose()));
+                request.headers.push(Header::new(
+                    "Authorization",
+                    format!("Basic {}", STANDARD.encode(credentials)),
+                ));
+            }
+            ClientAuthMethod::Post => {
+                let mut form = url::form_urlencoded::Serializer::new(String::new());
+                form.append_pair("client_id", client_id)
+                    .append_pair("client_secret", secret.expose());
+                if !request.body.is_empty() {
+                    request.body.push(b'&');
+                }
+                request.body.extend_from_slice(form.finish().as_bytes());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// https, or http to a loopback host.
+pub fn check_scheme(url: &str) -> Result<(), TransportError> {
+    let parsed = url::Url::parse(url).map_err(|_| TransportError::Other("not a URL".into()))?;
+    let loopback = match parsed.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    };
+    match parsed.scheme() {
+        "https" => Ok(()),
+        "http" if loopback => Ok(()),
+        _ => Err(TransportError::Other(format!(
+            "refused: {} is not https (plain http only to loopback)",
+            parsed.origin().ascii_serialization()
+        ))),
+    }
+}
+
+impl Http for HttpClient {
+    fn send(&self, mut request: Request) -> Result<Response, TransportError> {
+        check_scheme(&request.url)?;
+        self.authenticate(&mut request)?;
+        let timeout =
+            Duration::from_millis(u64::from(request.timeout_ms)).min(self.limits.total_timeout);
+        let mut builder = ureq::http::Request::builder()
+            .method(match request.method {
+                Method::Get => "GET",
+                Method::Post => "POST",
+            })
+            .uri(&request.url);
+        for header in &request.headers {
+            builder = builder.header(&header.name, &header.value);
+        }
+        let http_request = builder
+            .body(request.body)
+            .map_err(|_| TransportError::Other("invalid request".into()))?;
+        let http_request = self
+            .agent
+            .configure_request(http_request)
+            .timeout_global(Some(timeout))
+            .build();
+        let mut response = self.agent.run(http_request).map_err(transport_error)?;
+        let status = response.status().as_u16();
+        let headers = response
+            .headers()
+            .iter()
+            .map(|(name, value)| {
+                Header::new(name.as_str(), String::from_utf8_lossy(value.as_bytes()))
+            })
+            .collect();
+        let body = response
+            .body_mut()
+            .with_config()
+            .limit(self.limits.max_body)
+            .read_to_vec()
+            .map_err(transport_error)?;
+        Ok(Response {
+            status,
+            headers,
+            body,
+        })
+    }
+}
+
+/// What failed, in the contract's words. The text of `other` names the
+/// kind of failure, never a URL query or a body.
+fn transport_error(error: ureq::Error) -> TransportError {
+    match error {
+        ureq::Error::Timeout(_) => TransportError::Timeout,
+        ureq::Error::HostNotFound => TransportError::Dns,
+        ureq::Error::ConnectionFailed => TransportError::ConnectionRefused,
+        ureq::Error::BodyExceedsLimit(_) => TransportError::BodyTooLarge,
+        ureq::Error::Tls(_) | ureq::Error::Rustls(_) | ureq::Error::TlsRequired => {
+            TransportError::Tls
+        }
+        ureq::Error::Io(e) => match e.kind() {
+            std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::ConnectionReset => {
+                TransportError::ConnectionRefused
+            }
+            std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock => {
+                TransportError::Timeout
+            }
+            kind => TransportError::Other(format!("i/o error: {kind}")),
+        },
+        ureq::Error::TooManyRedirects | ureq::Error::RedirectFailed => {
+            TransportError::Other("redirect refused".into())
+        }
+        _ => TransportError::Other("protocol error".into()),
+    }
+}
