@@ -129,7 +129,7 @@ pub fn status_view(
             "The Pleo session ended. Reconnect to Pleo; your settings are kept."
         }
         (State::ReauthRequired, _) => {
-            "The connection to Pleo expired. Reconnect to Pleo; your settings are kept."
+            "Pleo no longer accepts this connection (it expired, or access was revoked). Reconnect to Pleo; your settings are kept."
         }
     };
     Ok(StatusView {

@@ -258,3 +258,8 @@ impl From<wit::StorageFailure> for StoreError {
         }
     }
 }
+
+/// A reason's name as the WIT spells it (`refresh-token-rejected`).
+pub fn kebab_reason(reason: Reason) -> String {
+    pleo_oauth_core::events::kebab(&reason)
+}

@@ -22,12 +22,16 @@
 //! [`imports`], one per export ([`classify`]), and [`runtime`] for the
 //! engine, the compiled-code cache and instance recycling.
 
+pub mod app;
 pub mod authorize;
 mod bindings;
 pub mod cache;
+pub mod callback_listener;
 pub mod classify;
 pub mod connections;
+pub mod demo;
 pub mod imports;
+pub mod mock;
 pub mod native;
 pub mod runtime;
 mod wit_types;

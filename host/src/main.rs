@@ -1,384 +1,154 @@
-//! `pleo-oauth`: the command line of the reference host.
-//!
-//! Exit codes: 0 done; 1 the runtime or the component failed; 2 bad usage
-//! (clap's default).
+//! `pleo-oauth`: the command line of the reference host. See `--help`, and
+//! the README's "The command line" for the exit codes.
 
+mod classify_cmd;
+mod commands;
 mod describe;
 
+use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use clap::{Parser, Subcommand, ValueEnum};
-use pleo_oauth::classify::{ApiAttempt, GrantKind};
-use pleo_oauth::types::{Header, Response, ResponseHead, TransportError};
-use pleo_oauth::{Backends, Instance, Runtime, RuntimeConfig};
+use pleo_oauth::imports::http::ClientAuthMethod;
 
-use describe::Described;
-
-/// The pleo-oauth reference host: runs the pleo-oauth WebAssembly component
-/// in wasmtime.
+/// Keeps Pleo OAuth connections alive from the terminal: connect, get a
+/// token for scripts, call the API, and watch the pleo-oauth component
+/// detect a dead grant and recover. `pleo-oauth demo` shows it all against
+/// a local mock of Pleo, with no account and no network.
 #[derive(Parser)]
 #[command(name = "pleo-oauth", version, about, long_about = None)]
+#[command(after_help = EXIT_CODES)]
 struct Cli {
+    #[command(flatten)]
+    global: Global,
     #[command(subcommand)]
     command: Command,
 }
 
+const EXIT_CODES: &str = "Exit codes:
+  0  done
+  1  failed (storage, network, the component); the message says why
+  2  bad usage
+  3  re-authentication required: run `pleo-oauth connect <id>`
+  4  try again later (a refresh is in progress or backing off, or the API is unavailable)
+  5  the client is misconfigured (client id or secret): an operator must act
+  6  not connected: unknown connection, never authorised, or disconnected
+  7  the API answered with an error (call)";
+
+/// Options for every command.
+#[derive(clap::Args)]
+struct Global {
+    /// The SQLite database holding connections and tokens.
+    /// [default: $XDG_DATA_HOME/pleo-oauth/pleo-oauth.db or ~/.local/share/pleo-oauth/pleo-oauth.db]
+    #[arg(long, global = true, env = "PLEO_OAUTH_DB", value_name = "PATH")]
+    db: Option<PathBuf>,
+    /// Log lines on stderr: readable text, or JSON lines.
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    log_format: LogFormat,
+    /// Log level (error, warn, info, debug, trace), or a tracing filter.
+    #[arg(long, global = true, env = "PLEO_OAUTH_LOG", default_value = "info")]
+    log_level: String,
+    /// A file holding the client secret of a confidential client (its
+    /// first line). Otherwise the secret comes from PLEO_OAUTH_CLIENT_SECRET.
+    /// Never on the command line.
+    #[arg(long, global = true, value_name = "PATH")]
+    client_secret_file: Option<PathBuf>,
+    /// How the secret is sent to the token endpoint.
+    #[arg(long, global = true, value_enum, default_value = "basic")]
+    client_auth: ClientAuthMethod,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
 #[derive(Subcommand)]
 enum Command {
-    /// Classify a set of realistic Pleo responses through the component and
-    /// show what a platform should do with each.
+    /// The whole lifecycle against a local mock of Pleo, with a timeline:
+    /// connect, refresh with rotation, an outage survived, access revoked,
+    /// detected, and recovered.
     Demo,
-    /// Classify one response you give on the command line.
+    /// Connect (or reconnect) a connection: stores its configuration, sends
+    /// you to Pleo to authorise, and stores the tokens.
+    ///
+    /// With a loopback redirect URI (http://127.0.0.1:PORT/...) it listens
+    /// there for the callback; otherwise paste the URL your browser landed
+    /// on. Reconnecting an existing connection needs only its id: the
+    /// stored configuration and scopes are reused.
+    Connect(commands::ConnectArgs),
+    /// Print a usable access token for scripts (refreshing it if due).
+    Token {
+        /// The connection id.
+        id: String,
+    },
+    /// Show connections: state, reason, token expiry, failures.
+    Status {
+        /// One connection; all when left out.
+        id: Option<String>,
+        /// JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One API request through the gate, with Pleo's 401 and 403 handling.
+    Call {
+        /// The connection id.
+        id: String,
+        /// GET or POST.
+        #[arg(value_parser = ["GET", "POST", "get", "post"])]
+        method: String,
+        /// The path under the API base, e.g. /v2/users.
+        path: String,
+        /// A JSON body for POST.
+        #[arg(long)]
+        data: Option<String>,
+    },
+    /// Disconnect: wipe the tokens (optionally revoking them at the server),
+    /// keep the configuration.
+    Disconnect {
+        id: String,
+        /// Revoke the refresh token first (RFC 7009), when the connection has
+        /// a revocation endpoint.
+        #[arg(long)]
+        revoke: bool,
+    },
+    /// Delete everything stored for a connection, configuration included.
+    Forget { id: String },
+    /// Run the mock Pleo server on its own, to develop against.
+    MockServer(commands::MockArgs),
+    /// Classify responses with the component's pure verdicts.
     #[command(subcommand)]
-    Classify(Classify),
+    Classify(classify_cmd::Classify),
     /// Write the component (.wasm) to a file, to embed it in another host
     /// (jco for Node.js, wasmtime-py for Python, ...).
     Component {
         /// Where to write it.
         #[arg(default_value = "pleo-oauth.wasm")]
-        out: std::path::PathBuf,
+        out: PathBuf,
     },
-}
-
-#[derive(Subcommand)]
-enum Classify {
-    /// A token-endpoint response (refresh or code exchange).
-    Token {
-        /// The grant the request used.
-        #[arg(long, value_enum, default_value = "refresh-token")]
-        grant: Grant,
-        #[command(flatten)]
-        response: ResponseArgs,
-        /// The response body, as text.
-        #[arg(long, default_value = "")]
-        body: String,
-    },
-    /// An API response (status and headers).
-    Api {
-        #[command(flatten)]
-        response: ResponseArgs,
-        /// The request used a token refreshed because of a 401 just before.
-        #[arg(long)]
-        after_refresh: bool,
-    },
-    /// One or more WWW-Authenticate field values, in order.
-    WwwAuthenticate {
-        #[arg(required = true)]
-        values: Vec<String>,
-    },
-    /// A Retry-After value.
-    RetryAfter {
-        value: String,
-        /// The current time in Unix milliseconds (default: now).
-        #[arg(long)]
-        now_ms: Option<u64>,
-    },
-}
-
-#[derive(clap::Args)]
-struct ResponseArgs {
-    /// The HTTP status.
-    #[arg(long)]
-    status: Option<u16>,
-    /// A header as `Name: value`; repeat for more.
-    #[arg(long = "header", short = 'H', value_parser = parse_header)]
-    headers: Vec<Header>,
-    /// No response arrived: the transport error instead.
-    #[arg(long, value_enum, conflicts_with = "status")]
-    transport_error: Option<Transport>,
-    /// The current time in Unix milliseconds (default: now).
-    #[arg(long)]
-    now_ms: Option<u64>,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum Grant {
-    RefreshToken,
-    AuthorizationCode,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum Transport {
-    Timeout,
-    ConnectionRefused,
-    Dns,
-    Tls,
-    BodyTooLarge,
-}
-
-fn parse_header(text: &str) -> Result<Header, String> {
-    let (name, value) = text.split_once(':').ok_or("a header is `Name: value`")?;
-    Ok(Header::new(name.trim(), value.trim()))
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
+    init_logging(&cli.global);
+    match commands::run(cli.global, cli.command) {
+        Ok(code) => code,
         Err(error) => {
             eprintln!("pleo-oauth: {error}");
-            ExitCode::FAILURE
+            ExitCode::from(commands::EXIT_FAILED)
         }
     }
 }
 
-fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
-    match cli.command {
-        Command::Demo => demo(&mut instance()?),
-        Command::Classify(command) => classify(&mut instance()?, command),
-        Command::Component { out } => {
-            std::fs::write(&out, pleo_oauth::COMPONENT)
-                .map_err(|e| format!("writing {}: {e}", out.display()))?;
-            println!(
-                "wrote the pleo-oauth component ({} bytes) to {}",
-                pleo_oauth::COMPONENT.len(),
-                out.display()
-            );
-            Ok(())
-        }
+fn init_logging(global: &Global) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&global.log_level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match global.log_format {
+        LogFormat::Text => builder.with_target(false).init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
     }
-}
-
-/// An instance of the embedded component with the default backends.
-fn instance() -> Result<Instance, Box<dyn std::error::Error>> {
-    Ok(Runtime::new(RuntimeConfig::default())?.instance(Backends::default())?)
-}
-
-impl ResponseArgs {
-    fn now(&self) -> u64 {
-        self.now_ms.unwrap_or_else(now_ms)
-    }
-
-    fn outcome(&self) -> Result<(u16, Vec<Header>), TransportError> {
-        match (self.status, self.transport_error) {
-            (_, Some(error)) => Err(match error {
-                Transport::Timeout => TransportError::Timeout,
-                Transport::ConnectionRefused => TransportError::ConnectionRefused,
-                Transport::Dns => TransportError::Dns,
-                Transport::Tls => TransportError::Tls,
-                Transport::BodyTooLarge => TransportError::BodyTooLarge,
-            }),
-            (status, None) => Ok((status.unwrap_or(200), self.headers.clone())),
-        }
-    }
-}
-
-fn classify(instance: &mut Instance, command: Classify) -> Result<(), Box<dyn std::error::Error>> {
-    match command {
-        Classify::Token {
-            grant,
-            response,
-            body,
-        } => {
-            let grant = match grant {
-                Grant::RefreshToken => GrantKind::RefreshToken,
-                Grant::AuthorizationCode => GrantKind::AuthorizationCode,
-            };
-            let now = response.now();
-            let input = response.outcome().map(|(status, headers)| Response {
-                status,
-                headers,
-                body: body.into_bytes(),
-            });
-            let outcome = instance.token_response(grant, input.as_ref(), now)?;
-            print_described(&describe::token_outcome(&outcome, now));
-        }
-        Classify::Api {
-            response,
-            after_refresh,
-        } => {
-            let attempt = if after_refresh {
-                ApiAttempt::AfterRefresh
-            } else {
-                ApiAttempt::First
-            };
-            let now = response.now();
-            let input = response
-                .outcome()
-                .map(|(status, headers)| ResponseHead { status, headers });
-            let outcome = instance.api_response(input.as_ref(), attempt, now)?;
-            print_described(&describe::api_outcome(&outcome, now));
-        }
-        Classify::WwwAuthenticate { values } => {
-            for line in describe::challenges(&instance.www_authenticate(&values)?) {
-                println!("{line}");
-            }
-        }
-        Classify::RetryAfter { value, now_ms: now } => {
-            let now = now.unwrap_or_else(now_ms);
-            match instance.retry_after(&value, now)? {
-                Some(at) => println!(
-                    "retry at {at} (in {} s)",
-                    at.saturating_sub(now).div_ceil(1000)
-                ),
-                None => println!("not a valid Retry-After value"),
-            }
-        }
-    }
-    Ok(())
-}
-
-fn print_described(described: &Described) {
-    println!("verdict: {}", described.verdict);
-    for detail in &described.details {
-        println!("  {detail}");
-    }
-    println!("  what to do: {}", described.action);
-}
-
-/// A realistic sample: what happened, and the response it produced.
-enum Sample {
-    Token(GrantKind, Result<Response, TransportError>),
-    Api(ApiAttempt, Result<ResponseHead, TransportError>),
-}
-
-fn json(status: u16, body: &str) -> Result<Response, TransportError> {
-    let headers = vec![Header::new("Content-Type", "application/json")];
-    Ok(Response {
-        status,
-        headers,
-        body: body.as_bytes().to_vec(),
-    })
-}
-
-fn api(status: u16, headers: &[(&str, &str)]) -> Result<ResponseHead, TransportError> {
-    Ok(ResponseHead {
-        status,
-        headers: headers.iter().map(|(n, v)| Header::new(*n, *v)).collect(),
-    })
-}
-
-fn samples() -> Vec<(&'static str, Sample)> {
-    use GrantKind::{AuthorizationCode, RefreshToken};
-    use Sample::{Api, Token};
-    vec![
-        (
-            "refresh succeeded; Pleo rotated the refresh token",
-            Token(
-                RefreshToken,
-                json(
-                    200,
-                    r#"{"access_token":"eyJhbGciOi.demo.access","token_type":"Bearer","expires_in":3600,"refresh_token":"demo-rotated-refresh","scope":"users:read export-jobs:write"}"#,
-                ),
-            ),
-        ),
-        (
-            "refresh token expired or already used",
-            Token(
-                RefreshToken,
-                json(
-                    400,
-                    r#"{"error":"invalid_grant","error_description":"Refresh token expired"}"#,
-                ),
-            ),
-        ),
-        (
-            "the user revoked access in Pleo",
-            Token(RefreshToken, json(400, r#"{"error":"invalid_token"}"#)),
-        ),
-        (
-            "the authorisation code was used twice",
-            Token(AuthorizationCode, json(400, r#"{"error":"invalid_grant"}"#)),
-        ),
-        (
-            "the client secret was rotated",
-            Token(RefreshToken, json(401, r#"{"error":"invalid_client"}"#)),
-        ),
-        (
-            "the token endpoint is down behind a load balancer",
-            Token(
-                RefreshToken,
-                Ok(Response {
-                    status: 503,
-                    headers: vec![
-                        Header::new("Content-Type", "text/html"),
-                        Header::new("Retry-After", "30"),
-                    ],
-                    body: b"<html><body>503 Service Unavailable</body></html>".to_vec(),
-                }),
-            ),
-        ),
-        (
-            "a captive portal answered 200 with a login page",
-            Token(
-                RefreshToken,
-                Ok(Response {
-                    status: 200,
-                    headers: vec![],
-                    body: b"<html>Please log in</html>".to_vec(),
-                }),
-            ),
-        ),
-        (
-            "an error code this version does not know",
-            Token(RefreshToken, json(400, r#"{"error":"account_locked"}"#)),
-        ),
-        (
-            "the network timed out",
-            Token(RefreshToken, Err(TransportError::Timeout)),
-        ),
-        (
-            "API: the access token went stale",
-            Api(
-                ApiAttempt::First,
-                api(
-                    401,
-                    &[("WWW-Authenticate", r#"Bearer error="invalid_token""#)],
-                ),
-            ),
-        ),
-        (
-            "API: still 401 right after a refresh",
-            Api(ApiAttempt::AfterRefresh, api(401, &[])),
-        ),
-        (
-            "API: the feature needs another scope",
-            Api(
-                ApiAttempt::First,
-                api(
-                    403,
-                    &[(
-                        "WWW-Authenticate",
-                        r#"Bearer error="insufficient_scope", scope="export-jobs:write""#,
-                    )],
-                ),
-            ),
-        ),
-        (
-            "API: rate limited",
-            Api(ApiAttempt::First, api(429, &[("Retry-After", "5")])),
-        ),
-    ]
-}
-
-fn demo(instance: &mut Instance) -> Result<(), Box<dyn std::error::Error>> {
-    let now = now_ms();
-    println!(
-        "pleo-oauth {}: classifying sample responses through the component\n",
-        env!("CARGO_PKG_VERSION")
-    );
-    for (index, (situation, sample)) in samples().into_iter().enumerate() {
-        let described = match sample {
-            Sample::Token(grant, response) => describe::token_outcome(
-                &instance.token_response(grant, response.as_ref(), now)?,
-                now,
-            ),
-            Sample::Api(attempt, response) => describe::api_outcome(
-                &instance.api_response(response.as_ref(), attempt, now)?,
-                now,
-            ),
-        };
-        println!("{:>2}. {situation}", index + 1);
-        print_described(&described);
-        println!();
-    }
-    println!("Tokens are never printed: the verdict types redact them.");
-    Ok(())
 }

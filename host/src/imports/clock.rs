@@ -48,6 +48,32 @@ impl Clock for ManualClock {
     }
 }
 
+/// The system clock shifted by an offset that can move: the demo moves
+/// time forward an hour in an instant, with the component and the mock
+/// server reading the same clock. `PLEO_OAUTH_CLOCK_OFFSET_MS` sets the
+/// command line's offset, for tests that need a process to see the future.
+#[derive(Debug, Default)]
+pub struct OffsetClock(std::sync::atomic::AtomicI64);
+
+impl OffsetClock {
+    pub fn new(offset_ms: i64) -> Self {
+        Self(std::sync::atomic::AtomicI64::new(offset_ms))
+    }
+
+    /// Moves the clock forward (or back, for a negative `ms`).
+    pub fn advance(&self, ms: i64) {
+        self.0.fetch_add(ms, Ordering::SeqCst);
+    }
+}
+
+impl Clock for OffsetClock {
+    fn now_ms(&self) -> u64 {
+        SystemClock
+            .now_ms()
+            .saturating_add_signed(self.0.load(Ordering::SeqCst))
+    }
+}
+
 impl wit::Host for HostState {
     fn now_ms(&mut self) -> u64 {
         self.timed(|backends| backends.clock.now_ms())
@@ -66,6 +92,15 @@ mod tests {
         assert_eq!(clock.now_ms(), 1_500);
         clock.set(10);
         assert_eq!(clock.now_ms(), 10);
+    }
+
+    #[test]
+    fn offset_clock_follows_the_system_clock_shifted() {
+        let clock = OffsetClock::new(3_600_000);
+        let ahead = clock.now_ms() - SystemClock.now_ms();
+        assert!((3_599_000..=3_600_000).contains(&ahead), "{ahead}");
+        clock.advance(-7_200_000);
+        assert!(clock.now_ms() < SystemClock.now_ms());
     }
 
     #[test]

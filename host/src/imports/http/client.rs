@@ -34,6 +34,9 @@ pub enum ClientAuthMethod {
 #[derive(Clone, Default)]
 pub struct ClientSecrets {
     secrets: HashMap<String, Secret>,
+    /// The secret for any client not named in `secrets` (a command line
+    /// that serves one client at a time).
+    fallback: Option<Secret>,
     pub method: ClientAuthMethod,
 }
 
@@ -41,6 +44,7 @@ impl std::fmt::Debug for ClientSecrets {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ClientSecrets")
             .field("clients", &self.secrets.keys().collect::<Vec<_>>())
+            .field("fallback", &self.fallback.is_some())
             .field("method", &self.method)
             .finish()
     }
@@ -50,7 +54,16 @@ impl ClientSecrets {
     pub fn new(method: ClientAuthMethod) -> Self {
         Self {
             secrets: HashMap::new(),
+            fallback: None,
             method,
+        }
+    }
+
+    /// The secret for every client.
+    pub fn any(method: ClientAuthMethod, secret: Secret) -> Self {
+        Self {
+            fallback: Some(secret),
+            ..Self::new(method)
         }
     }
 
@@ -59,7 +72,7 @@ impl ClientSecrets {
     }
 
     pub fn get(&self, client_id: &str) -> Option<&Secret> {
-        self.secrets.get(client_id)
+        self.secrets.get(client_id).or(self.fallback.as_ref())
     }
 }
 

@@ -1,0 +1,90 @@
+//! The API gate's hot path (a valid token: storage reads, no write, no
+//! request): the core natively against the component, with in-memory and
+//! with SQLite storage, and a fresh instance per call against a reused one.
+//! Run with `cargo bench --bench gate`; compare ratios within one run.
+
+use std::hint::black_box;
+use std::sync::Arc;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use pleo_oauth::imports::storage::{MemoryStorage, SqliteStorage, Storage};
+use pleo_oauth::native::NativeIo;
+use pleo_oauth::{Backends, Runtime, RuntimeConfig};
+use pleo_oauth_conformance::callback::{Fixture, config_with, state_of, token_json};
+use pleo_oauth_core::connection;
+
+/// Backends over `storage` with a connected `c1` (a token valid for an hour).
+fn connected(storage: Arc<dyn Storage>) -> Backends {
+    let fixture = Fixture::new();
+    let backends = Backends {
+        storage,
+        ..fixture.backends.clone()
+    };
+    let mut native = Native(&backends, &fixture);
+    native.connect();
+    backends
+}
+
+struct Native<'a>(&'a Backends, &'a Fixture);
+
+impl Native<'_> {
+    fn connect(&mut self) {
+        use pleo_oauth::imports::clock::Clock;
+        let now = self.1.clock.now_ms();
+        let mut io = NativeIo(self.0);
+        connection::configure(&mut io, "c1", &config_with(&Default::default())).unwrap();
+        let authorization =
+            pleo_oauth_core::authorize::begin(&mut io, now, "c1", &Default::default()).unwrap();
+        self.1.http.push(Ok(token_json(
+            200,
+            r#"{"access_token":"AT-bench","token_type":"Bearer","expires_in":3600,"refresh_token":"RT-bench"}"#,
+        )));
+        let callback = format!("code=CODE&state={}", state_of(&authorization));
+        pleo_oauth_core::authorize::complete(&mut io, now, &callback, Some("c1")).unwrap();
+    }
+}
+
+fn benches(c: &mut Criterion) {
+    let runtime = Runtime::new(RuntimeConfig::default()).expect("runtime");
+    let dir = std::env::temp_dir().join(format!("pleo-oauth-bench-{}", std::process::id()));
+    let sqlite: Arc<dyn Storage> =
+        Arc::new(SqliteStorage::open(&dir.join("bench.db")).expect("sqlite"));
+    let memory: Arc<dyn Storage> = Arc::new(MemoryStorage::default());
+    let now = 1_700_000_000_000 + 60_000;
+
+    for (name, storage) in [("memory", memory), ("sqlite", sqlite)] {
+        let backends = connected(storage);
+        let mut group = c.benchmark_group(format!("access-token/{name}"));
+        group.bench_function("native", |b| {
+            b.iter(|| {
+                connection::access_token(&mut NativeIo(&backends), black_box(now), "c1")
+                    .expect("a token")
+            })
+        });
+        let mut instance = runtime.instance(backends.clone()).expect("instance");
+        group.bench_function("component", |b| {
+            b.iter(|| {
+                instance
+                    .access_token(black_box("c1"))
+                    .unwrap()
+                    .expect("a token")
+            })
+        });
+        if name == "memory" {
+            group.bench_function("component-fresh-instance", |b| {
+                b.iter(|| {
+                    let mut instance = runtime.instance(backends.clone()).expect("instance");
+                    instance
+                        .access_token(black_box("c1"))
+                        .unwrap()
+                        .expect("a token")
+                })
+            });
+        }
+        group.finish();
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+criterion_group!(gate, benches);
+criterion_main!(gate);

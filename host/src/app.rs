@@ -1,0 +1,236 @@
+//! The host as an application: the component with the real backends (the
+//! HTTPS client, SQLite, the system clock, the OS random source, tracing),
+//! and the API call loop a platform runs. The command line, the demo and
+//! the end-to-end tests are built on it.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use pleo_oauth_core::connection::{ApiAction, ConnectionConfig, Environment, Refusal};
+use pleo_oauth_core::types::{Header, Method, Request, TransportError};
+
+use crate::imports::clock::Clock;
+use crate::imports::http::{ClientSecrets, Http, HttpClient, HttpLimits};
+use crate::imports::log::TracingLog;
+use crate::imports::random::OsRandom;
+use crate::imports::storage::{OpenError, SqliteStorage};
+use crate::{Backends, GuestError, Instance, Runtime, RuntimeConfig, RuntimeError};
+
+/// The setting (in a connection's `settings`) naming the API base URL.
+pub const API_BASE_SETTING: &str = "api-base";
+/// Pleo's APIs, by environment (DESIGN §1).
+pub const PRODUCTION_API: &str = "https://external.pleo.io";
+pub const STAGING_API: &str = "https://external.staging.pleo.io";
+/// Timeout of one API request.
+pub const API_TIMEOUT_MS: u32 = 30_000;
+
+/// Where the database lives unless told otherwise: `$XDG_DATA_HOME/pleo-oauth/pleo-oauth.db`,
+/// else `~/.local/share/pleo-oauth/pleo-oauth.db`, else `./pleo-oauth.db`.
+pub fn default_db_path() -> PathBuf {
+    let env = |name| {
+        std::env::var_os(name)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    env("XDG_DATA_HOME")
+        .map(|d| d.join("pleo-oauth"))
+        .or_else(|| env("HOME").map(|d| d.join(".local/share/pleo-oauth")))
+        .unwrap_or_default()
+        .join("pleo-oauth.db")
+}
+
+/// What an [`App`] is made of.
+pub struct AppConfig {
+    pub db: PathBuf,
+    pub secrets: ClientSecrets,
+    pub http: HttpLimits,
+    pub clock: Arc<dyn Clock>,
+    pub runtime: RuntimeConfig,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error(transparent)]
+    Storage(#[from] OpenError),
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    #[error(transparent)]
+    Guest(#[from] GuestError),
+}
+
+/// The component wired to the real backends.
+pub struct App {
+    pub runtime: Runtime,
+    pub backends: Backends,
+    pub storage: Arc<SqliteStorage>,
+    pub log: Arc<TracingLog>,
+    pub http: Arc<HttpClient>,
+}
+
+impl App {
+    pub fn open(config: AppConfig) -> Result<Self, AppError> {
+        let storage = Arc::new(SqliteStorage::open(&config.db)?);
+        let log = Arc::new(TracingLog::default());
+        let http = Arc::new(HttpClient::new(config.http, config.secrets));
+        let backends = Backends {
+            http: http.clone(),
+            storage: storage.clone(),
+            clock: config.clock,
+            random: Arc::new(OsRandom),
+            log: log.clone(),
+        };
+        Ok(Self {
+            runtime: Runtime::new(config.runtime)?,
+            backends,
+            storage,
+            log,
+            http,
+        })
+    }
+
+    /// A fresh instance over the app's backends.
+    pub fn instance(&self) -> Result<Instance, RuntimeError> {
+        self.runtime.instance(self.backends.clone())
+    }
+
+    pub fn db_path(&self) -> &Path {
+        self.storage.path()
+    }
+
+    /// The ids of every configured connection, sorted.
+    pub fn connection_ids(&self) -> Result<Vec<String>, pleo_oauth_core::types::StorageError> {
+        Ok(self
+            .storage
+            .keys("config/")?
+            .into_iter()
+            .filter_map(|k| k.strip_prefix("config/").map(str::to_owned))
+            .collect())
+    }
+}
+
+/// The API base URL of a connection: its `api-base` setting, else Pleo's
+/// API of its environment.
+pub fn api_base(config: &ConnectionConfig) -> Option<String> {
+    config
+        .settings
+        .iter()
+        .find(|(k, _)| k == API_BASE_SETTING)
+        .map(|(_, v)| v.trim_end_matches('/').to_owned())
+        .or(match &config.environment {
+            Environment::Production => Some(PRODUCTION_API.into()),
+            Environment::Staging => Some(STAGING_API.into()),
+            Environment::Custom(_) => None,
+        })
+}
+
+/// How an API call through the gate ended.
+#[derive(Debug)]
+pub enum Call {
+    /// The API answered. `action` is what `report` said about the answer
+    /// (`proceed`, `insufficient-scope`, `forbidden`, `rate-limited`,
+    /// `transient`); `retried` when a 401 was refreshed and retried.
+    Answered {
+        status: u16,
+        headers: Vec<Header>,
+        body: Vec<u8>,
+        action: ApiAction,
+        retried: bool,
+    },
+    /// The gate (or `report`) gave no token: why, and what to do.
+    /// `answered` is the API's status when a request was sent first (a 401
+    /// whose refresh found the grant dead).
+    Refused {
+        refusal: Refusal,
+        answered: Option<u16>,
+    },
+    /// The request got no response.
+    Transport(TransportError),
+}
+
+/// One API request the way a platform makes it (README, "The connection
+/// lifecycle"): a token from the gate, the request, the response reported,
+/// and one retry with the new token after a 401.
+pub fn call(
+    instance: &mut Instance,
+    http: &dyn Http,
+    connection: &str,
+    method: Method,
+    url: &str,
+    body: Vec<u8>,
+) -> Result<Call, GuestError> {
+    let mut bearer = match instance.access_token(connection)? {
+        Ok(bearer) => bearer,
+        Err(refusal) => {
+            return Ok(Call::Refused {
+                refusal,
+                answered: None,
+            });
+        }
+    };
+    let mut retried = false;
+    loop {
+        let mut headers = vec![
+            Header::new("Authorization", format!("Bearer {}", bearer.token.expose())),
+            Header::new("Accept", "application/json"),
+        ];
+        if !body.is_empty() {
+            headers.push(Header::new("Content-Type", "application/json"));
+        }
+        let request = Request {
+            method,
+            url: url.to_owned(),
+            headers,
+            body: body.clone(),
+            timeout_ms: API_TIMEOUT_MS,
+            client_auth: None,
+        };
+        let response = match http.send(request) {
+            Ok(response) => response,
+            Err(error) => return Ok(Call::Transport(error)),
+        };
+        let reported = instance.report(
+            connection,
+            bearer.token.expose(),
+            response.status,
+            &response.headers,
+        )?;
+        match reported {
+            Ok(ApiAction::Retry(fresh)) if !retried => {
+                bearer = fresh;
+                retried = true;
+            }
+            Ok(action) => {
+                return Ok(Call::Answered {
+                    status: response.status,
+                    headers: response.headers,
+                    body: response.body,
+                    action,
+                    retried,
+                });
+            }
+            Err(refusal) => {
+                return Ok(Call::Refused {
+                    refusal,
+                    answered: Some(response.status),
+                });
+            }
+        }
+    }
+}
+
+/// A time relative to now, in words: "in 52 min", "3 s ago", "-".
+pub fn relative_time(at: Option<u64>, now: u64) -> String {
+    let Some(at) = at else {
+        return "-".into();
+    };
+    let words = |ms: u64| match ms / 1000 {
+        s if s < 120 => format!("{s} s"),
+        s if s < 7200 => format!("{} min", s / 60),
+        s => format!("{} h", s / 3600),
+    };
+    if at >= now {
+        format!("in {}", words(at - now))
+    } else {
+        format!("{} ago", words(now - at))
+    }
+}

@@ -1,0 +1,639 @@
+//! The lifecycle commands: connect, token, status, call, disconnect,
+//! forget, mock-server and demo, over [`pleo_oauth::app::App`].
+
+use std::error::Error;
+use std::io::BufRead;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::ValueEnum;
+use pleo_oauth::RuntimeConfig;
+use pleo_oauth::app::{self, App, AppConfig, Call, api_base};
+use pleo_oauth::authorize::BeginOptions;
+use pleo_oauth::connections::{
+    ApiAction, ClientType, ConnectionConfig, CustomEndpoints, DisconnectError, Environment,
+    NotConnected, Reason, Refusal, Revocation, StatusView, WaitReason,
+};
+use pleo_oauth::imports::clock::{Clock, OffsetClock};
+use pleo_oauth::imports::http::{ClientSecrets, HttpLimits};
+use pleo_oauth::mock::{Consent, MockConfig, MockServer};
+use pleo_oauth::secret::Secret;
+use pleo_oauth::types::Method;
+
+use crate::{Command, Global, classify_cmd};
+
+type Result<T> = std::result::Result<T, Box<dyn Error>>;
+
+pub const EXIT_FAILED: u8 = 1;
+pub const EXIT_REAUTH: u8 = 3;
+pub const EXIT_LATER: u8 = 4;
+pub const EXIT_CLIENT: u8 = 5;
+pub const EXIT_NOT_CONNECTED: u8 = 6;
+pub const EXIT_API_ERROR: u8 = 7;
+
+/// The environment variable holding a confidential client's secret.
+pub const SECRET_ENV: &str = "PLEO_OAUTH_CLIENT_SECRET";
+/// Shifts the clock (ms), for tests and demos that need the future.
+pub const CLOCK_OFFSET_ENV: &str = "PLEO_OAUTH_CLOCK_OFFSET_MS";
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum Env {
+    Staging,
+    Production,
+}
+
+#[derive(clap::Args)]
+pub struct ConnectArgs {
+    /// The connection id you choose (e.g. a tenant id): A-Z a-z 0-9 - _ . :
+    id: String,
+    /// Pleo's staging or production authorisation server.
+    #[arg(long, value_enum, conflicts_with = "issuer")]
+    env: Option<Env>,
+    /// Another authorisation server (e.g. the mock: http://127.0.0.1:8080):
+    /// its /oauth/authorize and /oauth/token are used, and callbacks must
+    /// carry this issuer (RFC 9207).
+    #[arg(long, value_name = "URL")]
+    issuer: Option<String>,
+    /// The OAuth client id.
+    #[arg(long)]
+    client_id: Option<String>,
+    /// A public client (PKCE only, no secret).
+    #[arg(long)]
+    public: bool,
+    /// The redirect URI registered with Pleo, exactly.
+    #[arg(long, value_name = "URI")]
+    redirect_uri: Option<String>,
+    /// A scope to request (resource:permission); repeat, or separate with spaces.
+    #[arg(long = "scope", value_name = "SCOPE")]
+    scopes: Vec<String>,
+    /// The API base URL for `call` (default: Pleo's API of the environment).
+    #[arg(long, value_name = "URL")]
+    api_base: Option<String>,
+    /// An RFC 7009 revocation endpoint, used by `disconnect --revoke`.
+    #[arg(long, value_name = "URL")]
+    revocation_url: Option<String>,
+    /// How long to wait for the authorisation, in seconds.
+    #[arg(long, default_value = "300", value_name = "SECONDS")]
+    timeout: u64,
+}
+
+#[derive(clap::Args)]
+pub struct MockArgs {
+    /// The port on 127.0.0.1.
+    #[arg(long, default_value = "8080")]
+    port: u16,
+    /// The client id it knows. With PLEO_OAUTH_CLIENT_SECRET set the client
+    /// is confidential with that secret; otherwise public.
+    #[arg(long, default_value = "demo-client")]
+    client_id: String,
+    /// `page` shows a consent page; `auto` approves at once.
+    #[arg(long, value_enum, default_value = "page")]
+    consent: ConsentArg,
+    /// Access-token lifetime, in seconds.
+    #[arg(long, default_value = "3600")]
+    access_ttl: u32,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ConsentArg {
+    Auto,
+    Page,
+}
+
+pub fn run(global: Global, command: Command) -> Result<ExitCode> {
+    match command {
+        Command::Demo => {
+            pleo_oauth::demo::run(&mut std::io::stdout())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Classify(command) => {
+            let runtime = pleo_oauth::Runtime::new(RuntimeConfig::default())?;
+            classify_cmd::classify(&mut runtime.instance(Default::default())?, command)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Component { out } => {
+            std::fs::write(&out, pleo_oauth::COMPONENT)
+                .map_err(|e| format!("writing {}: {e}", out.display()))?;
+            println!(
+                "wrote the pleo-oauth component ({} bytes) to {}",
+                pleo_oauth::COMPONENT.len(),
+                out.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::MockServer(args) => mock_server(args),
+        Command::Connect(args) => connect(&open(&global)?, args),
+        Command::Token { id } => token(&open(&global)?, &id),
+        Command::Status { id, json } => status(&open(&global)?, id, json),
+        Command::Call {
+            id,
+            method,
+            path,
+            data,
+        } => call(&open(&global)?, &id, &method, &path, data),
+        Command::Disconnect { id, revoke } => disconnect(&open(&global)?, &id, revoke),
+        Command::Forget { id } => {
+            let app = open(&global)?;
+            app.instance()?.forget(&id)??;
+            println!("forgot {id}: its configuration, tokens and status are deleted");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// The app over the configured database, with the client secret from the
+/// environment or a file (never the command line).
+fn open(global: &Global) -> Result<App> {
+    let secret = match &global.client_secret_file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("reading the client secret file {}: {e}", path.display()))?;
+            Some(text.lines().next().unwrap_or_default().trim().to_owned())
+        }
+        None => std::env::var(SECRET_ENV).ok(),
+    }
+    .filter(|s| !s.is_empty());
+    let secrets = match secret {
+        Some(secret) => ClientSecrets::any(global.client_auth, Secret::new(secret)),
+        None => ClientSecrets::new(global.client_auth),
+    };
+    let offset = match std::env::var(CLOCK_OFFSET_ENV) {
+        Ok(text) => text
+            .parse()
+            .map_err(|_| format!("{CLOCK_OFFSET_ENV} must be an integer (milliseconds)"))?,
+        Err(_) => 0,
+    };
+    let clock: Arc<dyn Clock> = Arc::new(OffsetClock::new(offset));
+    Ok(App::open(AppConfig {
+        db: global.db.clone().unwrap_or_else(app::default_db_path),
+        secrets,
+        http: HttpLimits::default(),
+        clock,
+        runtime: RuntimeConfig::default(),
+    })?)
+}
+
+fn now(app: &App) -> u64 {
+    app.backends.clock.now_ms()
+}
+
+/// The exit code and the sentence for a refusal, with the command that fixes it.
+fn refusal(id: &str, refusal: &Refusal, now_ms: u64) -> (u8, String) {
+    match refusal {
+        Refusal::Reauthenticate(reason) => (
+            EXIT_REAUTH,
+            format!(
+                "{id} needs re-authentication: {}. Its settings are kept. Fix: pleo-oauth connect {id}",
+                reason_text(*reason)
+            ),
+        ),
+        Refusal::Wait { until_ms, why } => (
+            EXIT_LATER,
+            format!(
+                "no token for {id} yet: {}; try again in {} s",
+                match why {
+                    WaitReason::RefreshInProgress => "another process is refreshing it",
+                    WaitReason::BackingOff =>
+                        "refreshes are failing for now (Pleo unreachable or busy)",
+                },
+                until_ms.saturating_sub(now_ms).div_ceil(1000)
+            ),
+        ),
+        Refusal::ClientMisconfigured { error, .. } => (
+            EXIT_CLIENT,
+            format!(
+                "Pleo refuses this client ({error}): check the client id and the secret ({SECRET_ENV} or --client-secret-file), then run `pleo-oauth token {id}` again"
+            ),
+        ),
+        Refusal::NotConnected(NotConnected::UnknownConnection) => (
+            EXIT_NOT_CONNECTED,
+            format!(
+                "no connection named {id}. Fix: pleo-oauth connect {id} --env staging --client-id ID --redirect-uri URI --scope users:read"
+            ),
+        ),
+        Refusal::NotConnected(NotConnected::NeverAuthorized) => (
+            EXIT_NOT_CONNECTED,
+            format!("{id} is not authorised yet. Fix: pleo-oauth connect {id}"),
+        ),
+        Refusal::NotConnected(NotConnected::Disconnected) => (
+            EXIT_NOT_CONNECTED,
+            format!("{id} was disconnected. Fix: pleo-oauth connect {id}"),
+        ),
+        Refusal::Storage(error) => (
+            EXIT_FAILED,
+            format!("storage failed: {error}. Nothing was lost; try again"),
+        ),
+    }
+}
+
+fn reason_text(reason: Reason) -> &'static str {
+    match reason {
+        Reason::RefreshTokenRejected => {
+            "Pleo rejected the refresh token (expired, revoked by the user, or the client credentials changed)"
+        }
+        Reason::AccessRevoked => "Pleo refused a freshly refreshed token: access was revoked",
+        Reason::NoRefreshToken => "the access token expired and Pleo issued no refresh token",
+    }
+}
+
+fn refused(id: &str, r: &Refusal, now_ms: u64) -> ExitCode {
+    let (code, message) = refusal(id, r, now_ms);
+    eprintln!("pleo-oauth: {message}");
+    ExitCode::from(code)
+}
+
+fn token(app: &App, id: &str) -> Result<ExitCode> {
+    match app.instance()?.access_token(id)? {
+        Ok(bearer) => {
+            println!("{}", bearer.token.expose());
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(r) => Ok(refused(id, &r, now(app))),
+    }
+}
+
+fn connect(app: &App, args: ConnectArgs) -> Result<ExitCode> {
+    let mut instance = app.instance()?;
+    let existing = instance.get_config(&args.id)??;
+    let config = connect_config(existing, &args)?;
+    if let Err(error) = instance.configure(&args.id, &config)? {
+        return Err(format!("the configuration was refused: {error}").into());
+    }
+    let authorization = instance.begin(&args.id, &BeginOptions::default())??;
+    let loopback = loopback_listener(&config.redirect_uri);
+    eprintln!("Open this URL in your browser to authorise {}:\n", args.id);
+    eprintln!("  {}\n", authorization.url.expose());
+    let timeout = Duration::from_secs(args.timeout);
+    let callback = match loopback {
+        Some(address) => {
+            eprintln!(
+                "Waiting for Pleo to redirect back to {} (up to {} s; Ctrl-C to stop)...",
+                config.redirect_uri, args.timeout
+            );
+            pleo_oauth::callback_listener::wait(address, &config.redirect_uri, timeout)?
+        }
+        None => {
+            eprintln!(
+                "After you approve, paste the full URL your browser landed on ({}...) and press Enter (up to {} s):",
+                config.redirect_uri, args.timeout
+            );
+            read_line(timeout)?
+        }
+    };
+    let Some(callback) = callback else {
+        return Err(format!(
+            "no callback within {} s; run the command again (the pending authorisation expires by itself)",
+            args.timeout
+        )
+        .into());
+    };
+    match instance.complete(&callback, Some(&args.id))? {
+        Ok(done) => {
+            println!(
+                "{} {}: scopes {}",
+                if done.recovered {
+                    "reconnected"
+                } else {
+                    "connected"
+                },
+                args.id,
+                done.scopes.join(" ")
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(error) => Err(format!("the authorisation did not complete: {error}").into()),
+    }
+}
+
+/// The configuration to store: the stored one with any flags applied, or
+/// a new one from the flags.
+fn connect_config(
+    existing: Option<ConnectionConfig>,
+    args: &ConnectArgs,
+) -> Result<ConnectionConfig> {
+    let environment = match (&args.env, &args.issuer) {
+        (Some(Env::Staging), _) => Some(Environment::Staging),
+        (Some(Env::Production), _) => Some(Environment::Production),
+        (None, Some(issuer)) => {
+            let base = issuer.trim_end_matches('/');
+            Some(Environment::Custom(CustomEndpoints {
+                authorize_url: format!("{base}/oauth/authorize"),
+                token_url: format!("{base}/oauth/token"),
+            }))
+        }
+        (None, None) => None,
+    };
+    let scopes: Vec<String> = args
+        .scopes
+        .iter()
+        .flat_map(|s| s.split_whitespace())
+        .map(str::to_owned)
+        .collect();
+    let mut config = match existing {
+        Some(config) => config,
+        None => {
+            let missing: Vec<&str> = [
+                (
+                    environment.is_none(),
+                    "--env staging|production (or --issuer URL)",
+                ),
+                (args.client_id.is_none(), "--client-id"),
+                (args.redirect_uri.is_none(), "--redirect-uri"),
+                (scopes.is_empty(), "--scope"),
+            ]
+            .into_iter()
+            .filter_map(|(missing, flag)| missing.then_some(flag))
+            .collect();
+            if !missing.is_empty() {
+                return Err(format!(
+                    "{} is a new connection; also give {}",
+                    args.id,
+                    missing.join(", ")
+                )
+                .into());
+            }
+            ConnectionConfig {
+                environment: Environment::Staging,
+                client_id: String::new(),
+                client_type: ClientType::Confidential,
+                redirect_uri: String::new(),
+                scopes: Vec::new(),
+                issuer: None,
+                require_iss: false,
+                settings: Vec::new(),
+                revocation_url: None,
+                refresh_margin_seconds: None,
+                max_backoff_seconds: None,
+            }
+        }
+    };
+    if let Some(environment) = environment {
+        config.issuer = args
+            .issuer
+            .as_ref()
+            .map(|i| i.trim_end_matches('/').to_owned());
+        config.environment = environment;
+    }
+    if let Some(client_id) = &args.client_id {
+        config.client_id = client_id.clone();
+    }
+    if args.public {
+        config.client_type = ClientType::Public;
+    }
+    if let Some(uri) = &args.redirect_uri {
+        config.redirect_uri = uri.clone();
+    }
+    if !scopes.is_empty() {
+        config.scopes = scopes;
+    }
+    if let Some(url) = &args.revocation_url {
+        config.revocation_url = Some(url.clone());
+    }
+    if let Some(base) = &args.api_base {
+        config.settings.retain(|(k, _)| k != app::API_BASE_SETTING);
+        config.settings.push((
+            app::API_BASE_SETTING.into(),
+            base.trim_end_matches('/').into(),
+        ));
+    }
+    Ok(config)
+}
+
+/// The address to listen on when the redirect URI is plain http on a
+/// loopback address with a port.
+fn loopback_listener(redirect_uri: &str) -> Option<std::net::SocketAddr> {
+    let url = url::Url::parse(redirect_uri).ok()?;
+    if url.scheme() != "http" {
+        return None;
+    }
+    let port = url.port()?;
+    match url.host()? {
+        url::Host::Ipv4(ip) if ip.is_loopback() => Some((ip, port).into()),
+        url::Host::Ipv6(ip) if ip.is_loopback() => Some((ip, port).into()),
+        url::Host::Domain("localhost") => Some(([127, 0, 0, 1], port).into()),
+        _ => None,
+    }
+}
+
+/// One line from stdin, or `None` after `timeout`.
+fn read_line(timeout: Duration) -> Result<Option<String>> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = std::io::stdin().lock().read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    Ok(rx
+        .recv_timeout(timeout)
+        .ok()
+        .map(|line| line.trim().to_owned())
+        .filter(|line| !line.is_empty()))
+}
+
+fn status(app: &App, id: Option<String>, json: bool) -> Result<ExitCode> {
+    let ids = match id {
+        Some(id) => vec![id],
+        None => app.connection_ids()?,
+    };
+    let mut instance = app.instance()?;
+    let mut views = Vec::new();
+    for id in ids {
+        match instance.status(&id)? {
+            Ok(view) => views.push((id, view)),
+            Err(pleo_oauth::connections::StatusError::UnknownConnection) => {
+                eprintln!("pleo-oauth: no connection named {id}");
+                return Ok(ExitCode::from(EXIT_NOT_CONNECTED));
+            }
+            Err(error) => return Err(error.into()),
+        }
+    }
+    let now = now(app);
+    if json {
+        let rows: Vec<serde_json::Value> = views.iter().map(|(id, v)| status_json(id, v)).collect();
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if views.is_empty() {
+        println!(
+            "no connections in {}. Start with: pleo-oauth connect <id> --env staging --client-id ID --redirect-uri URI --scope users:read",
+            app.db_path().display()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{:<20} {:<16} {:<24} {:<16} {:>8}  {:<16}",
+        "CONNECTION", "STATE", "REASON", "TOKEN EXPIRES", "FAILURES", "LAST REFRESH"
+    );
+    let mut by_state = std::collections::BTreeMap::new();
+    for (id, view) in &views {
+        *by_state.entry(kebab(&view.state)).or_insert(0) += 1;
+        println!(
+            "{:<20} {:<16} {:<24} {:<16} {:>8}  {:<16}",
+            id,
+            kebab(&view.state),
+            view.reason.map(|r| kebab(&r)).unwrap_or_else(|| "-".into()),
+            app::relative_time(view.access_expires_at_ms, now),
+            view.failures,
+            app::relative_time(view.last_refresh_at_ms, now),
+        );
+        println!("{:<20} {}", "", view.next_action);
+    }
+    let summary: Vec<String> = by_state.iter().map(|(s, n)| format!("{s} {n}")).collect();
+    println!("\n{} connection(s): {}", views.len(), summary.join(", "));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn status_json(id: &str, view: &StatusView) -> serde_json::Value {
+    serde_json::json!({
+        "connection": id,
+        "state": kebab(&view.state),
+        "reason": view.reason.map(|r| kebab(&r)),
+        "since-ms": view.since_ms,
+        "access-expires-at-ms": view.access_expires_at_ms,
+        "scopes": view.scopes,
+        "missing-scopes": view.missing_scopes,
+        "consecutive-failures": view.failures,
+        "next-retry-at-ms": view.next_retry_at_ms,
+        "last-refresh-at-ms": view.last_refresh_at_ms,
+        "last-error": view.last_error,
+        "refreshing-until-ms": view.refreshing_until_ms,
+        "next-action": view.next_action,
+    })
+}
+
+fn kebab<T: serde::Serialize>(value: &T) -> String {
+    pleo_oauth_core::events::kebab(value)
+}
+
+fn call(app: &App, id: &str, method: &str, path: &str, data: Option<String>) -> Result<ExitCode> {
+    let mut instance = app.instance()?;
+    let Some(config) = instance.get_config(id)?? else {
+        return Ok(refused(
+            id,
+            &Refusal::NotConnected(NotConnected::UnknownConnection),
+            now(app),
+        ));
+    };
+    let base = api_base(&config).ok_or_else(|| {
+        format!("{id} has no API base URL: run `pleo-oauth connect {id} --api-base URL`")
+    })?;
+    let method = if method.eq_ignore_ascii_case("post") {
+        Method::Post
+    } else {
+        Method::Get
+    };
+    let url = format!("{base}/{}", path.trim_start_matches('/'));
+    let body = data.unwrap_or_default().into_bytes();
+    let outcome = app::call(&mut instance, app.http.as_ref(), id, method, &url, body)?;
+    Ok(match outcome {
+        Call::Refused { refusal, answered } => {
+            if let Some(status) = answered {
+                eprintln!("(the API answered {status})");
+            }
+            refused(id, &refusal, now(app))
+        }
+        Call::Transport(error) => {
+            eprintln!(
+                "pleo-oauth: the API request failed ({}); try again",
+                error.summary()
+            );
+            ExitCode::from(EXIT_LATER)
+        }
+        Call::Answered {
+            status,
+            body,
+            action,
+            retried,
+            ..
+        } => {
+            if retried {
+                eprintln!("(the token was stale: refreshed and retried once)");
+            }
+            println!("{}", String::from_utf8_lossy(&body));
+            match action {
+                ApiAction::Proceed if status < 400 => ExitCode::SUCCESS,
+                ApiAction::InsufficientScope(scopes) => {
+                    eprintln!(
+                        "pleo-oauth: {status}: the grant lacks {}; run `pleo-oauth connect {id}` to grant it",
+                        scopes.join(" ")
+                    );
+                    ExitCode::from(EXIT_API_ERROR)
+                }
+                ApiAction::RateLimited(_) | ApiAction::Transient(_) => {
+                    eprintln!(
+                        "pleo-oauth: {status}: the API is busy or unavailable; try again later"
+                    );
+                    ExitCode::from(EXIT_LATER)
+                }
+                _ => {
+                    eprintln!("pleo-oauth: the API answered {status}");
+                    ExitCode::from(EXIT_API_ERROR)
+                }
+            }
+        }
+    })
+}
+
+fn disconnect(app: &App, id: &str, revoke: bool) -> Result<ExitCode> {
+    let result = app.instance()?.disconnect(id, revoke)?;
+    let message = match result {
+        Ok(Revocation::Revoked) => "the grant was revoked at the server".to_owned(),
+        Ok(Revocation::NotRequested) => "not revoked at the server (no --revoke)".to_owned(),
+        Ok(Revocation::NotConfigured) => {
+            "not revoked: the connection has no revocation endpoint; remove the app in Pleo too"
+                .to_owned()
+        }
+        Ok(Revocation::NoToken) => "there were no tokens to revoke".to_owned(),
+        Ok(Revocation::Failed(why)) => {
+            format!("the server did not confirm the revocation ({why}); remove the app in Pleo too")
+        }
+        Err(DisconnectError::UnknownConnection) => {
+            return Ok(refused(
+                id,
+                &Refusal::NotConnected(NotConnected::UnknownConnection),
+                now(app),
+            ));
+        }
+        Err(DisconnectError::Storage(error)) => return Err(error.into()),
+    };
+    println!("disconnected {id}: tokens wiped, configuration kept; {message}");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn mock_server(args: MockArgs) -> Result<ExitCode> {
+    let clock: Arc<dyn Clock> = Arc::new(OffsetClock::new(0));
+    let mut config = MockConfig::new(clock);
+    config.port = args.port;
+    config.client_id = args.client_id.clone();
+    config.client_secret = std::env::var(SECRET_ENV).ok().filter(|s| !s.is_empty());
+    config.access_ttl_secs = args.access_ttl;
+    config.consent = match args.consent {
+        ConsentArg::Auto => Consent::Auto,
+        ConsentArg::Page => Consent::Page,
+    };
+    let confidential = config.client_secret.is_some();
+    let server = MockServer::start(config)?;
+    let base = server.base_url();
+    println!("mock Pleo server on {base} (loopback only; Ctrl-C to stop)");
+    println!(
+        "client {}: {}",
+        args.client_id,
+        if confidential {
+            format!("confidential, secret from {SECRET_ENV}")
+        } else {
+            format!("public (set {SECRET_ENV} to make it confidential)")
+        }
+    );
+    println!("\nConnect to it:\n");
+    println!(
+        "  pleo-oauth connect demo --issuer {base} --client-id {}{} --redirect-uri http://127.0.0.1:8765/callback --scope users:read --api-base {base} --revocation-url {base}/oauth/revoke",
+        args.client_id,
+        if confidential { "" } else { " --public" }
+    );
+    println!(
+        "\nThen: pleo-oauth call demo GET /v2/users; control it with POST {base}/_mock/revoke-grants, /_mock/expire-access-tokens, /_mock/fault"
+    );
+    server.wait();
+    Ok(ExitCode::SUCCESS)
+}
