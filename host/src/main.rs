@@ -16,7 +16,7 @@ use pleo_oauth::imports::http::ClientAuthMethod;
 /// detect a dead grant and recover. `pleo-oauth demo` shows it all against
 /// a local mock of Pleo, with no account and no network.
 #[derive(Parser)]
-#[command(name = "pleo-oauth", version, about, long_about = None)]
+#[command(name = "pleo-oauth", version)]
 #[command(after_help = EXIT_CODES)]
 struct Cli {
     #[command(flatten)]

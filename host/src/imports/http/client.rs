@@ -247,3 +247,139 @@ fn transport_error(error: ureq::Error) -> TransportError {
         _ => TransportError::Other("protocol error".into()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::imports::clock::ManualClock;
+    use crate::mock::{Fault, MockConfig, MockServer};
+
+    fn mock() -> MockServer {
+        let mut config = MockConfig::new(Arc::new(ManualClock::new(1_700_000_000_000)));
+        config.client_id = "c".into();
+        config.client_secret = Some("s3cret".into());
+        MockServer::start(config).unwrap()
+    }
+
+    fn client(method: ClientAuthMethod, limits: HttpLimits) -> HttpClient {
+        HttpClient::new(limits, ClientSecrets::any(method, Secret::new("s3cret")))
+    }
+
+    fn request(method: Method, url: String, client_auth: Option<&str>) -> Request {
+        Request {
+            method,
+            url,
+            headers: vec![Header::new(
+                "Content-Type",
+                "application/x-www-form-urlencoded",
+            )],
+            body: b"token=unknown".to_vec(),
+            timeout_ms: 5_000,
+            client_auth: client_auth.map(str::to_owned),
+        }
+    }
+
+    /// RFC 6749 §2.3.1: Basic by default, or in the body; without the
+    /// client's credentials the server refuses.
+    #[test]
+    fn rfc6749_2_3_1_client_authentication_basic_and_post() {
+        let mock = mock();
+        let url = format!("{}/oauth/token/introspect", mock.base_url());
+        for method in [ClientAuthMethod::Basic, ClientAuthMethod::Post] {
+            let response = client(method, HttpLimits::default())
+                .send(request(Method::Post, url.clone(), Some("c")))
+                .unwrap();
+            assert_eq!(response.status, 200, "{method:?}");
+        }
+        let response = client(ClientAuthMethod::Basic, HttpLimits::default())
+            .send(request(Method::Post, url, None))
+            .unwrap();
+        assert_eq!(response.status, 401);
+    }
+
+    /// RFC 9700 §4.11: redirects are returned, never followed.
+    #[test]
+    fn redirects_are_not_followed() {
+        let mock = mock();
+        let url = format!(
+            "{}/oauth/authorize?response_type=code&client_id=c&redirect_uri=http%3A%2F%2F127.0.0.1%3A9%2Fcb&scope=users%3Aread&state=s&code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM&code_challenge_method=S256",
+            mock.base_url()
+        );
+        let response = client(ClientAuthMethod::Basic, HttpLimits::default())
+            .send(request(Method::Get, url, None))
+            .unwrap();
+        assert_eq!(response.status, 302);
+    }
+
+    #[test]
+    fn size_cap_timeout_and_scheme_are_enforced() {
+        let mock = mock();
+        let small = HttpLimits {
+            max_body: 8,
+            ..HttpLimits::default()
+        };
+        let url = format!("{}/v2/nothing-here", mock.base_url());
+        assert_eq!(
+            client(ClientAuthMethod::Basic, small).send(request(Method::Get, url, None)),
+            Err(TransportError::BodyTooLarge)
+        );
+
+        mock.control().inject(Fault::TokenDelay(3_000), 1);
+        let mut slow = request(
+            Method::Post,
+            format!("{}/oauth/token", mock.base_url()),
+            None,
+        );
+        slow.timeout_ms = 200;
+        assert_eq!(
+            client(ClientAuthMethod::Basic, HttpLimits::default()).send(slow),
+            Err(TransportError::Timeout)
+        );
+
+        let plain = request(Method::Get, "http://auth.example/oauth/token".into(), None);
+        assert!(matches!(
+            client(ClientAuthMethod::Basic, HttpLimits::default()).send(plain),
+            Err(TransportError::Other(why)) if why.contains("not https")
+        ));
+        assert!(check_scheme("http://localhost:8080/x").is_ok());
+        assert!(check_scheme("http://[::1]/x").is_ok());
+        assert!(check_scheme("https://auth.pleo.io/oauth/token").is_ok());
+        assert!(check_scheme("ftp://auth.pleo.io/").is_err());
+    }
+
+    #[test]
+    fn a_missing_secret_is_a_clear_error_and_debug_hides_secrets() {
+        let none = HttpClient::new(HttpLimits::default(), ClientSecrets::default());
+        let error = none
+            .send(request(
+                Method::Post,
+                "http://127.0.0.1:9/t".into(),
+                Some("c"),
+            ))
+            .unwrap_err();
+        assert!(
+            matches!(error, TransportError::Other(why) if why.contains("PLEO_OAUTH_CLIENT_SECRET"))
+        );
+        let secrets = ClientSecrets::any(ClientAuthMethod::Post, Secret::new("s3cret"));
+        assert!(!format!("{secrets:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn unreachable_is_connection_refused() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let error = client(ClientAuthMethod::Basic, HttpLimits::default())
+            .send(request(
+                Method::Get,
+                format!("http://127.0.0.1:{port}/"),
+                None,
+            ))
+            .unwrap_err();
+        assert_eq!(error, TransportError::ConnectionRefused);
+    }
+}
