@@ -123,23 +123,41 @@ pub fn run(global: Global, command: Command) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::MockServer(args) => mock_server(args),
-        Command::Connect(args) => connect(&open(&global)?, args),
-        Command::Token { id } => token(&open(&global)?, &id),
-        Command::Status { id, json } => status(&open(&global)?, id, json),
+        Command::Connect(args) => with_app(&global, |app| connect(app, args)),
+        Command::Token { id } => with_app(&global, |app| token(app, &id)),
+        Command::Status { id, json } => with_app(&global, |app| status(app, id, json)),
         Command::Call {
             id,
             method,
             path,
             data,
-        } => call(&open(&global)?, &id, &method, &path, data),
-        Command::Disconnect { id, revoke } => disconnect(&open(&global)?, &id, revoke),
-        Command::Forget { id } => {
-            let app = open(&global)?;
+        } => with_app(&global, |app| call(app, &id, &method, &path, data)),
+        Command::Disconnect { id, revoke } => with_app(&global, |app| disconnect(app, &id, revoke)),
+        Command::Forget { id } => with_app(&global, |app| {
             app.instance()?.forget(&id)??;
             println!("forgot {id}: its configuration, tokens and status are deleted");
             Ok(ExitCode::SUCCESS)
-        }
+        }),
     }
+}
+
+/// Runs a command on the app, then logs what this process counted
+/// (refreshes, failures, client errors, re-authentications, race
+/// recoveries) for operators' log pipelines.
+fn with_app(global: &Global, command: impl FnOnce(&App) -> Result<ExitCode>) -> Result<ExitCode> {
+    let app = open(global)?;
+    let result = command(&app);
+    let counters = app.log.counters.values();
+    tracing::debug!(
+        target: "pleo_oauth::counters",
+        refreshes = counters.refreshes,
+        refresh_failures = counters.refresh_failures,
+        client_errors = counters.client_errors,
+        reauth_required = counters.reauth_required,
+        race_recoveries = counters.race_recoveries,
+        "counters of this process"
+    );
+    result
 }
 
 /// The app over the configured database, with the client secret from the

@@ -79,6 +79,10 @@ enum Command {
     /// stored configuration and scopes are reused.
     Connect(commands::ConnectArgs),
     /// Print a usable access token for scripts (refreshing it if due).
+    ///
+    /// Without one it exits non-zero (3: reconnect, 4: try later, 5: client
+    /// misconfigured, 6: not connected) and says on stderr which command
+    /// fixes it.
     Token {
         /// The connection id.
         id: String,
@@ -107,6 +111,7 @@ enum Command {
     /// Disconnect: wipe the tokens (optionally revoking them at the server),
     /// keep the configuration.
     Disconnect {
+        /// The connection id.
         id: String,
         /// Revoke the refresh token first (RFC 7009), when the connection has
         /// a revocation endpoint.
@@ -114,7 +119,10 @@ enum Command {
         revoke: bool,
     },
     /// Delete everything stored for a connection, configuration included.
-    Forget { id: String },
+    Forget {
+        /// The connection id.
+        id: String,
+    },
     /// Run the mock Pleo server on its own, to develop against.
     MockServer(commands::MockArgs),
     /// Classify responses with the component's pure verdicts.

@@ -161,12 +161,17 @@ impl wit::Host for HostState {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     #[test]
     fn compare_and_swap_semantics() {
-        let store = MemoryStorage::default();
+        check_contract(&MemoryStorage::default());
+    }
+
+    /// The storage contract (`wit/imports.wit`) that every backend keeps:
+    /// compare-and-swap on put and delete, and versions never reused.
+    pub(super) fn check_contract(store: &dyn Storage) {
         assert_eq!(store.get("k"), Ok(None));
         let v1 = store.put("k", b"a", None).unwrap();
         assert_eq!(
@@ -190,6 +195,7 @@ mod tests {
         );
         assert_eq!(store.delete("k", v1), Err(StorageError::Conflict));
         store.delete("k", v2).unwrap();
+        assert_eq!(store.get("k"), Ok(None));
         assert_eq!(
             store.delete("k", v2),
             Err(StorageError::Conflict),
@@ -197,7 +203,7 @@ mod tests {
         );
         // A recreated key gets a fresh version: a stale v2 cannot match.
         let v3 = store.put("k", b"c", None).unwrap();
-        assert!(v3 > v2);
+        assert!(v3 > v2, "versions are never reused");
     }
 
     #[test]
