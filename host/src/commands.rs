@@ -652,6 +652,8 @@ fn mock_server(args: MockArgs) -> Result<ExitCode> {
     println!(
         "\nThen: pleo-oauth call demo GET /v2/users; control it with POST {base}/_mock/revoke-grants, /_mock/expire-access-tokens, /_mock/fault"
     );
+    // Shown at once even when stdout is a pipe (a log file, a test).
+    std::io::Write::flush(&mut std::io::stdout())?;
     server.wait();
     Ok(ExitCode::SUCCESS)
 }
