@@ -73,6 +73,17 @@ pub struct ConnectArgs {
     /// An RFC 7009 revocation endpoint, used by `disconnect --revoke`.
     #[arg(long, value_name = "URL")]
     revocation_url: Option<String>,
+    /// Reject callbacks without `iss` (RFC 9207 §2.4); the connection
+    /// needs an issuer (--issuer).
+    #[arg(long)]
+    require_iss: bool,
+    /// Refresh this many seconds before the access token expires (0-3600;
+    /// default 60).
+    #[arg(long, value_name = "SECONDS")]
+    refresh_margin: Option<u32>,
+    /// The longest wait between failed refreshes (1-3600 s; default 300).
+    #[arg(long, value_name = "SECONDS")]
+    max_backoff: Option<u32>,
     /// How long to wait for the authorisation, in seconds.
     #[arg(long, default_value = "300", value_name = "SECONDS")]
     timeout: u64,
@@ -407,6 +418,15 @@ fn connect_config(
     }
     if let Some(url) = &args.revocation_url {
         config.revocation_url = Some(url.clone());
+    }
+    if args.require_iss {
+        config.require_iss = true;
+    }
+    if args.refresh_margin.is_some() {
+        config.refresh_margin_seconds = args.refresh_margin;
+    }
+    if args.max_backoff.is_some() {
+        config.max_backoff_seconds = args.max_backoff;
     }
     if let Some(base) = &args.api_base {
         config.settings.retain(|(k, _)| k != app::API_BASE_SETTING);
