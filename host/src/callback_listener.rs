@@ -35,7 +35,14 @@ pub fn wait(
         .enable_all()
         .build()?;
     runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(address).await?;
+        let listener = tokio::net::TcpListener::bind(address).await.map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!(
+                    "cannot listen on {address} for the callback ({e}): stop what uses that port, or register another loopback redirect URI"
+                ),
+            )
+        })?;
         let (tx, rx) = oneshot::channel::<String>();
         let sender = Arc::new(Mutex::new(Some(tx)));
         let app = axum::Router::new()
