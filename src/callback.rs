@@ -21,6 +21,7 @@ use pleo_oauth::types::{Header, Response, ResponseHead};
 use pleo_oauth::{Backends, Instance};
 use pleo_oauth_core::authorize;
 use pleo_oauth_core::connection;
+pub use pleo_oauth_core::events::kebab;
 use serde::Deserialize;
 
 use crate::Outcome;
@@ -375,13 +376,6 @@ fn summarise(result: &Result<authorize::Completed, CompleteError>) -> String {
         ),
         Err(CompleteError::Storage(_)) => "storage".into(),
     }
-}
-
-pub fn kebab<T: serde::Serialize>(value: &T) -> String {
-    serde_json::to_value(value)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_default()
 }
 
 /// A JSON token response.

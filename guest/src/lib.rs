@@ -12,20 +12,46 @@
 //! deterministic and testable faster than real time (the discipline of
 //! str0m and quinn-proto).
 
-/// Converts between two enums whose unit variants have the same names: the
-/// generated WIT types and the core's, in the guest and in the host.
+/// Converts between two enums whose variants have the same names: the
+/// generated WIT types and the core's, in the guest and in the host. A
+/// variant with one payload is written `Name(x)`; its payload converts with
+/// `Into`. `enum_into!(A, B { .. })` converts both ways.
 #[macro_export]
-macro_rules! unit_enum {
-    ($from:ty => $to:ty { $($variant:ident),* $(,)? }) => {
+macro_rules! enum_into {
+    ($from:ty => $to:ty { $($variant:ident $(($payload:ident))?),* $(,)? }) => {
         impl From<$from> for $to {
             fn from(value: $from) -> Self {
                 type Source = $from;
                 type Target = $to;
                 match value {
-                    $(Source::$variant => Target::$variant,)*
+                    $(Source::$variant $(($payload))? => Target::$variant $(($payload.into()))?,)*
                 }
             }
         }
+    };
+    ($a:ty, $b:ty { $($variant:ident $(($payload:ident))?),* $(,)? }) => {
+        $crate::enum_into!($a => $b { $($variant $(($payload))?),* });
+        $crate::enum_into!($b => $a { $($variant $(($payload))?),* });
+    };
+}
+
+/// Converts between two records with the same field names (a generated WIT
+/// record and the core's), each field with `Into`; `record_into!(A, B { .. })`
+/// converts both ways.
+#[macro_export]
+macro_rules! record_into {
+    ($from:ty => $to:ty { $($field:ident),* $(,)? }) => {
+        impl From<$from> for $to {
+            fn from(value: $from) -> Self {
+                Self {
+                    $($field: value.$field.into(),)*
+                }
+            }
+        }
+    };
+    ($a:ty, $b:ty { $($field:ident),* $(,)? }) => {
+        $crate::record_into!($a => $b { $($field),* });
+        $crate::record_into!($b => $a { $($field),* });
     };
 }
 

@@ -10,7 +10,7 @@ use pleo_oauth_core::secret::Secret;
 use crate::bindings::exports::pleo::oauth::authorize as wit;
 use crate::classify::{oauth_error, reauth, transient};
 use crate::runtime::{GuestError, Instance};
-use pleo_oauth_core::unit_enum;
+use pleo_oauth_core::enum_into;
 
 impl Instance {
     /// `authorize.begin`: the URL to send the user to.
@@ -162,8 +162,8 @@ fn complete_error(error: wit::CompleteError) -> CompleteError {
     }
 }
 
-unit_enum!(wit::VerifierError => VerifierError { Length, Character });
-unit_enum!(wit::RejectionReason => RejectionReason {
+enum_into!(wit::VerifierError => VerifierError { Length, Character });
+enum_into!(wit::RejectionReason => RejectionReason {
     Malformed, MissingState, DuplicateParameter, UnknownState, ExpiredState, ConnectionMismatch,
     IssuerMismatch, IssuerMissing, MissingCode,
 });

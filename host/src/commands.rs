@@ -20,6 +20,7 @@ use pleo_oauth::imports::http::{ClientSecrets, HttpLimits};
 use pleo_oauth::mock::{Consent, MockConfig, MockServer};
 use pleo_oauth::secret::Secret;
 use pleo_oauth::types::Method;
+use pleo_oauth_core::events::kebab;
 
 use crate::{Command, Global, classify_cmd};
 
@@ -538,10 +539,6 @@ fn status_json(id: &str, view: &StatusView) -> serde_json::Value {
         "refreshing-until-ms": view.refreshing_until_ms,
         "next-action": view.next_action,
     })
-}
-
-fn kebab<T: serde::Serialize>(value: &T) -> String {
-    pleo_oauth_core::events::kebab(value)
 }
 
 fn call(app: &App, id: &str, method: &str, path: &str, data: Option<String>) -> Result<ExitCode> {

@@ -10,7 +10,7 @@ use pleo_oauth_core::types::Header;
 
 use crate::bindings::exports::pleo::oauth::connections as wit;
 use crate::runtime::{GuestError, Instance};
-use pleo_oauth_core::unit_enum;
+use pleo_oauth_core::{enum_into, record_into};
 
 impl Instance {
     /// `connections.configure`: saves a connection's configuration.
@@ -74,8 +74,8 @@ impl Instance {
     }
 }
 
-unit_enum!(wit::State => State { New, Authorizing, Connected, Degraded, ClientError, ReauthRequired, Disconnected });
-unit_enum!(wit::ReauthReason => Reason { RefreshTokenRejected, AccessRevoked, NoRefreshToken });
+enum_into!(wit::State => State { New, Authorizing, Connected, Degraded, ClientError, ReauthRequired, Disconnected });
+enum_into!(wit::ReauthReason => Reason { RefreshTokenRejected, AccessRevoked, NoRefreshToken });
 impl Instance {
     /// `connections.access-token`: the API gate.
     pub fn access_token(
@@ -151,9 +151,15 @@ impl Instance {
     }
 }
 
-unit_enum!(wit::WaitReason => WaitReason { RefreshInProgress, BackingOff });
-unit_enum!(wit::NotConnected => NotConnected { UnknownConnection, NeverAuthorized, Disconnected });
-unit_enum!(wit::ClientType => ClientType { Confidential, Public });
+enum_into!(wit::WaitReason => WaitReason { RefreshInProgress, BackingOff });
+enum_into!(wit::NotConnected => NotConnected { UnknownConnection, NeverAuthorized, Disconnected });
+enum_into!(
+    wit::ClientType,
+    ClientType {
+        Confidential,
+        Public
+    }
+);
 
 impl From<wit::Bearer> for Bearer {
     fn from(bearer: wit::Bearer) -> Self {
@@ -182,57 +188,31 @@ impl From<wit::Refusal> for Refusal {
         }
     }
 }
-unit_enum!(ClientType => wit::ClientType { Confidential, Public });
 
-impl From<ConnectionConfig> for wit::ConnectionConfig {
-    fn from(config: ConnectionConfig) -> Self {
-        Self {
-            environment: match config.environment {
-                Environment::Production => wit::Environment::Production,
-                Environment::Staging => wit::Environment::Staging,
-                Environment::Custom(e) => wit::Environment::Custom(wit::CustomEndpoints {
-                    authorize_url: e.authorize_url,
-                    token_url: e.token_url,
-                }),
-            },
-            client_id: config.client_id,
-            client_type: config.client_type.into(),
-            redirect_uri: config.redirect_uri,
-            scopes: config.scopes,
-            issuer: config.issuer,
-            require_iss: config.require_iss,
-            settings: config.settings,
-            revocation_url: config.revocation_url,
-            refresh_margin_seconds: config.refresh_margin_seconds,
-            max_backoff_seconds: config.max_backoff_seconds,
-        }
+enum_into!(wit::Environment, Environment { Production, Staging, Custom(endpoints) });
+record_into!(
+    wit::CustomEndpoints,
+    CustomEndpoints {
+        authorize_url,
+        token_url
     }
-}
-
-impl From<wit::ConnectionConfig> for ConnectionConfig {
-    fn from(config: wit::ConnectionConfig) -> Self {
-        Self {
-            environment: match config.environment {
-                wit::Environment::Production => Environment::Production,
-                wit::Environment::Staging => Environment::Staging,
-                wit::Environment::Custom(e) => Environment::Custom(CustomEndpoints {
-                    authorize_url: e.authorize_url,
-                    token_url: e.token_url,
-                }),
-            },
-            client_id: config.client_id,
-            client_type: config.client_type.into(),
-            redirect_uri: config.redirect_uri,
-            scopes: config.scopes,
-            issuer: config.issuer,
-            require_iss: config.require_iss,
-            settings: config.settings,
-            revocation_url: config.revocation_url,
-            refresh_margin_seconds: config.refresh_margin_seconds,
-            max_backoff_seconds: config.max_backoff_seconds,
-        }
+);
+record_into!(
+    wit::ConnectionConfig,
+    ConnectionConfig {
+        environment,
+        client_id,
+        client_type,
+        redirect_uri,
+        scopes,
+        issuer,
+        require_iss,
+        settings,
+        revocation_url,
+        refresh_margin_seconds,
+        max_backoff_seconds,
     }
-}
+);
 
 impl From<wit::ConfigError> for ConfigError {
     fn from(error: wit::ConfigError) -> Self {
@@ -257,9 +237,4 @@ impl From<wit::StorageFailure> for StoreError {
             wit::StorageFailure::Corrupt(why) => Self::Corrupt(why),
         }
     }
-}
-
-/// A reason's name as the WIT spells it (`refresh-token-rejected`).
-pub fn kebab_reason(reason: Reason) -> String {
-    pleo_oauth_core::events::kebab(&reason)
 }

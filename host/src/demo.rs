@@ -10,6 +10,7 @@ use std::sync::Arc;
 use pleo_oauth_core::connection::{
     ApiAction, ClientType, ConnectionConfig, CustomEndpoints, Environment, Refusal, State,
 };
+use pleo_oauth_core::events::kebab;
 use pleo_oauth_core::secret::Secret;
 use pleo_oauth_core::types::Method;
 
@@ -48,7 +49,7 @@ pub struct Report {
 /// Runs the demo, printing the timeline to `out`.
 pub fn run(out: &mut dyn Write) -> Result<Report> {
     let clock = Arc::new(OffsetClock::new(0));
-    let client_secret = random_secret();
+    let client_secret = random_hex(24);
     let mut mock_config = MockConfig::new(clock.clone());
     mock_config.client_id = CLIENT_ID.into();
     mock_config.client_secret = Some(client_secret.clone());
@@ -317,10 +318,10 @@ impl Demo<'_> {
         let expires = app::relative_time(status.access_expires_at_ms, now);
         let line = format!(
             "status: {}{}, token expires {expires}, {} consecutive failure(s). {}",
-            pleo_oauth_core::events::kebab(&status.state),
+            kebab(&status.state),
             status
                 .reason
-                .map(|r| format!(" ({})", pleo_oauth_core::events::kebab(&r)))
+                .map(|r| format!(" ({})", kebab(&r)))
                 .unwrap_or_default(),
             status.failures,
             status.next_action
@@ -335,26 +336,26 @@ fn refusal_words(refusal: &Refusal, now: u64) -> String {
     match refusal {
         Refusal::Reauthenticate(reason) => format!(
             "re-authentication required ({}); tokens wiped, API calls stopped",
-            crate::connections::kebab_reason(*reason)
+            kebab(reason)
         ),
         Refusal::Wait { until_ms, why } => format!(
             "wait {} ({})",
             app::relative_time(Some(*until_ms), now),
-            pleo_oauth_core::events::kebab(why)
+            kebab(why)
         ),
         Refusal::ClientMisconfigured { error, .. } => format!("client misconfigured ({error})"),
         Refusal::NotConnected(why) => {
-            format!("not connected ({})", pleo_oauth_core::events::kebab(why))
+            format!("not connected ({})", kebab(why))
         }
         Refusal::Storage(error) => format!("storage failed: {error}"),
     }
 }
 
-/// A fresh client secret for this run.
-fn random_secret() -> String {
-    let mut bytes = [0u8; 24];
-    crate::imports::random::Random::fill(&OsRandom, &mut bytes);
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+/// `bytes` random bytes from the OS, in hex.
+fn random_hex(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    crate::imports::random::Random::fill(&OsRandom, &mut buf);
+    buf.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// A temporary folder removed on drop (the demo leaves nothing behind).
@@ -362,10 +363,7 @@ struct TempDir(std::path::PathBuf);
 
 impl TempDir {
     fn new() -> std::io::Result<Self> {
-        let mut bytes = [0u8; 8];
-        crate::imports::random::Random::fill(&OsRandom, &mut bytes);
-        let name: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-        let path = std::env::temp_dir().join(format!("pleo-oauth-demo-{name}"));
+        let path = std::env::temp_dir().join(format!("pleo-oauth-demo-{}", random_hex(8)));
         std::fs::create_dir_all(&path)?;
         Ok(Self(path))
     }

@@ -143,8 +143,8 @@ impl w::Guest for Component {
     }
 }
 
-unit_enum!(c::VerifierError => w::VerifierError { Length, Character });
-unit_enum!(c::RejectionReason => w::RejectionReason {
+enum_into!(c::VerifierError => w::VerifierError { Length, Character });
+enum_into!(c::RejectionReason => w::RejectionReason {
     Malformed, MissingState, DuplicateParameter, UnknownState, ExpiredState, ConnectionMismatch,
     IssuerMismatch, IssuerMissing, MissingCode,
 });

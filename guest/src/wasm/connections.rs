@@ -119,63 +119,43 @@ impl From<c::Refusal> for w::Refusal {
     }
 }
 
-unit_enum!(c::WaitReason => w::WaitReason { RefreshInProgress, BackingOff });
-unit_enum!(c::NotConnected => w::NotConnected { UnknownConnection, NeverAuthorized, Disconnected });
+enum_into!(c::WaitReason => w::WaitReason { RefreshInProgress, BackingOff });
+enum_into!(c::NotConnected => w::NotConnected { UnknownConnection, NeverAuthorized, Disconnected });
 
-unit_enum!(c::State => w::State { New, Authorizing, Connected, Degraded, ClientError, ReauthRequired, Disconnected });
-unit_enum!(c::Reason => w::ReauthReason { RefreshTokenRejected, AccessRevoked, NoRefreshToken });
-unit_enum!(w::ClientType => c::ClientType { Confidential, Public });
-unit_enum!(c::ClientType => w::ClientType { Confidential, Public });
-
-impl From<w::ConnectionConfig> for c::ConnectionConfig {
-    fn from(config: w::ConnectionConfig) -> Self {
-        Self {
-            environment: match config.environment {
-                w::Environment::Production => c::Environment::Production,
-                w::Environment::Staging => c::Environment::Staging,
-                w::Environment::Custom(e) => c::Environment::Custom(c::CustomEndpoints {
-                    authorize_url: e.authorize_url,
-                    token_url: e.token_url,
-                }),
-            },
-            client_id: config.client_id,
-            client_type: config.client_type.into(),
-            redirect_uri: config.redirect_uri,
-            scopes: config.scopes,
-            issuer: config.issuer,
-            require_iss: config.require_iss,
-            settings: config.settings,
-            revocation_url: config.revocation_url,
-            refresh_margin_seconds: config.refresh_margin_seconds,
-            max_backoff_seconds: config.max_backoff_seconds,
-        }
+enum_into!(c::State => w::State { New, Authorizing, Connected, Degraded, ClientError, ReauthRequired, Disconnected });
+enum_into!(c::Reason => w::ReauthReason { RefreshTokenRejected, AccessRevoked, NoRefreshToken });
+enum_into!(
+    w::ClientType,
+    c::ClientType {
+        Confidential,
+        Public
     }
-}
+);
 
-impl From<c::ConnectionConfig> for w::ConnectionConfig {
-    fn from(config: c::ConnectionConfig) -> Self {
-        Self {
-            environment: match config.environment {
-                c::Environment::Production => w::Environment::Production,
-                c::Environment::Staging => w::Environment::Staging,
-                c::Environment::Custom(e) => w::Environment::Custom(w::CustomEndpoints {
-                    authorize_url: e.authorize_url,
-                    token_url: e.token_url,
-                }),
-            },
-            client_id: config.client_id,
-            client_type: config.client_type.into(),
-            redirect_uri: config.redirect_uri,
-            scopes: config.scopes,
-            issuer: config.issuer,
-            require_iss: config.require_iss,
-            settings: config.settings,
-            revocation_url: config.revocation_url,
-            refresh_margin_seconds: config.refresh_margin_seconds,
-            max_backoff_seconds: config.max_backoff_seconds,
-        }
+enum_into!(w::Environment, c::Environment { Production, Staging, Custom(endpoints) });
+record_into!(
+    w::CustomEndpoints,
+    c::CustomEndpoints {
+        authorize_url,
+        token_url
     }
-}
+);
+record_into!(
+    w::ConnectionConfig,
+    c::ConnectionConfig {
+        environment,
+        client_id,
+        client_type,
+        redirect_uri,
+        scopes,
+        issuer,
+        require_iss,
+        settings,
+        revocation_url,
+        refresh_margin_seconds,
+        max_backoff_seconds,
+    }
+);
 
 impl From<c::ConfigError> for w::ConfigError {
     fn from(error: c::ConfigError) -> Self {

@@ -197,19 +197,13 @@ pub(super) async fn introspect(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let params = match form_params(&headers, &body) {
-        Ok(params) => params,
-        Err(error) => return error.into_response(),
-    };
     let now = shared.now_ms();
     let store = shared.lock();
-    if let Err(error) = authenticate(&store.client, &headers, &params) {
-        return error.into_response();
-    }
-    let Some(token) = params.get("token") else {
-        return OAuthError::invalid_request("token is required").into_response();
+    let (_, token) = match token_request(&store, &headers, &body) {
+        Ok(request) => request,
+        Err(response) => return *response,
     };
-    let body = match store.introspect(token, now) {
+    let body = match store.introspect(&token, now) {
         Some(info) => json!({
             "active": true,
             "scope": info.scope,
@@ -233,21 +227,31 @@ pub(super) async fn revoke(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let params = match form_params(&headers, &body) {
-        Ok(params) => params,
-        Err(error) => return error.into_response(),
-    };
     let mut store = shared.lock();
-    let client_id = match authenticate(&store.client, &headers, &params) {
-        Ok(client_id) => client_id,
-        Err(error) => return error.into_response(),
+    let (client_id, token) = match token_request(&store, &headers, &body) {
+        Ok(request) => request,
+        Err(response) => return *response,
     };
-    let Some(token) = params.get("token") else {
-        return OAuthError::invalid_request("token is required").into_response();
-    };
-    store.revoke_token(&client_id, token);
+    store.revoke_token(&client_id, &token);
     store.stats.revocations += 1;
     StatusCode::OK.into_response()
+}
+
+/// What introspection and revocation share: a form body, an authenticated
+/// client, and a `token` parameter. Gives the client id and the token.
+fn token_request(
+    store: &Store,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(String, String), Box<Response>> {
+    let refuse = |error: Response| Box::new(error);
+    let params = form_params(headers, body).map_err(|e| refuse(e.into_response()))?;
+    let client_id =
+        authenticate(&store.client, headers, &params).map_err(|e| refuse(e.into_response()))?;
+    let token = params
+        .get("token")
+        .ok_or_else(|| refuse(OAuthError::invalid_request("token is required").into_response()))?;
+    Ok((client_id, token.to_owned()))
 }
 
 /// The redirect URI to answer to, once the client and the URI are known to

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
+use pleo_oauth_core::connection::config::secure_url;
 use pleo_oauth_core::secret::Secret;
 use pleo_oauth_core::types::{Header, Method, Request, Response, TransportError};
 
@@ -156,22 +157,15 @@ impl HttpClient {
     }
 }
 
-/// https, or http to a loopback host.
+/// https, or http to a loopback host: the same rule as the configuration's
+/// endpoints ([`secure_url`]), so a request the guest builds from a valid
+/// configuration always passes.
 pub fn check_scheme(url: &str) -> Result<(), TransportError> {
-    let parsed = url::Url::parse(url).map_err(|_| TransportError::Other("not a URL".into()))?;
-    let loopback = match parsed.host() {
-        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        None => false,
-    };
-    match parsed.scheme() {
-        "https" => Ok(()),
-        "http" if loopback => Ok(()),
-        _ => Err(TransportError::Other(format!(
-            "refused: {} is not https (plain http only to loopback)",
-            parsed.origin().ascii_serialization()
-        ))),
+    match secure_url(url) {
+        Some(_) => Ok(()),
+        None => Err(TransportError::Other(
+            "refused: not https (plain http only to loopback), or not a URL".into(),
+        )),
     }
 }
 
