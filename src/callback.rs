@@ -169,6 +169,7 @@ pub trait Flow {
     fn disconnect(&mut self, connection: &str, revoke: bool)
     -> Result<Revocation, DisconnectError>;
     fn forget(&mut self, connection: &str) -> Result<(), StoreError>;
+    fn retry_now(&mut self, connection: &str) -> Result<(), connection::StatusError>;
 }
 
 /// The core, natively, over the fixture's backends; time from its clock.
@@ -244,6 +245,11 @@ impl Flow for Native<'_> {
     fn forget(&mut self, connection: &str) -> Result<(), StoreError> {
         connection::forget(&mut NativeIo(&self.0.backends), connection)
     }
+
+    fn retry_now(&mut self, connection: &str) -> Result<(), connection::StatusError> {
+        let now = self.now();
+        connection::retry_now(&mut NativeIo(&self.0.backends), now, connection)
+    }
 }
 
 impl Flow for Instance {
@@ -297,6 +303,10 @@ impl Flow for Instance {
 
     fn forget(&mut self, connection: &str) -> Result<(), StoreError> {
         Instance::forget(self, connection).expect("no trap")
+    }
+
+    fn retry_now(&mut self, connection: &str) -> Result<(), connection::StatusError> {
+        Instance::retry_now(self, connection).expect("no trap")
     }
 }
 
@@ -371,6 +381,7 @@ fn summarise(result: &Result<authorize::Completed, CompleteError>) -> String {
                 ExchangeFailure::Reauthenticate(_) => "reauthenticate",
                 ExchangeFailure::ClientMisconfigured(_) => "client-misconfigured",
                 ExchangeFailure::RequestInvalid(_) => "request-invalid",
+                ExchangeFailure::CredentialsMissing => "credentials-missing",
                 ExchangeFailure::Transient(_) => "transient",
             }
         ),

@@ -52,6 +52,8 @@ pub enum Step {
     Disconnect(DisconnectStep),
     /// `connections.forget`; must succeed.
     Forget,
+    /// `connections.retry-now`; must succeed.
+    RetryNow,
     /// `connections.status`: the listed members must match.
     Status(serde_json::Map<String, serde_json::Value>),
     /// Another worker took the refresh lease and crashed: writes
@@ -146,6 +148,11 @@ pub fn run(case: &LifecycleCase, fixture: &Fixture, flow: &mut dyn Flow) -> Resu
             Step::Forget => {
                 flow.forget(CONNECTION)
                     .map_err(|e| format!("step {index}: forget: {e}"))?;
+                continue;
+            }
+            Step::RetryNow => {
+                flow.retry_now(CONNECTION)
+                    .map_err(|e| format!("step {index}: retry-now: {e}"))?;
                 continue;
             }
             Step::AccessToken(expected) => {
@@ -270,6 +277,7 @@ fn action(result: &Result<ApiAction, Refusal>, now: u64) -> String {
         Ok(ApiAction::Forbidden) => "forbidden".into(),
         Ok(ApiAction::RateLimited(time)) => format!("rate-limited{}", at(time, now)),
         Ok(ApiAction::Transient(time)) => format!("transient{}", at(time, now)),
+        Ok(ApiAction::RejectedAfterRefresh) => "rejected-after-refresh".into(),
         Err(refusal) => refused(refusal),
     }
 }
@@ -298,6 +306,9 @@ fn status(flow: &mut dyn Flow, now: u64) -> serde_json::Map<String, serde_json::
         "access-expires-in-ms": relative(view.access_expires_at_ms),
         "last-refresh-ago-ms": view.last_refresh_at_ms.map(|t| now as i64 - t as i64),
         "last-error": view.last_error,
+        "outcome-unknown": view.refresh_outcome_unknown_since_ms.is_some(),
+        "failing": view.failing_since_ms.is_some(),
+        "fresh-token-rejections": view.fresh_token_rejections,
     });
     value.as_object().expect("an object").clone()
 }

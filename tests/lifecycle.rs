@@ -17,7 +17,7 @@ use pleo_oauth::{Backends, Instance};
 use pleo_oauth_conformance::callback::{Fixture, Flow, Native, config_with, token_json};
 use pleo_oauth_conformance::lifecycle::{self, CONNECTION, Grant, LifecycleCase};
 use pleo_oauth_conformance::{check_all, expect_eq, load, runtime};
-use pleo_oauth_core::connection::lease::LEASE_MS;
+use pleo_oauth_core::connection::lease::{LEASE_MS, MAX_CLOCK_SKEW_MS};
 
 const NOW: u64 = 1_700_000_000_000;
 const HOUR: u64 = 3_600_000;
@@ -194,12 +194,17 @@ impl Http for Interleaved {
     }
 }
 
-/// Pleo rotation, lost race: worker A's refresh stalls past its lease;
-/// worker B (another instance, same storage) takes the lapsed lease and
-/// rotates; A's stale refresh token is then refused. A re-reads storage,
-/// finds B's tokens, uses them, and nothing is wiped.
-#[test]
-fn lost_rotation_race_between_two_instances() {
+/// Two instances lose a rotation race: worker A's refresh request hangs
+/// past its lease (beyond the host's timeout, outside the single-flight
+/// bound); worker B, another instance on the same storage, takes the lapsed
+/// lease and rotates; A's request with the rotated-away token is refused.
+///
+/// A does not serve B's tokens blindly (issue: a stale send makes a server
+/// with reuse detection revoke the whole grant, B's tokens included): it
+/// confirms them with one refresh first. `strict` plays Pleo (the
+/// confirmation is refused: the grant died of reuse, and A says so);
+/// otherwise the grant survived and A serves the confirmed tokens.
+fn lost_rotation_race_between_two_instances(strict: bool) -> Vec<String> {
     let fixture = Fixture::new();
     let mut setup = component(&fixture.backends);
     connected(&fixture, &mut setup);
@@ -222,10 +227,18 @@ fn lost_rotation_race_between_two_instances() {
     a_http
         .then
         .push(Ok(token_json(400, r#"{"error":"invalid_grant"}"#)));
+    a_http.then.push(Ok(if strict {
+        token_json(400, r#"{"error":"invalid_grant"}"#)
+    } else {
+        token_json(
+            200,
+            r#"{"access_token":"AT-C","token_type":"Bearer","expires_in":3600,"refresh_token":"RT-C"}"#,
+        )
+    }));
     {
         let (b, b_result, clock) = (b.clone(), b_result.clone(), fixture.clock.clone());
         *a_http.during.lock().unwrap() = Some(Box::new(move || {
-            clock.advance(LEASE_MS);
+            clock.advance(LEASE_MS + MAX_CLOCK_SKEW_MS);
             let result = b.lock().unwrap().access_token(CONNECTION).unwrap();
             *b_result.lock().unwrap() = Some(result);
         }));
@@ -240,20 +253,65 @@ fn lost_rotation_race_between_two_instances() {
         token(b_result.lock().unwrap().take().unwrap()),
         "token:AT-B"
     );
-    assert_eq!(token(a_result), "token:AT-B", "A uses the winner's tokens");
-    let a_body = String::from_utf8(a_http.then.sent()[0].body.clone()).unwrap();
-    let b_body = String::from_utf8(b_http.sent()[0].body.clone()).unwrap();
-    assert_eq!(a_body, "grant_type=refresh_token&refresh_token=RT-1");
-    assert_eq!(b_body, a_body);
+    // A's lease is gone (B took it over and released it): A sends nothing
+    // more, and B's tokens, now marked unconfirmed, are not served.
+    assert_eq!(token(a_result), "wait:refresh-in-progress");
+    // The next call confirms them, under a lease of its own.
+    let confirmed = a.access_token(CONNECTION).unwrap();
+    let bodies: Vec<String> = a_http
+        .then
+        .sent()
+        .iter()
+        .map(|r| String::from_utf8(r.body.clone()).unwrap())
+        .collect();
+    assert_eq!(
+        bodies,
+        [
+            "grant_type=refresh_token&refresh_token=RT-1",
+            "grant_type=refresh_token&refresh_token=RT-B"
+        ],
+        "A confirms B's tokens with one refresh"
+    );
     let status = a.status(CONNECTION).unwrap().unwrap();
-    assert_eq!((status.state, status.reason), (State::Connected, None));
-    let kinds: Vec<String> = fixture.log.events().into_iter().map(|e| e.kind).collect();
+    if strict {
+        assert_eq!(token(confirmed), "reauthenticate:refresh-token-reused");
+        assert_eq!(
+            (status.state, status.reason),
+            (State::ReauthRequired, Some(Reason::RefreshTokenReused))
+        );
+        assert_eq!(
+            token(a.access_token(CONNECTION).unwrap()),
+            "reauthenticate:refresh-token-reused",
+            "the dead tokens are never served"
+        );
+    } else {
+        assert_eq!(token(confirmed), "token:AT-C");
+        assert_eq!((status.state, status.reason), (State::Connected, None));
+        assert_eq!(token(a.access_token(CONNECTION).unwrap()), "token:AT-C");
+    }
+    assert_no_secrets(&fixture).unwrap();
+    fixture.log.events().into_iter().map(|e| e.kind).collect()
+}
+
+#[test]
+fn lost_rotation_race_under_reuse_detection_ends_honestly_in_reauthentication() {
+    let kinds = lost_rotation_race_between_two_instances(true);
+    assert!(
+        kinds.contains(&"rotation-race-detected".to_owned()),
+        "{kinds:?}"
+    );
+    assert!(!kinds.contains(&"rotation-race-recovered".to_owned()));
+    assert!(kinds.contains(&"reauth-required".to_owned()));
+}
+
+#[test]
+fn lost_rotation_race_with_a_live_grant_recovers_after_confirming() {
+    let kinds = lost_rotation_race_between_two_instances(false);
     assert!(
         kinds.contains(&"rotation-race-recovered".to_owned()),
         "{kinds:?}"
     );
     assert!(!kinds.contains(&"reauth-required".to_owned()));
-    assert_eq!(token(a.access_token(CONNECTION).unwrap()), "token:AT-B");
 }
 
 /// Single-flight across instances: 16 threads, each with its own instance,

@@ -9,7 +9,6 @@ pub mod url;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 pub use callback::{AuthorizationError, AuthorizationErrorCode, RejectionReason};
@@ -109,6 +108,8 @@ pub enum ExchangeFailure {
     ClientMisconfigured(OAuthError),
     RequestInvalid(OAuthError),
     Transient(Transient),
+    /// Not sent: the host holds no credentials for the client.
+    CredentialsMissing,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -354,6 +355,7 @@ pub fn complete(
                 }
                 TokenOutcome::RequestInvalid(error) => ExchangeFailure::RequestInvalid(error),
                 TokenOutcome::Transient(transient) => ExchangeFailure::Transient(transient),
+                TokenOutcome::CredentialsMissing => ExchangeFailure::CredentialsMissing,
                 TokenOutcome::Success(_) => unreachable!("matched above"),
             };
             events::emit(
@@ -384,6 +386,7 @@ pub fn complete(
         scopes: scopes.clone(),
         obtained_at_ms: now_ms,
         after_unauthorized: false,
+        unconfirmed: false,
     };
     store::replace(io, &store::tokens_key(&connection), &record)?;
     let mut reason = None;
@@ -392,6 +395,8 @@ pub fn complete(
         status.flow = None;
         status.missing_scopes.retain(|s| !scopes.contains(s));
         status.clear_failures();
+        status.in_flight = None;
+        status.fresh_rejections = 0;
         status.enter(State::Connected, now_ms);
         Ok::<_, StoreError>(status)
     })?;
@@ -489,12 +494,13 @@ fn exchange_verdict(failure: &ExchangeFailure) -> &'static str {
         ExchangeFailure::ClientMisconfigured(_) => "client-misconfigured",
         ExchangeFailure::RequestInvalid(_) => "request-invalid",
         ExchangeFailure::Transient(_) => "transient",
+        ExchangeFailure::CredentialsMissing => "credentials-missing",
     }
 }
 
 /// `BASE64URL(SHA256(state))`: the key of a pending flow.
 pub fn hash_state(state: &Secret) -> String {
-    URL_SAFE_NO_PAD.encode(Sha256::digest(state.expose().as_bytes()))
+    state.fingerprint()
 }
 
 #[cfg(test)]

@@ -18,7 +18,9 @@ pub use report::{ApiAction, report};
 pub use status::{Reason, State, Status};
 pub use store::StoreError;
 
+use crate::events;
 use crate::io::Io;
+use crate::types::Level;
 use store::Versioned;
 
 /// Saves a connection's configuration (creating the connection). Tokens
@@ -70,6 +72,12 @@ pub struct StatusView {
     pub last_error: Option<String>,
     /// Until when another worker holds the refresh lease (Unix ms).
     pub refreshing_until_ms: Option<u64>,
+    /// Since when refreshes have failed without a break (Unix ms).
+    pub failing_since_ms: Option<u64>,
+    /// When a refresh whose outcome never arrived went out (Unix ms).
+    pub refresh_outcome_unknown_since_ms: Option<u64>,
+    /// API 401s to freshly refreshed tokens since the last authorisation.
+    pub fresh_token_rejections: u32,
     pub next_action: String,
 }
 
@@ -116,14 +124,25 @@ pub fn status_view(
         (State::Degraded, _) => {
             "Pleo is not answering refreshes right now; retrying automatically. Nothing to do unless it lasts."
         }
+        (State::Stalled, _) => {
+            "Refreshing has failed for a long time without a break; retrying slowly. An administrator should check the network path to Pleo; your settings and tokens are kept."
+        }
+        (State::ClientError, _)
+            if status.client_error.as_deref() == Some(refresh::NO_CREDENTIALS) =>
+        {
+            "This integration's client secret is not configured. An administrator must provide it; your settings are kept."
+        }
         (State::ClientError, _) => {
             "Pleo refuses this integration's client credentials. An administrator must check the client id and secret; your settings are kept."
         }
         (State::Disconnected, _) => {
             "Disconnected. Connect to Pleo again to resume; your settings are kept."
         }
-        (State::ReauthRequired, Some(Reason::AccessRevoked)) => {
-            "Access to Pleo was revoked. Reconnect to Pleo; your settings are kept."
+        (State::ReauthRequired, Some(Reason::RotationLost)) => {
+            "The connection to Pleo was lost through a technical fault, not by anything you did. Reconnect to Pleo; your settings are kept."
+        }
+        (State::ReauthRequired, Some(Reason::RefreshTokenReused)) => {
+            "Pleo ended the connection after a technical fault in this integration, not by anything you did. Reconnect to Pleo; your settings are kept."
         }
         (State::ReauthRequired, Some(Reason::NoRefreshToken)) => {
             "The Pleo session ended. Reconnect to Pleo; your settings are kept."
@@ -145,9 +164,44 @@ pub fn status_view(
         last_refresh_at_ms: status.last_refresh_ms,
         last_error: status.last_error,
         refreshing_until_ms,
+        failing_since_ms: status.failing_since_ms,
+        refresh_outcome_unknown_since_ms: status
+            .in_flight
+            .filter(|record| record.cause.is_some())
+            .map(|record| record.since_ms),
+        fresh_token_rejections: status.fresh_rejections,
         next_action: next_action.to_owned(),
     })
 }
 
+/// Clears the back-off so that the next gate call refreshes at once: for
+/// an operator who has just fixed the client secret or the network. The
+/// failure history stays until a refresh succeeds.
+pub fn retry_now(io: &mut dyn Io, now_ms: u64, connection: &str) -> Result<(), StatusError> {
+    if config::validate_connection_id(connection).is_err() || get_config(io, connection)?.is_none()
+    {
+        return Err(StatusError::UnknownConnection);
+    }
+    let mut cleared = None;
+    status::update(io, connection, now_ms, |_, mut status| {
+        cleared = status.next_retry_ms.take();
+        Ok::<_, StoreError>(status)
+    })?;
+    events::emit(
+        io,
+        Level::Info,
+        "retry-now",
+        connection,
+        &[(
+            "cleared-retry-at-ms",
+            cleared.map_or_else(|| "none".to_owned(), |at| at.to_string()),
+        )],
+        "an operator cleared the back-off; the next call refreshes at once",
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod interleave_tests;
 #[cfg(test)]
 mod tests;

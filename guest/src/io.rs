@@ -1,7 +1,9 @@
 //! What the lifecycle logic needs from the outside world, as one small
 //! trait. The component implements it with its imports; the core's tests
-//! with in-memory fakes. Time is not here: a driver reads the clock once per
-//! call and passes it in, so one call sees one instant.
+//! with in-memory fakes. A driver reads the clock once per call and passes
+//! it in, so one call's decisions see one instant; the refresh reads it
+//! again, as an input like any other, only where a pause would matter: right
+//! before a request goes out and before its result is stored.
 
 use crate::types::{Entry, Event, Request, Response, StorageError, TransportError};
 
@@ -18,6 +20,12 @@ pub trait Io {
     fn random(&mut self, buf: &mut [u8]);
     /// `log.emit`.
     fn emit(&mut self, event: Event);
+    /// `clock.now-ms`: the time now, for the checks that must not trust the
+    /// instant the call started at.
+    fn now_ms(&mut self) -> u64;
+    /// `clock.sleep-ms`: waits, to space out retries of a write that must
+    /// not be lost.
+    fn sleep_ms(&mut self, ms: u32);
 }
 
 #[cfg(test)]
@@ -44,6 +52,10 @@ pub(crate) mod fake {
         pub sent: Vec<Request>,
         pub events: Vec<Event>,
         pub counter: u64,
+        /// The clock `now_ms` reads; `sleep_ms` advances it.
+        pub clock: u64,
+        /// Added to the clock at each `send`: a request that takes this long.
+        pub send_ms: u64,
     }
 
     impl FakeIo {
@@ -110,6 +122,7 @@ pub(crate) mod fake {
 
         fn send(&mut self, request: Request) -> Result<Response, TransportError> {
             self.sent.push(request);
+            self.clock += self.send_ms;
             if let Some(hook) = &mut self.on_send {
                 hook(&mut self.store, &mut self.last_version);
             }
@@ -131,6 +144,14 @@ pub(crate) mod fake {
 
         fn emit(&mut self, event: Event) {
             self.events.push(event);
+        }
+
+        fn now_ms(&mut self) -> u64 {
+            self.clock
+        }
+
+        fn sleep_ms(&mut self, ms: u32) {
+            self.clock += u64::from(ms);
         }
     }
 }

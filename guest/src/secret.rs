@@ -25,6 +25,15 @@ impl Secret {
     pub fn into_exposed(self) -> String {
         self.0
     }
+
+    /// `BASE64URL(SHA256(value))`: names a secret in storage without
+    /// revealing it (the values are high-entropy, so the hash cannot be
+    /// reversed by guessing).
+    pub fn fingerprint(&self) -> String {
+        use base64::Engine as _;
+        use sha2::{Digest, Sha256};
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Sha256::digest(self.0.as_bytes()))
+    }
 }
 
 impl fmt::Debug for Secret {

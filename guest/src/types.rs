@@ -57,17 +57,24 @@ pub fn header_values<'a>(
         .map(|h| h.value.as_str())
 }
 
-/// Why an HTTP exchange produced no response. Always transient.
+/// Why an HTTP exchange produced no response. Transient, except
+/// `NoCredentials`, which needs an operator.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum TransportError {
     Timeout,
+    /// Not sent: no connection could be made.
     ConnectionRefused,
     Dns,
     Tls,
     BodyTooLarge,
     /// For operators; never holds a secret.
     Other(String),
+    /// The connection broke after the request was written: the server may
+    /// have acted on it.
+    ConnectionLost,
+    /// Not sent: the host holds no credentials for the client.
+    NoCredentials,
 }
 
 impl TransportError {
@@ -81,7 +88,21 @@ impl TransportError {
             TransportError::Tls => "tls",
             TransportError::BodyTooLarge => "body too large",
             TransportError::Other(_) => "transport error",
+            TransportError::ConnectionLost => "connection lost after sending",
+            TransportError::NoCredentials => "no client credentials",
         }
+    }
+
+    /// Whether the request certainly never reached the server, so that it
+    /// cannot have changed anything there.
+    pub fn never_sent(&self) -> bool {
+        matches!(
+            self,
+            TransportError::ConnectionRefused
+                | TransportError::Dns
+                | TransportError::Tls
+                | TransportError::NoCredentials
+        )
     }
 }
 

@@ -219,6 +219,20 @@ pub fn call(
 }
 
 /// A time relative to now, in words: "in 52 min", "3 s ago", "-".
+/// A future instant for people: local wall-clock time and seconds from now,
+/// e.g. `at 14:03:07 +01:00 (in 42 s)`.
+pub fn when(at_ms: u64, now_ms: u64) -> String {
+    let seconds = at_ms.saturating_sub(now_ms).div_ceil(1000);
+    let local = i64::try_from(at_ms)
+        .ok()
+        .and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok())
+        .map(|t| t.to_zoned(jiff::tz::TimeZone::system()));
+    match local {
+        Some(zoned) => format!("at {} (in {seconds} s)", zoned.strftime("%H:%M:%S %:z")),
+        None => format!("in {seconds} s"),
+    }
+}
+
 pub fn relative_time(at: Option<u64>, now: u64) -> String {
     let Some(at) = at else {
         return "-".into();

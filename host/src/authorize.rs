@@ -156,6 +156,7 @@ fn complete_error(error: wit::CompleteError) -> CompleteError {
                     ExchangeFailure::RequestInvalid(oauth_error(error))
                 }
                 wit::ExchangeFailure::Transient(t) => ExchangeFailure::Transient(transient(t)),
+                wit::ExchangeFailure::CredentialsMissing => ExchangeFailure::CredentialsMissing,
             },
         },
         wit::CompleteError::Storage(error) => CompleteError::Storage(error.into()),

@@ -127,6 +127,7 @@ impl FromWit<wit::TokenOutcome> for TokenOutcome {
                 TokenOutcome::RequestInvalid(oauth_error(error))
             }
             wit::TokenOutcome::Transient(t) => TokenOutcome::Transient(transient(t)),
+            wit::TokenOutcome::CredentialsMissing => TokenOutcome::CredentialsMissing,
         }
     }
 }

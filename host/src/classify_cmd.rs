@@ -79,6 +79,8 @@ enum Transport {
     Dns,
     Tls,
     BodyTooLarge,
+    ConnectionLost,
+    NoCredentials,
 }
 
 fn parse_header(text: &str) -> Result<Header, String> {
@@ -105,6 +107,8 @@ impl ResponseArgs {
                 Transport::Dns => TransportError::Dns,
                 Transport::Tls => TransportError::Tls,
                 Transport::BodyTooLarge => TransportError::BodyTooLarge,
+                Transport::ConnectionLost => TransportError::ConnectionLost,
+                Transport::NoCredentials => TransportError::NoCredentials,
             }),
             (status, None) => Ok((status.unwrap_or(200), self.headers.clone())),
         }

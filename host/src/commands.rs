@@ -20,6 +20,7 @@ use pleo_oauth::imports::http::{ClientSecrets, HttpLimits};
 use pleo_oauth::mock::{Consent, MockConfig, MockServer};
 use pleo_oauth::secret::Secret;
 use pleo_oauth::types::Method;
+use pleo_oauth_core::connection::refresh::NO_CREDENTIALS;
 use pleo_oauth_core::events::kebab;
 
 use crate::{Command, Global, classify_cmd};
@@ -137,6 +138,7 @@ pub fn run(global: Global, command: Command) -> Result<ExitCode> {
         Command::MockServer(args) => mock_server(args),
         Command::Connect(args) => with_app(&global, |app| connect(app, args)),
         Command::Token { id } => with_app(&global, |app| token(app, &id)),
+        Command::RetryNow { id } => with_app(&global, |app| retry_now(app, &id)),
         Command::Status { id, json } => with_app(&global, |app| status(app, id, json)),
         Command::Call {
             id,
@@ -221,19 +223,34 @@ fn refusal(id: &str, refusal: &Refusal, now_ms: u64) -> (u8, String) {
         Refusal::Wait { until_ms, why } => (
             EXIT_LATER,
             format!(
-                "no token for {id} yet: {}; try again in {} s",
+                "no token for {id} yet: {}; try again {}",
                 match why {
                     WaitReason::RefreshInProgress => "another process is refreshing it",
                     WaitReason::BackingOff =>
                         "refreshes are failing for now (Pleo unreachable or busy)",
+                    WaitReason::Stalled =>
+                        "refreshes have failed for a long time without a break (an operator should check the network path to Pleo; the connection heals itself when Pleo answers)",
                 },
-                until_ms.saturating_sub(now_ms).div_ceil(1000)
+                app::when(*until_ms, now_ms)
             ),
         ),
-        Refusal::ClientMisconfigured { error, .. } => (
+        Refusal::ClientMisconfigured { error, .. } if error == NO_CREDENTIALS => (
             EXIT_CLIENT,
             format!(
-                "Pleo refuses this client ({error}): check the client id and the secret ({SECRET_ENV} or --client-secret-file), then run `pleo-oauth token {id}` again"
+                "{id} is a confidential client and no client secret is configured: nothing was sent to Pleo. Set {SECRET_ENV} or pass --client-secret-file, then run `pleo-oauth token {id}` again"
+            ),
+        ),
+        Refusal::ClientMisconfigured { error, retry_at_ms } => (
+            EXIT_CLIENT,
+            format!(
+                "Pleo refuses this client ({error}): check the client id and the secret ({SECRET_ENV} or --client-secret-file). {}",
+                match retry_at_ms {
+                    Some(at) if *at > now_ms => format!(
+                        "The next automatic retry is {}; after fixing, run `pleo-oauth retry-now {id}` to retry at once",
+                        app::when(*at, now_ms)
+                    ),
+                    _ => format!("Then run `pleo-oauth token {id}` again"),
+                }
             ),
         ),
         Refusal::NotConnected(NotConnected::UnknownConnection) => (
@@ -252,7 +269,9 @@ fn refusal(id: &str, refusal: &Refusal, now_ms: u64) -> (u8, String) {
         ),
         Refusal::Storage(error) => (
             EXIT_FAILED,
-            format!("storage failed: {error}. Nothing was lost; try again"),
+            format!(
+                "storage failed: {error}. No request was left half-done and the stored tokens were not changed; try again"
+            ),
         ),
     }
 }
@@ -262,8 +281,13 @@ fn reason_text(reason: Reason) -> &'static str {
         Reason::RefreshTokenRejected => {
             "Pleo rejected the refresh token (expired, revoked by the user, or the client credentials changed)"
         }
-        Reason::AccessRevoked => "Pleo refused a freshly refreshed token: access was revoked",
         Reason::NoRefreshToken => "the access token expired and Pleo issued no refresh token",
+        Reason::RotationLost => {
+            "Pleo rotated the tokens during a refresh whose answer was lost (see `pleo-oauth status` for the earlier failure), so the new tokens never reached storage; this was a technical fault, not the user's doing"
+        }
+        Reason::RefreshTokenReused => {
+            "a refresh token that had already been rotated away was sent again and Pleo revoked the grant; a technical fault in the platform (check that every worker shares one store and that clocks are in sync)"
+        }
     }
 }
 
@@ -283,10 +307,33 @@ fn token(app: &App, id: &str) -> Result<ExitCode> {
     }
 }
 
+/// `retry-now`: clears the back-off, then does what `token` does.
+fn retry_now(app: &App, id: &str) -> Result<ExitCode> {
+    match app.instance()?.retry_now(id)? {
+        Ok(()) => token(app, id),
+        Err(pleo_oauth::connections::StatusError::UnknownConnection) => Ok(refused(
+            id,
+            &Refusal::NotConnected(NotConnected::UnknownConnection),
+            now(app),
+        )),
+        Err(error) => Err(error.into()),
+    }
+}
+
 fn connect(app: &App, args: ConnectArgs) -> Result<ExitCode> {
     let mut instance = app.instance()?;
     let existing = instance.get_config(&args.id)??;
     let config = connect_config(existing, &args)?;
+    // A confidential client needs its secret for the code exchange: refuse
+    // now, not after the user has been through the consent screen.
+    if config.client_type == ClientType::Confidential && !app.http.secrets().has(&config.client_id)
+    {
+        eprintln!(
+            "pleo-oauth: {} is a confidential client and no client secret is configured. Set {SECRET_ENV} or pass --client-secret-file (or use --public for a public client)",
+            args.id
+        );
+        return Ok(ExitCode::from(EXIT_CLIENT));
+    }
     if let Err(error) = instance.configure(&args.id, &config)? {
         return Err(format!("the configuration was refused: {error}").into());
     }
@@ -395,6 +442,7 @@ fn connect_config(
                 revocation_url: None,
                 refresh_margin_seconds: None,
                 max_backoff_seconds: None,
+                stall_after_seconds: None,
             }
         }
     };
@@ -537,6 +585,9 @@ fn status_json(id: &str, view: &StatusView) -> serde_json::Value {
         "last-refresh-at-ms": view.last_refresh_at_ms,
         "last-error": view.last_error,
         "refreshing-until-ms": view.refreshing_until_ms,
+        "failing-since-ms": view.failing_since_ms,
+        "refresh-outcome-unknown-since-ms": view.refresh_outcome_unknown_since_ms,
+        "fresh-token-rejections": view.fresh_token_rejections,
         "next-action": view.next_action,
     })
 }
@@ -595,11 +646,21 @@ fn call(app: &App, id: &str, method: &str, path: &str, data: Option<String>) -> 
                     );
                     ExitCode::from(EXIT_API_ERROR)
                 }
-                ApiAction::RateLimited(_) | ApiAction::Transient(_) => {
+                ApiAction::RateLimited(at) | ApiAction::Transient(at) => {
                     eprintln!(
-                        "pleo-oauth: {status}: the API is busy or unavailable; try again later"
+                        "pleo-oauth: {status}: the API is busy or unavailable; try again {}",
+                        match at {
+                            Some(at) => app::when(at, now(app)),
+                            None => "in a little while".into(),
+                        }
                     );
                     ExitCode::from(EXIT_LATER)
+                }
+                ApiAction::RejectedAfterRefresh => {
+                    eprintln!(
+                        "pleo-oauth: {status}: the API refused a token Pleo had just issued. The tokens are kept (Pleo's authorisation server accepts the grant); check the API base URL and the app's access in Pleo, and alert if it persists"
+                    );
+                    ExitCode::from(EXIT_API_ERROR)
                 }
                 _ => {
                     eprintln!("pleo-oauth: the API answered {status}");

@@ -65,17 +65,31 @@ impl Instance {
                 last_refresh_at_ms: s.last_refresh_at_ms,
                 last_error: s.last_error,
                 refreshing_until_ms: s.refreshing_until_ms,
+                failing_since_ms: s.failing_since_ms,
+                refresh_outcome_unknown_since_ms: s.refresh_outcome_unknown_since_ms,
+                fresh_token_rejections: s.fresh_token_rejections,
                 next_action: s.next_action,
             })
-            .map_err(|e| match e {
-                wit::StatusError::UnknownConnection => StatusError::UnknownConnection,
-                wit::StatusError::Storage(error) => StatusError::Storage(error.into()),
-            }))
+            .map_err(status_error))
+    }
+
+    /// `connections.retry-now`: clears the back-off.
+    pub fn retry_now(&mut self, connection: &str) -> Result<Result<(), StatusError>, GuestError> {
+        let result =
+            self.call(|store, c| c.pleo_oauth_connections().call_retry_now(store, connection))?;
+        Ok(result.map_err(status_error))
     }
 }
 
-enum_into!(wit::State => State { New, Authorizing, Connected, Degraded, ClientError, ReauthRequired, Disconnected });
-enum_into!(wit::ReauthReason => Reason { RefreshTokenRejected, AccessRevoked, NoRefreshToken });
+fn status_error(error: wit::StatusError) -> StatusError {
+    match error {
+        wit::StatusError::UnknownConnection => StatusError::UnknownConnection,
+        wit::StatusError::Storage(error) => StatusError::Storage(error.into()),
+    }
+}
+
+enum_into!(wit::State => State { New, Authorizing, Connected, Degraded, Stalled, ClientError, ReauthRequired, Disconnected });
+enum_into!(wit::ReauthReason => Reason { RefreshTokenRejected, NoRefreshToken, RotationLost, RefreshTokenReused });
 impl Instance {
     /// `connections.access-token`: the API gate.
     pub fn access_token(
@@ -115,6 +129,7 @@ impl Instance {
                 wit::ApiAction::Forbidden => ApiAction::Forbidden,
                 wit::ApiAction::RateLimited(at) => ApiAction::RateLimited(at),
                 wit::ApiAction::Transient(at) => ApiAction::Transient(at),
+                wit::ApiAction::RejectedAfterRefresh => ApiAction::RejectedAfterRefresh,
             })
             .map_err(Into::into))
     }
@@ -151,7 +166,7 @@ impl Instance {
     }
 }
 
-enum_into!(wit::WaitReason => WaitReason { RefreshInProgress, BackingOff });
+enum_into!(wit::WaitReason => WaitReason { RefreshInProgress, BackingOff, Stalled });
 enum_into!(wit::NotConnected => NotConnected { UnknownConnection, NeverAuthorized, Disconnected });
 enum_into!(
     wit::ClientType,
@@ -211,6 +226,7 @@ record_into!(
         revocation_url,
         refresh_margin_seconds,
         max_backoff_seconds,
+        stall_after_seconds,
     }
 );
 

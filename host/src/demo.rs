@@ -114,6 +114,7 @@ pub fn run(out: &mut dyn Write) -> Result<Report> {
         revocation_url: Some(format!("{base}/oauth/revoke")),
         refresh_margin_seconds: None,
         max_backoff_seconds: None,
+        stall_after_seconds: None,
     };
     demo.instance.configure(CONNECTION, &config)??;
     demo.note(&format!(

@@ -84,6 +84,11 @@ pub fn token_outcome(outcome: &TokenOutcome, now_ms: u64) -> Described {
             ],
             action: "keep the tokens and retry later with backoff; never re-authenticate for this",
         },
+        TokenOutcome::CredentialsMissing => Described {
+            verdict: "client credentials missing",
+            details: vec!["nothing was sent: the host holds no secret for this client".into()],
+            action: "keep the tokens; an operator must give the host the client secret",
+        },
     }
 }
 
@@ -203,6 +208,8 @@ fn transport_error(error: &TransportError) -> String {
         TransportError::Tls => "TLS handshake failed".into(),
         TransportError::BodyTooLarge => "body too large".into(),
         TransportError::Other(why) => why.clone(),
+        TransportError::ConnectionLost => "connection lost after the request was sent".into(),
+        TransportError::NoCredentials => "no client credentials (nothing sent)".into(),
     }
 }
 

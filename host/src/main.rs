@@ -82,8 +82,15 @@ enum Command {
     ///
     /// Without one it exits non-zero (3: reconnect, 4: try later, 5: client
     /// misconfigured, 6: not connected) and says on stderr which command
-    /// fixes it.
+    /// fixes it, and until when to wait.
     Token {
+        /// The connection id.
+        id: String,
+    },
+    /// Clear a connection's back-off and refresh at once, then print a token
+    /// as `token` does: for an operator who has just fixed the client secret
+    /// or the network.
+    RetryNow {
         /// The connection id.
         id: String,
     },

@@ -33,4 +33,14 @@ impl Io for NativeIo<'_> {
     fn emit(&mut self, event: Event) {
         self.0.log.emit(event);
     }
+
+    fn now_ms(&mut self) -> u64 {
+        self.0.clock.now_ms()
+    }
+
+    fn sleep_ms(&mut self, ms: u32) {
+        self.0
+            .clock
+            .sleep_ms(ms.min(crate::imports::clock::MAX_SLEEP_MS));
+    }
 }

@@ -31,6 +31,8 @@ impl From<wit::TransportError> for TransportError {
             wit::TransportError::Tls => Self::Tls,
             wit::TransportError::BodyTooLarge => Self::BodyTooLarge,
             wit::TransportError::Other(why) => Self::Other(why),
+            wit::TransportError::ConnectionLost => Self::ConnectionLost,
+            wit::TransportError::NoCredentials => Self::NoCredentials,
         }
     }
 }
@@ -44,6 +46,8 @@ impl From<TransportError> for wit::TransportError {
             TransportError::Tls => Self::Tls,
             TransportError::BodyTooLarge => Self::BodyTooLarge,
             TransportError::Other(why) => Self::Other(why),
+            TransportError::ConnectionLost => Self::ConnectionLost,
+            TransportError::NoCredentials => Self::NoCredentials,
         }
     }
 }

@@ -101,6 +101,8 @@ pub enum TokenOutcome {
     ClientMisconfigured(OAuthError),
     RequestInvalid(OAuthError),
     Transient(Transient),
+    /// Not sent: the host holds no credentials for this confidential client.
+    CredentialsMissing,
 }
 
 /// Classifies what a token-endpoint request produced.
@@ -116,6 +118,7 @@ pub fn token_response(
 ) -> TokenOutcome {
     let response = match response {
         Ok(response) => response,
+        Err(TransportError::NoCredentials) => return TokenOutcome::CredentialsMissing,
         Err(error) => return transient(TransientCause::Transport(error.clone()), None),
     };
     let retry_at_ms = retry_after_header(&response.headers, now_ms);
@@ -167,7 +170,8 @@ fn transient(cause: TransientCause, retry_at_ms: Option<u64>) -> TokenOutcome {
     TokenOutcome::Transient(Transient { cause, retry_at_ms })
 }
 
-/// The classification policy of DESIGN §1 for OAuth error codes.
+/// The classification policy for OAuth error codes (RFC 6749 §5.2), with
+/// Pleo's rule that a rejected refresh token is terminal.
 fn judge_error(grant: GrantKind, error: OAuthError, retry_at_ms: Option<u64>) -> TokenOutcome {
     match error.code {
         // Pleo: a rejected refresh token is terminal; do not retry.

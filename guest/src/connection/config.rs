@@ -64,6 +64,10 @@ pub struct ConnectionConfig {
     /// The longest back-off between failed refreshes; default 5 minutes.
     #[serde(default)]
     pub max_backoff_seconds: Option<u32>,
+    /// Continuous transient failures for this long make the connection
+    /// `stalled`; default one day.
+    #[serde(default)]
+    pub stall_after_seconds: Option<u32>,
 }
 
 /// Default proactive-refresh margin: 60 s before expiry.
@@ -74,6 +78,14 @@ pub const MAX_REFRESH_MARGIN_SECONDS: u32 = 3600;
 pub const DEFAULT_MAX_BACKOFF_SECONDS: u32 = 300;
 /// Range of the back-off cap: 1 s to 1 hour.
 pub const MAX_BACKOFF_RANGE: std::ops::RangeInclusive<u32> = 1..=3600;
+/// Default horizon of continuous transient failures before `stalled`: one
+/// day. Pleo asks that transient refresh failures are retried with back-off
+/// but not indefinitely. A day outlasts any outage worth riding out
+/// silently, and is far below a refresh token's lifetime (60 days or more),
+/// so waiting loses nothing and an operator is not paged for a blip.
+pub const DEFAULT_STALL_AFTER_SECONDS: u32 = 86_400;
+/// `stall-after-seconds`: one hour to thirty days.
+pub const STALL_AFTER_RANGE: std::ops::RangeInclusive<u32> = 3_600..=2_592_000;
 
 /// Why a configuration or an option was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
@@ -97,7 +109,9 @@ pub enum ConfigError {
         "the issuer must be an absolute https URL (http only on loopback), and require-iss needs it"
     )]
     InvalidIssuer,
-    #[error("refresh-margin-seconds must be at most 3600, and max-backoff-seconds 1 to 3600")]
+    #[error(
+        "refresh-margin-seconds must be at most 3600, max-backoff-seconds 1 to 3600, and stall-after-seconds 3600 to 2592000"
+    )]
     InvalidTiming,
 }
 
@@ -140,7 +154,10 @@ impl ConnectionConfig {
         let backoff_ok = self
             .max_backoff_seconds
             .is_none_or(|b| MAX_BACKOFF_RANGE.contains(&b));
-        if !(margin_ok && backoff_ok) {
+        let stall_ok = self
+            .stall_after_seconds
+            .is_none_or(|s| STALL_AFTER_RANGE.contains(&s));
+        if !(margin_ok && backoff_ok && stall_ok) {
             return Err(ConfigError::InvalidTiming);
         }
         Ok(())
@@ -159,6 +176,14 @@ impl ConnectionConfig {
         u64::from(
             self.max_backoff_seconds
                 .unwrap_or(DEFAULT_MAX_BACKOFF_SECONDS),
+        ) * 1000
+    }
+
+    /// How long transient failures may last before `stalled`, in ms.
+    pub fn stall_after_ms(&self) -> u64 {
+        u64::from(
+            self.stall_after_seconds
+                .unwrap_or(DEFAULT_STALL_AFTER_SECONDS),
         ) * 1000
     }
 
@@ -264,6 +289,7 @@ pub(crate) mod tests {
             revocation_url: None,
             refresh_margin_seconds: None,
             max_backoff_seconds: None,
+            stall_after_seconds: None,
         }
     }
 

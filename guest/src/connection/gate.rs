@@ -1,4 +1,5 @@
-//! The API gate (DESIGN §2; Pleo's how-to steps 1 and 2): a usable bearer
+//! The API gate (Pleo's how-to for expired or revoked refresh tokens, steps
+//! 1 and 2): a usable bearer
 //! token, or exactly why not and what to do. It never returns a token known
 //! to be dead.
 
@@ -39,6 +40,9 @@ pub enum WaitReason {
     RefreshInProgress,
     /// Refreshes are failing for a transient reason; backing off.
     BackingOff,
+    /// Refreshes have failed for longer than the stall horizon; the wait
+    /// runs to the next slow probe.
+    Stalled,
 }
 
 /// Why there is no connection to use.

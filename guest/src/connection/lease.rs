@@ -1,23 +1,52 @@
 //! The refresh lease (`lease/{id}`): single-flight refresh across
 //! instances, processes and machines that share storage.
 //!
-//! Pleo rotates the refresh token on every refresh and treats a reused one
-//! as theft, invalidating the whole grant (DESIGN §1). So at most one
-//! refresh per connection may be in flight anywhere. The lease is taken by
-//! compare-and-swap and carries an expiry, so a holder that crashed blocks
-//! the others only until then.
+//! Pleo rotates the refresh token on every refresh and treats a rotated-away
+//! one that comes back as theft, revoking the whole grant. The invariant this
+//! module exists for: **at most one refresh request per refresh token**,
+//! across every worker sharing the store, provided that
+//!
+//! 1. the clocks of any two workers differ by at most [`MAX_CLOCK_SKEW_MS`];
+//! 2. the host enforces the refresh request's timeout,
+//!    [`REFRESH_TIMEOUT_MS`];
+//! 3. a worker pauses for at most [`MAX_PAUSE_MS`] in all between renewing
+//!    its lease (immediately before sending) and storing the result.
+//!
+//! How: a lease is taken by compare-and-swap and carries its holder's
+//! deadline, written by the holder's clock. A reader honours it until
+//! `until + MAX_CLOCK_SKEW_MS` by its own clock, so a reader whose clock is
+//! ahead never takes over before the holder's own clock has passed `until`.
+//! Right before sending, the holder renews the lease by compare-and-swap on
+//! the version it holds, reading the clock afresh: the write succeeds only
+//! if nobody took the lease over (whatever anyone's clock says, versions
+//! only move forward), and it leaves [`LEASE_MS`] `= REFRESH_TIMEOUT_MS +
+//! MAX_PAUSE_MS` for the request and the write. A holder that lost its
+//! lease sends nothing.
+//!
+//! What no lease can do (a lease is not a lock): a worker that pauses longer
+//! than the bound after its renewal may find that another worker has sent
+//! the same refresh token. The authorisation server cannot check a fencing
+//! token, so the bound is the guarantee; the write-ahead record in the
+//! status (`refresh`) makes the consequence visible as `rotation-lost`.
 
 use serde::{Deserialize, Serialize};
 
 use super::store::{self, StoreError};
+use crate::events;
 use crate::io::Io;
-use crate::types::StorageError;
+use crate::types::{Level, StorageError};
 
-/// How long a lease lasts: twice the refresh request's timeout, so a live
-/// holder always finishes (or gives up) before it lapses.
-pub const LEASE_MS: u64 = 2 * REFRESH_TIMEOUT_MS as u64;
-/// Timeout of a refresh request.
-pub const REFRESH_TIMEOUT_MS: u32 = 30_000;
+/// Timeout of a refresh request; the host enforces it.
+pub const REFRESH_TIMEOUT_MS: u32 = super::request::TOKEN_TIMEOUT_MS;
+/// The largest difference between two workers' clocks that single flight
+/// tolerates. Hosts synchronised by NTP differ by milliseconds; this leaves
+/// room for a host whose synchronisation is failing.
+pub const MAX_CLOCK_SKEW_MS: u64 = 30_000;
+/// The longest a holder may pause, in all, between renewing its lease and
+/// storing the refresh's result.
+pub const MAX_PAUSE_MS: u64 = 30_000;
+/// How long a lease lasts from its last renewal.
+pub const LEASE_MS: u64 = REFRESH_TIMEOUT_MS as u64 + MAX_PAUSE_MS;
 /// How soon a caller that found the lease held should look again: a
 /// refresh takes a round trip, not the whole lease.
 pub const POLL_MS: u64 = 500;
@@ -25,8 +54,9 @@ pub const POLL_MS: u64 = 500;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 struct LeaseRecord {
-    /// Random, per acquisition: only the holder releases it.
+    /// Random, per acquisition: only the holder renews or releases it.
     holder: String,
+    /// The holder's deadline, by the holder's clock (Unix ms).
     until_ms: u64,
 }
 
@@ -34,7 +64,17 @@ struct LeaseRecord {
 #[derive(Debug)]
 pub struct Lease {
     key: String,
+    holder: String,
     version: u64,
+    until_ms: u64,
+}
+
+impl Lease {
+    /// The holder's deadline, by its own clock: the refresh's result must be
+    /// stored by then.
+    pub fn until_ms(&self) -> u64 {
+        self.until_ms
+    }
 }
 
 /// The outcome of trying to take the lease.
@@ -47,37 +87,85 @@ pub enum Acquire {
     },
 }
 
-/// Takes the lease unless another caller holds a live one.
+/// Until when (by the reader's clock) a lease record keeps others out:
+/// `None` when it no longer does.
 ///
-/// A lease is live while `now < until`. One whose `until` is more than
-/// [`LEASE_MS`] ahead was written by a clock far ahead of ours (or ours
-/// jumped back): it is treated as stale rather than trusted for an
-/// unbounded time. An unreadable lease is stale too: it must not block
-/// refreshes forever.
+/// A lease whose `until` lies more than `LEASE_MS + MAX_CLOCK_SKEW_MS`
+/// ahead was written by a clock beyond the skew bound (or ours jumped
+/// back): trusting it would block refreshes for as long as that clock is
+/// wrong, so it is stale, and taking it over says so in an event.
+fn honoured_until(lease: &LeaseRecord, now_ms: u64) -> Option<u64> {
+    let end = lease.until_ms.saturating_add(MAX_CLOCK_SKEW_MS);
+    let within_bound = lease.until_ms <= now_ms.saturating_add(LEASE_MS + MAX_CLOCK_SKEW_MS);
+    (now_ms < end && within_bound).then_some(end)
+}
+
+/// Takes the lease unless another caller holds a live one. An unreadable
+/// lease is stale: it must not block refreshes forever.
 pub fn acquire(io: &mut dyn Io, connection: &str, now_ms: u64) -> Result<Acquire, StoreError> {
     let key = store::lease_key(connection);
     let current = io.get(&key)?;
-    if let Some(entry) = &current
-        && let Ok(lease) = serde_json::from_slice::<LeaseRecord>(&entry.value)
-        && now_ms < lease.until_ms
-        && lease.until_ms <= now_ms.saturating_add(LEASE_MS)
-    {
-        return Ok(Acquire::Held {
-            retry_at_ms: lease.until_ms.min(now_ms.saturating_add(POLL_MS)),
-        });
+    let record = current
+        .as_ref()
+        .and_then(|entry| serde_json::from_slice::<LeaseRecord>(&entry.value).ok());
+    if let Some(lease) = &record {
+        if let Some(end) = honoured_until(lease, now_ms) {
+            return Ok(Acquire::Held {
+                retry_at_ms: end.min(now_ms.saturating_add(POLL_MS)),
+            });
+        }
+        if lease.until_ms > now_ms {
+            events::emit(
+                io,
+                Level::Warn,
+                "lease-clock-skew",
+                connection,
+                &[("ahead-ms", (lease.until_ms - now_ms - LEASE_MS).to_string())],
+                "a refresh lease from a clock further ahead than the skew bound was taken over; check the hosts' clocks",
+            );
+        }
     }
     let mut holder = [0u8; 16];
     io.random(&mut holder);
+    let holder: String = holder.iter().map(|b| format!("{b:02x}")).collect();
+    let until_ms = now_ms.saturating_add(LEASE_MS);
     let record = LeaseRecord {
-        holder: holder.iter().map(|b| format!("{b:02x}")).collect(),
-        until_ms: now_ms.saturating_add(LEASE_MS),
+        holder: holder.clone(),
+        until_ms,
     };
     match store::write(io, &key, &record, current.map(|e| e.version)) {
-        Ok(version) => Ok(Acquire::Acquired(Lease { key, version })),
+        Ok(version) => Ok(Acquire::Acquired(Lease {
+            key,
+            holder,
+            version,
+            until_ms,
+        })),
         // Another caller took it between our read and our write.
         Err(StoreError::Conflict) => Ok(Acquire::Held {
             retry_at_ms: now_ms.saturating_add(POLL_MS),
         }),
+        Err(error) => Err(error),
+    }
+}
+
+/// Renews the lease at `now_ms`, read from the clock just now: `false` when
+/// another caller has taken it over (then the caller must not send).
+///
+/// The compare-and-swap on the version this caller holds is the proof of
+/// ownership; it does not depend on any clock.
+pub fn renew(io: &mut dyn Io, lease: &mut Lease, now_ms: u64) -> Result<bool, StoreError> {
+    let until_ms = now_ms.saturating_add(LEASE_MS);
+    let record = LeaseRecord {
+        holder: lease.holder.clone(),
+        until_ms,
+    };
+    match store::write(io, &lease.key, &record, Some(lease.version)) {
+        Ok(version) => {
+            lease.version = version;
+            lease.until_ms = until_ms;
+            Ok(true)
+        }
+        Err(StoreError::Conflict) => Ok(false),
         Err(error) => Err(error),
     }
 }
@@ -90,7 +178,8 @@ pub fn release(io: &mut dyn Io, lease: Lease) {
     }
 }
 
-/// Until when a live lease is held, for status; `None` when free.
+/// Until when (by our clock) a live lease keeps refreshes out, for status;
+/// `None` when free.
 pub fn held_until(
     io: &mut dyn Io,
     connection: &str,
@@ -101,8 +190,7 @@ pub fn held_until(
     };
     Ok(serde_json::from_slice::<LeaseRecord>(&entry.value)
         .ok()
-        .map(|lease| lease.until_ms)
-        .filter(|&until| now_ms < until && until <= now_ms.saturating_add(LEASE_MS)))
+        .and_then(|lease| honoured_until(&lease, now_ms)))
 }
 
 #[cfg(test)]
@@ -112,52 +200,86 @@ mod tests {
 
     const NOW: u64 = 1_700_000_000_000;
 
+    fn acquired(io: &mut FakeIo, now: u64) -> Lease {
+        match acquire(io, "c1", now).unwrap() {
+            Acquire::Acquired(lease) => lease,
+            Acquire::Held { .. } => panic!("the lease is free"),
+        }
+    }
+
     #[test]
-    fn one_holder_at_a_time_until_it_lapses() {
+    fn one_holder_at_a_time_until_it_lapses_plus_the_skew_bound() {
         let mut io = FakeIo::default();
-        let Acquire::Acquired(first) = acquire(&mut io, "c1", NOW).unwrap() else {
-            panic!("free lease");
-        };
+        let first = acquired(&mut io, NOW);
         assert!(matches!(
             acquire(&mut io, "c1", NOW + 1).unwrap(),
             Acquire::Held { retry_at_ms } if retry_at_ms == NOW + 1 + POLL_MS
         ));
-        // A crashed holder never releases: the lease lapses.
+        // A crashed holder never releases. Its deadline passing is not
+        // enough: our clock may be up to the skew bound ahead of its.
         assert!(matches!(
             acquire(&mut io, "c1", NOW + LEASE_MS).unwrap(),
-            Acquire::Acquired(_)
+            Acquire::Held { .. }
         ));
+        let second = acquired(&mut io, NOW + LEASE_MS + MAX_CLOCK_SKEW_MS);
         // The first holder's late release does not free the new lease.
         release(&mut io, first);
         assert!(
-            held_until(&mut io, "c1", NOW + LEASE_MS + 1)
+            held_until(&mut io, "c1", NOW + LEASE_MS + MAX_CLOCK_SKEW_MS + 1)
                 .unwrap()
                 .is_some()
         );
+        release(&mut io, second);
+    }
+
+    /// A holder whose clock runs ahead of ours, by anything up to the
+    /// bound, is honoured: its lease is not "from the future" to us.
+    #[test]
+    fn a_lease_from_a_clock_ahead_within_the_bound_is_honoured() {
+        for ahead in [1, 100, 2_000, MAX_CLOCK_SKEW_MS] {
+            let mut io = FakeIo::default();
+            acquired(&mut io, NOW + ahead);
+            assert!(
+                matches!(acquire(&mut io, "c1", NOW).unwrap(), Acquire::Held { .. }),
+                "{ahead} ms ahead"
+            );
+            // Until the holder's own clock has passed its deadline.
+            let holder_deadline_in_our_time = NOW + LEASE_MS;
+            assert!(matches!(
+                acquire(&mut io, "c1", holder_deadline_in_our_time - 1).unwrap(),
+                Acquire::Held { .. }
+            ));
+        }
     }
 
     #[test]
-    fn a_lease_from_a_far_future_clock_is_stale() {
+    fn a_lease_from_a_clock_beyond_the_bound_is_taken_over_and_reported() {
         let mut io = FakeIo::default();
-        acquire(&mut io, "c1", NOW + 10 * LEASE_MS).unwrap();
-        // Our clock is behind the writer's by ten leases: not trusted.
-        assert!(matches!(
-            acquire(&mut io, "c1", NOW).unwrap(),
-            Acquire::Acquired(_)
-        ));
+        acquired(&mut io, NOW + 10 * LEASE_MS);
+        acquired(&mut io, NOW);
+        assert_eq!(io.kinds(), ["lease-clock-skew"]);
+    }
+
+    #[test]
+    fn renewal_proves_ownership_whatever_the_clocks_say() {
+        let mut io = FakeIo::default();
+        let mut first = acquired(&mut io, NOW);
+        // Paused past its own deadline, but nobody took over: renewal works
+        // and restores the whole lease.
+        assert!(renew(&mut io, &mut first, NOW + LEASE_MS + 5_000).unwrap());
+        assert_eq!(first.until_ms(), NOW + 2 * LEASE_MS + 5_000);
+        // Taken over while paused: renewal fails, and the holder must not send.
+        let taker_now = first.until_ms() + MAX_CLOCK_SKEW_MS;
+        acquired(&mut io, taker_now);
+        assert!(!renew(&mut io, &mut first, taker_now + 1).unwrap());
     }
 
     #[test]
     fn release_frees_it() {
         let mut io = FakeIo::default();
-        let Acquire::Acquired(lease) = acquire(&mut io, "c1", NOW).unwrap() else {
-            panic!("free lease");
-        };
+        let lease = acquired(&mut io, NOW);
         release(&mut io, lease);
         assert_eq!(held_until(&mut io, "c1", NOW).unwrap(), None);
-        assert!(matches!(
-            acquire(&mut io, "c1", NOW).unwrap(),
-            Acquire::Acquired(_)
-        ));
+        acquired(&mut io, NOW);
     }
 }

@@ -1,14 +1,28 @@
-//! The refresh (RFC 6749 §6) under Pleo's rules: single-flight through the
-//! lease, rotated tokens stored in one compare-and-swap, a lost rotation
-//! race recovered from storage, a dead refresh token acted on at once, and
-//! every other failure backed off without touching the tokens (DESIGN §1,
-//! classification policy).
+//! The refresh (RFC 6749 §6) under Pleo's rules: single flight through the
+//! lease, a write-ahead record of every request, rotated tokens stored in
+//! one compare-and-swap and kept while the lease lasts, a rejection judged
+//! by what storage shows, and every other failure backed off without
+//! touching the tokens.
+//!
+//! The order of one attempt, and why:
+//!
+//! 1. take the lease, then read the tokens again (another worker may have
+//!    refreshed meanwhile);
+//! 2. read the clock afresh and renew the lease: a worker that paused since
+//!    taking it, and lost it, sends nothing;
+//! 3. record in the status that a refresh of this refresh token (its hash)
+//!    is in flight: if the response is lost, a later rejection of the same
+//!    token is a lost rotation, not a revocation;
+//! 4. read the tokens once more: a holder that paused past its lease may
+//!    have stored its rotated tokens after all, and sending the old refresh
+//!    token now would be reuse;
+//! 5. send, and act on the verdict.
 
 use super::backoff;
 use super::gate::{self, Bearer, Loaded, Refusal, WaitReason};
-use super::lease::{self, Acquire};
+use super::lease::{self, Acquire, Lease};
 use super::request;
-use super::status::{self, Reason, Status};
+use super::status::{self, InFlight, Reason, Status};
 use super::store::{self, CAS_ATTEMPTS, StoreError, TokensRecord, Versioned};
 use crate::classify::{
     self, GrantKind, OAuthError, TokenOutcome, TokenSet, Transient, TransientCause,
@@ -17,6 +31,14 @@ use crate::events::{self, kebab};
 use crate::io::Io;
 use crate::secret::Secret;
 use crate::types::Level;
+
+/// While storage fails, the rotated tokens' write is retried this often
+/// until the lease ends.
+pub const STORE_RETRY_MS: u32 = 1_000;
+/// A stalled connection probes the token endpoint this often.
+pub const STALLED_PROBE_MS: u64 = 15 * 60 * 1000;
+/// The `client-problem.error` when the host holds no client secret.
+pub const NO_CREDENTIALS: &str = "no-credentials";
 
 /// What made the refresh necessary.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,20 +86,18 @@ pub(super) fn refresh(
     let lease = match lease::acquire(io, connection, now_ms)? {
         Acquire::Acquired(lease) => lease,
         Acquire::Held { retry_at_ms } => {
-            return serve_or(usable, &tokens.value, || Refusal::Wait {
-                until_ms: retry_at_ms,
-                why: WaitReason::RefreshInProgress,
-            });
+            return serve_or(usable, &tokens.value, || in_progress(retry_at_ms));
         }
     };
-    let attempt = Attempt {
+    let mut attempt = Attempt {
         connection,
         now_ms,
         config: &config,
         trigger,
+        lease,
     };
     let result = attempt.run(io, tokens);
-    lease::release(io, lease);
+    lease::release(io, attempt.lease);
     result
 }
 
@@ -87,10 +107,19 @@ struct Attempt<'a> {
     now_ms: u64,
     config: &'a super::config::ConnectionConfig,
     trigger: Trigger,
+    lease: Lease,
+}
+
+/// A refresh request that went out, and what came of it.
+struct Sent {
+    outcome: TokenOutcome,
+    /// The write-ahead record as it was before this request: set when an
+    /// earlier request with the same refresh token has no known outcome.
+    earlier: Option<InFlight>,
 }
 
 impl Attempt<'_> {
-    fn run(&self, io: &mut dyn Io, seen: Versioned<TokensRecord>) -> Result<Bearer, Refusal> {
+    fn run(&mut self, io: &mut dyn Io, seen: Versioned<TokensRecord>) -> Result<Bearer, Refusal> {
         // Read again under the lease: another worker may have refreshed
         // between our first read and taking the lease.
         let Some(current) = self.read_tokens(io)? else {
@@ -106,14 +135,113 @@ impl Attempt<'_> {
         if changed && fresh {
             return Ok(Bearer::from(&current.value));
         }
-        let usable = self.trigger == Trigger::Expiry && current.value.usable(self.now_ms);
         let Some(refresh_token) = current.value.refresh_token.clone() else {
             // Nothing to renew the access token with.
-            if usable {
+            if self.usable(&current.value) {
                 return Ok(Bearer::from(&current.value));
             }
-            return Err(self.grant_dead(io, Reason::NoRefreshToken, None)?);
+            return Err(self.grant_dead(io, Reason::NoRefreshToken, &[])?);
         };
+        // Tokens left unconfirmed by an earlier race (see `rejected`) are
+        // being confirmed by this refresh.
+        let confirming = current.value.unconfirmed;
+        self.exchange(io, current, &refresh_token, confirming)
+    }
+
+    /// Sends one refresh with `refresh_token` (the one in `current`) and
+    /// acts on the verdict. `confirming`: `current` was found in storage
+    /// after our own refresh was rejected, and this refresh decides whether
+    /// the grant survived.
+    fn exchange(
+        &mut self,
+        io: &mut dyn Io,
+        current: Versioned<TokensRecord>,
+        refresh_token: &Secret,
+        confirming: bool,
+    ) -> Result<Bearer, Refusal> {
+        let usable = self.usable(&current.value);
+        let sent = match self.send(io, &current, refresh_token)? {
+            Send::Sent(sent) => sent,
+            // The lease was taken over while we paused: the other worker
+            // refreshes; we send nothing.
+            Send::LeaseLost => {
+                return serve_or(usable, &current.value, || {
+                    in_progress(self.now_ms.saturating_add(lease::POLL_MS))
+                });
+            }
+            // Someone stored other tokens since we read them: ours are
+            // stale, theirs stand.
+            Send::Superseded(theirs) => {
+                return serve_or(self.usable(&theirs), &theirs, || {
+                    in_progress(self.now_ms.saturating_add(lease::POLL_MS))
+                });
+            }
+        };
+        match sent.outcome {
+            TokenOutcome::Success(set) => {
+                if confirming {
+                    events::emit(
+                        io,
+                        Level::Info,
+                        "rotation-race-recovered",
+                        self.connection,
+                        &[],
+                        "the tokens another worker stored were confirmed by a refresh; the grant is alive",
+                    );
+                }
+                self.rotated(io, current, set)
+            }
+            TokenOutcome::Reauthenticate(reauth) => {
+                self.rejected(io, refresh_token, &reauth.error, sent.earlier, confirming)
+            }
+            TokenOutcome::ClientMisconfigured(error) | TokenOutcome::RequestInvalid(error) => {
+                self.client_failure(io, &current.value, usable, &error)
+            }
+            TokenOutcome::CredentialsMissing => {
+                self.credentials_missing(io, &current.value, usable, sent.earlier)
+            }
+            TokenOutcome::Transient(transient) => {
+                let in_flight = if never_sent(&transient) {
+                    InFlightAfter::Restore(sent.earlier)
+                } else {
+                    InFlightAfter::Unknown(describe(&transient.cause))
+                };
+                self.transient_failure(io, &current.value, usable, &transient, in_flight)
+            }
+        }
+    }
+
+    /// Steps 2 to 5 of the module's order.
+    fn send(
+        &mut self,
+        io: &mut dyn Io,
+        current: &Versioned<TokensRecord>,
+        refresh_token: &Secret,
+    ) -> Result<Send, Refusal> {
+        let at_ms = self.clock(io);
+        if !lease::renew(io, &mut self.lease, at_ms)? {
+            return Ok(Send::LeaseLost);
+        }
+        let token_hash = refresh_token.fingerprint();
+        let mut earlier = None;
+        status::update(io, self.connection, self.now_ms, |_, mut status| {
+            earlier = status
+                .in_flight
+                .take()
+                .filter(|record| record.token_hash == token_hash);
+            status.in_flight = Some(earlier.clone().unwrap_or_else(|| InFlight {
+                token_hash: token_hash.clone(),
+                since_ms: at_ms,
+                cause: None,
+            }));
+            Ok::<_, StoreError>(status)
+        })?;
+        match self.read_tokens(io)? {
+            // The same tokens (at most the 401-streak flag changed).
+            Some(now) if now.value.refresh_token == current.value.refresh_token => {}
+            Some(theirs) => return Ok(Send::Superseded(theirs.value)),
+            None => return Err(self.refusal_without_tokens(io)?),
+        }
         let response = io.send(request::form_post(
             self.config,
             self.config.token_url(),
@@ -122,18 +250,19 @@ impl Attempt<'_> {
                 ("refresh_token", refresh_token.expose()),
             ],
         ));
-        match classify::token_response(GrantKind::RefreshToken, response.as_ref(), self.now_ms) {
-            TokenOutcome::Success(set) => self.rotated(io, current, set),
-            TokenOutcome::Reauthenticate(reauth) => {
-                self.rejected(io, &refresh_token, &reauth.error)
-            }
-            TokenOutcome::ClientMisconfigured(error) | TokenOutcome::RequestInvalid(error) => {
-                self.client_failure(io, &current.value, usable, &error)
-            }
-            TokenOutcome::Transient(transient) => {
-                self.transient_failure(io, &current.value, usable, &transient)
-            }
-        }
+        let outcome =
+            classify::token_response(GrantKind::RefreshToken, response.as_ref(), self.clock(io));
+        Ok(Send::Sent(Sent { outcome, earlier }))
+    }
+
+    /// The clock now. A clock stepped back during the call reads as the
+    /// call's start: time never runs backwards within one attempt.
+    fn clock(&self, io: &mut dyn Io) -> u64 {
+        io.now_ms().max(self.now_ms)
+    }
+
+    fn usable(&self, tokens: &TokensRecord) -> bool {
+        self.trigger == Trigger::Expiry && tokens.usable(self.now_ms)
     }
 
     fn read_tokens(&self, io: &mut dyn Io) -> Result<Option<Versioned<TokensRecord>>, StoreError> {
@@ -147,11 +276,16 @@ impl Attempt<'_> {
 
     /// RFC 6749 §5.1, §6: the new token set replaces the old in one
     /// compare-and-swap. A response without a refresh token keeps the old
-    /// one (§6: "the client MAY... the authorization server MAY issue").
+    /// one (§6: the server MAY issue a new one).
+    ///
+    /// Once the server has rotated, these are the only live tokens, so the
+    /// write is retried while storage fails, every [`STORE_RETRY_MS`],
+    /// until the lease ends; only then are they given up, and the refusal
+    /// says so.
     fn rotated(
         &self,
         io: &mut dyn Io,
-        mut current: Versioned<TokensRecord>,
+        current: Versioned<TokensRecord>,
         set: TokenSet,
     ) -> Result<Bearer, Refusal> {
         let used_refresh = current.value.refresh_token.clone();
@@ -164,50 +298,35 @@ impl Attempt<'_> {
             scopes: set.scope.unwrap_or_else(|| current.value.scopes.clone()),
             obtained_at_ms: self.now_ms,
             after_unauthorized: self.trigger == Trigger::Unauthorized,
+            unconfirmed: false,
         };
-        let key = store::tokens_key(self.connection);
-        let mut attempts = 0;
-        loop {
-            attempts += 1;
-            match store::write(io, &key, &record, Some(current.version)) {
-                Ok(_) => break,
-                // The server has rotated: these are now the only live
-                // tokens. A store that blips gets a few more tries before
-                // the loss is reported.
-                Err(StoreError::Unavailable(_)) if attempts < CAS_ATTEMPTS => continue,
-                Err(StoreError::Conflict) if attempts < CAS_ATTEMPTS => {
-                    match self.read_tokens(io)? {
-                        // Only the 401-streak flag changed: same grant.
-                        Some(now) if now.value.refresh_token == used_refresh => current = now,
-                        // Disconnected or forgotten meanwhile: the user's
-                        // choice stands, the new tokens are dropped.
-                        None => return Err(self.refusal_without_tokens(io)?),
-                        // Another writer stored a different grant (a new
-                        // authorisation): theirs stands.
-                        Some(theirs) => return Ok(Bearer::from(&theirs.value)),
-                    }
-                }
-                Err(error) => {
-                    events::emit(
-                        io,
-                        Level::Error,
-                        "refresh-not-stored",
-                        self.connection,
-                        &[("trigger", self.trigger.name().into())],
-                        "refreshed tokens could not be stored; the next refresh may need re-authentication",
-                    );
-                    return Err(error.into());
-                }
-            }
+        match self.store_rotated(io, current, &record, used_refresh.as_ref()) {
+            Ok(Stored::Ours) => {}
+            Ok(Stored::Theirs(theirs)) => return Ok(Bearer::from(&theirs)),
+            Ok(Stored::Gone) => return Err(self.refusal_without_tokens(io)?),
+            Err(error) => return Err(self.rotated_tokens_lost(io, &error)),
         }
         let mut before = Status::new(self.now_ms);
-        status::update(io, self.connection, self.now_ms, |_, mut status| {
+        let recorded = status::update(io, self.connection, self.now_ms, |_, mut status| {
             before = status.clone();
             status.clear_failures();
+            status.in_flight = None;
             status.last_refresh_ms = Some(self.now_ms);
             status.enter_token_state(self.now_ms);
             Ok::<_, StoreError>(status)
-        })?;
+        });
+        if let Err(error) = recorded {
+            // The tokens are safe; only the history is stale. The write-ahead
+            // record names the old refresh token, which is never sent again.
+            events::emit(
+                io,
+                Level::Warn,
+                "status-not-stored",
+                self.connection,
+                &[("error", store_error_kind(&error).into())],
+                "the refreshed tokens are stored, but the status could not be updated",
+            );
+        }
         let mut fields = vec![("trigger", self.trigger.name().to_owned())];
         if let Some(at) = record.expires_at_ms {
             fields.push(("expires-at-ms", at.to_string()));
@@ -239,49 +358,171 @@ impl Attempt<'_> {
         Ok(Bearer::from(&record))
     }
 
-    /// `invalid_grant` or `invalid_token` (Pleo: terminal). First re-read:
-    /// when another worker rotated the tokens since this attempt read them,
-    /// this was a lost race, not a dead grant.
-    fn rejected(
+    /// The compare-and-swap loop behind [`Self::rotated`].
+    fn store_rotated(
         &self,
+        io: &mut dyn Io,
+        mut current: Versioned<TokensRecord>,
+        record: &TokensRecord,
+        used_refresh: Option<&Secret>,
+    ) -> Result<Stored, StoreError> {
+        let key = store::tokens_key(self.connection);
+        let mut conflicts = 0;
+        loop {
+            let error = match store::write(io, &key, record, Some(current.version)) {
+                Ok(_) => return Ok(Stored::Ours),
+                Err(StoreError::Conflict) if conflicts < CAS_ATTEMPTS => {
+                    conflicts += 1;
+                    match self.read_tokens(io) {
+                        // Only the 401-streak flag changed: same grant.
+                        Ok(Some(now)) if now.value.refresh_token.as_ref() == used_refresh => {
+                            current = now;
+                            continue;
+                        }
+                        // Disconnected or forgotten meanwhile: the user's
+                        // choice stands, the new tokens are dropped.
+                        Ok(None) => return Ok(Stored::Gone),
+                        // Another writer stored a different grant (a new
+                        // authorisation): theirs stands.
+                        Ok(Some(theirs)) => return Ok(Stored::Theirs(theirs.value)),
+                        Err(error) => error,
+                    }
+                }
+                Err(error) => error,
+            };
+            if !matches!(error, StoreError::Unavailable(_)) {
+                return Err(error);
+            }
+            let now = self.clock(io);
+            if now.saturating_add(u64::from(STORE_RETRY_MS)) >= self.lease.until_ms() {
+                return Err(error);
+            }
+            io.sleep_ms(STORE_RETRY_MS);
+        }
+    }
+
+    /// The server rotated, and storage refused the new tokens until the
+    /// lease ran out: they are lost, and with them the grant. Say so; record
+    /// it if storage lets us.
+    fn rotated_tokens_lost(&self, io: &mut dyn Io, error: &StoreError) -> Refusal {
+        events::emit(
+            io,
+            Level::Error,
+            "rotated-tokens-lost",
+            self.connection,
+            &[
+                ("trigger", self.trigger.name().to_owned()),
+                ("error", store_error_kind(error).into()),
+            ],
+            "the server rotated the tokens but storage refused them until the lease ended: the grant is lost and the user must reconnect",
+        );
+        let cause = format!("rotated tokens not stored: {error}");
+        match self.grant_dead_with(io, Reason::RotationLost, Some(cause), &[]) {
+            Ok(refusal) => refusal,
+            // Storage is still down: the write-ahead record stays, so the
+            // next refresh is rejected and recognised as a lost rotation.
+            Err(_) => Refusal::Reauthenticate(Reason::RotationLost),
+        }
+    }
+
+    /// `invalid_grant` or `invalid_token` (Pleo: terminal). What it means
+    /// depends on what storage shows:
+    ///
+    /// - newer tokens from another worker: our request carried a
+    ///   rotated-away token, and the server may have revoked the whole
+    ///   grant for it. Theirs are confirmed by one refresh before anyone
+    ///   uses them; rejected too, the grant died of reuse.
+    /// - an earlier request with this same token had no known outcome: the
+    ///   server rotated then, and the new tokens were lost.
+    /// - otherwise: the grant was revoked or expired.
+    fn rejected(
+        &mut self,
         io: &mut dyn Io,
         used: &Secret,
         error: &OAuthError,
+        earlier: Option<InFlight>,
+        confirming: bool,
     ) -> Result<Bearer, Refusal> {
-        if let Some(theirs) = self.read_tokens(io)?
+        let code = ("error", error.code.as_str().to_owned());
+        if confirming {
+            return Err(self.grant_dead(io, Reason::RefreshTokenReused, &[code])?);
+        }
+        if let Some(mut theirs) = self.read_tokens(io)?
             && theirs.value.refresh_token.as_ref() != Some(used)
         {
             events::emit(
                 io,
-                Level::Info,
-                "rotation-race-recovered",
+                Level::Warn,
+                "rotation-race-detected",
                 self.connection,
-                &[("error", error.code.as_str().to_owned())],
-                "another worker rotated the tokens first; using theirs",
+                &[code],
+                "our refresh token was rejected while storage held newer tokens; confirming them before use",
             );
-            return if theirs.value.usable(self.now_ms) {
-                Ok(Bearer::from(&theirs.value))
-            } else {
-                Err(Refusal::Wait {
-                    until_ms: self.now_ms.saturating_add(lease::POLL_MS),
-                    why: WaitReason::RefreshInProgress,
-                })
+            let Some(their_refresh) = theirs.value.refresh_token.clone() else {
+                // Only an authorisation stores tokens without a refresh
+                // token (a refresh keeps the old one): a new grant, which
+                // our stale request cannot have harmed.
+                return serve_or(theirs.value.usable(self.now_ms), &theirs.value, || {
+                    in_progress(self.now_ms.saturating_add(lease::POLL_MS))
+                });
             };
+            if !theirs.value.unconfirmed {
+                theirs.value.unconfirmed = true;
+                let key = store::tokens_key(self.connection);
+                match store::write(io, &key, &theirs.value, Some(theirs.version)) {
+                    Ok(version) => theirs.version = version,
+                    // Changed again: whoever changed it holds the lease now.
+                    Err(StoreError::Conflict) => {
+                        return Err(in_progress(self.now_ms.saturating_add(lease::POLL_MS)));
+                    }
+                    Err(error) => return Err(error.into()),
+                }
+            }
+            return self.exchange(io, theirs, &their_refresh, true);
         }
-        Err(self.grant_dead(io, Reason::RefreshTokenRejected, Some(error.code.as_str()))?)
+        match earlier {
+            Some(lost) => {
+                let cause = lost
+                    .cause
+                    .unwrap_or_else(|| "no outcome recorded (the worker stopped)".into());
+                events::emit(
+                    io,
+                    Level::Error,
+                    "rotation-lost",
+                    self.connection,
+                    &[
+                        code,
+                        ("earlier-cause", cause.clone()),
+                        ("earlier-at-ms", lost.since_ms.to_string()),
+                    ],
+                    "an earlier refresh had no known outcome and the server has since rotated the tokens: the new tokens never reached storage",
+                );
+                let last = format!("rotation lost after: {cause}");
+                Err(self.grant_dead_with(io, Reason::RotationLost, Some(last), &[])?)
+            }
+            None => Err(self.grant_dead(io, Reason::RefreshTokenRejected, &[code])?),
+        }
     }
 
     fn grant_dead(
         &self,
         io: &mut dyn Io,
         reason: Reason,
-        error: Option<&str>,
+        fields: &[(&str, String)],
     ) -> Result<Refusal, StoreError> {
-        let mut fields = vec![("trigger", self.trigger.name().to_owned())];
-        if let Some(code) = error {
-            fields.push(("error", code.to_owned()));
-        }
-        grant_dead(io, self.now_ms, self.connection, reason, &fields)
+        self.grant_dead_with(io, reason, None, fields)
+    }
+
+    fn grant_dead_with(
+        &self,
+        io: &mut dyn Io,
+        reason: Reason,
+        last_error: Option<String>,
+        fields: &[(&str, String)],
+    ) -> Result<Refusal, StoreError> {
+        let mut all = vec![("trigger", self.trigger.name().to_owned())];
+        all.extend(fields.iter().cloned());
+        grant_dead(io, self.now_ms, self.connection, reason, last_error, &all)
     }
 
     /// `invalid_client` and kin (or a request the server calls invalid):
@@ -295,7 +536,7 @@ impl Attempt<'_> {
         error: &OAuthError,
     ) -> Result<Bearer, Refusal> {
         let code = error.code.as_str().to_owned();
-        let status = self.record_failure(io, &code, true, None)?;
+        let status = self.record_failure(io, Failure::Client(&code), None, InFlightAfter::Clear)?;
         let retry_at = status.next_retry_ms;
         events::emit(
             io,
@@ -315,18 +556,57 @@ impl Attempt<'_> {
         })
     }
 
+    /// The host holds no secret for this confidential client, so nothing
+    /// was sent. A configuration error, not an outage: no back-off (the
+    /// next call costs nothing and succeeds as soon as the secret is there).
+    fn credentials_missing(
+        &self,
+        io: &mut dyn Io,
+        tokens: &TokensRecord,
+        usable: bool,
+        earlier: Option<InFlight>,
+    ) -> Result<Bearer, Refusal> {
+        let status = self.record_failure(
+            io,
+            Failure::NoCredentials,
+            None,
+            InFlightAfter::Restore(earlier),
+        )?;
+        events::emit(
+            io,
+            Level::Error,
+            "client-credentials-missing",
+            self.connection,
+            &[("attempt", status.failures.to_string())],
+            "the host holds no client secret for this confidential client; nothing was sent (tokens are kept)",
+        );
+        serve_or(usable, tokens, || Refusal::ClientMisconfigured {
+            error: NO_CREDENTIALS.into(),
+            retry_at_ms: None,
+        })
+    }
+
     /// Outages, rate limits, timeouts, garbage: never a reason to discard
     /// tokens, however many. Back off; serve the access token until it
-    /// expires.
+    /// expires. Past the stall horizon, say so once, loudly, and probe
+    /// slowly.
     fn transient_failure(
         &self,
         io: &mut dyn Io,
         tokens: &TokensRecord,
         usable: bool,
         transient: &Transient,
+        in_flight: InFlightAfter,
     ) -> Result<Bearer, Refusal> {
         let cause = describe(&transient.cause);
-        let status = self.record_failure(io, &cause, false, transient.retry_at_ms)?;
+        let unknown = matches!(in_flight, InFlightAfter::Unknown(_));
+        let mut was_stalled = false;
+        let status = self.record_failure(
+            io,
+            Failure::Transient(&cause, &mut was_stalled),
+            transient.retry_at_ms,
+            in_flight,
+        )?;
         let retry_at = status.next_retry_ms.unwrap_or(self.now_ms);
         events::emit(
             io,
@@ -341,9 +621,28 @@ impl Attempt<'_> {
                     "access-token",
                     if usable { "still-valid" } else { "expired" }.into(),
                 ),
+                (
+                    "outcome",
+                    if unknown { "unknown" } else { "not-sent" }.into(),
+                ),
             ],
             "refresh failed for a transient reason; backing off, tokens kept",
         );
+        if status.stalled && !was_stalled {
+            let since = status.failing_since_ms.unwrap_or(self.now_ms);
+            events::emit(
+                io,
+                Level::Error,
+                "refresh-stalled",
+                self.connection,
+                &[
+                    ("failing-since-ms", since.to_string()),
+                    ("attempt", status.failures.to_string()),
+                    ("probe-every-ms", STALLED_PROBE_MS.to_string()),
+                ],
+                "refreshes have failed without a break for longer than the stall horizon: an operator should look (tokens and configuration are kept)",
+            );
+        }
         if !usable {
             events::emit(
                 io,
@@ -354,52 +653,123 @@ impl Attempt<'_> {
                 "the access token expired while refreshes are failing; API calls wait",
             );
         }
-        serve_or(usable, tokens, || Refusal::Wait {
-            until_ms: retry_at,
-            why: WaitReason::BackingOff,
-        })
+        serve_or(usable, tokens, || backing_off(&status, retry_at))
     }
 
     fn record_failure(
         &self,
         io: &mut dyn Io,
-        what: &str,
-        client: bool,
+        failure: Failure<'_>,
         retry_after_ms: Option<u64>,
+        in_flight: InFlightAfter,
     ) -> Result<Status, StoreError> {
         let cap = self.config.max_backoff_ms();
+        let stall_after = self.config.stall_after_ms();
+        let mut failure = failure;
         status::update(io, self.connection, self.now_ms, |io, mut status| {
             status.failures = status.failures.saturating_add(1);
-            status.last_error = Some(what.to_owned());
-            if client {
-                status.client_error = Some(what.to_owned());
+            let since = *status.failing_since_ms.get_or_insert(self.now_ms);
+            match &mut failure {
+                Failure::Client(code) => {
+                    status.last_error = Some((*code).to_owned());
+                    status.client_error = Some((*code).to_owned());
+                }
+                Failure::NoCredentials => {
+                    status.last_error = Some(NO_CREDENTIALS.to_owned());
+                    status.client_error = Some(NO_CREDENTIALS.to_owned());
+                }
+                Failure::Transient(cause, was_stalled) => {
+                    status.last_error = Some((*cause).to_owned());
+                    **was_stalled = status.stalled;
+                    if self.now_ms.saturating_sub(since) >= stall_after {
+                        status.stalled = true;
+                    }
+                }
             }
-            status.next_retry_ms = Some(backoff::next_retry_ms(
-                io,
-                self.now_ms,
-                status.failures,
-                cap,
-                retry_after_ms,
-            ));
+            status.next_retry_ms = match &failure {
+                Failure::NoCredentials => None,
+                _ if status.stalled => Some(
+                    backoff::next_retry_ms(io, self.now_ms, status.failures, cap, retry_after_ms)
+                        .max(self.now_ms.saturating_add(STALLED_PROBE_MS)),
+                ),
+                _ => Some(backoff::next_retry_ms(
+                    io,
+                    self.now_ms,
+                    status.failures,
+                    cap,
+                    retry_after_ms,
+                )),
+            };
+            status.in_flight = match &in_flight {
+                InFlightAfter::Clear => None,
+                InFlightAfter::Restore(earlier) => earlier.clone(),
+                InFlightAfter::Unknown(cause) => status.in_flight.take().map(|mut record| {
+                    record.cause.get_or_insert_with(|| cause.clone());
+                    record
+                }),
+            };
             status.enter_token_state(self.now_ms);
             Ok::<_, StoreError>(status)
         })
     }
 }
 
+/// What came of trying to send a refresh.
+enum Send {
+    Sent(Sent),
+    /// The lease was taken over: nothing sent.
+    LeaseLost,
+    /// Other tokens were stored meanwhile: nothing sent.
+    Superseded(TokensRecord),
+}
+
+/// What the store loop made of the rotated tokens.
+enum Stored {
+    Ours,
+    /// Another authorisation's tokens stand.
+    Theirs(TokensRecord),
+    /// The connection was disconnected or forgotten meanwhile.
+    Gone,
+}
+
+/// The kinds of failed refresh the status records.
+enum Failure<'a> {
+    /// The token endpoint refused the client: its error code.
+    Client(&'a str),
+    /// The host holds no client secret.
+    NoCredentials,
+    /// Transient: the cause, and (out) whether the connection had stalled
+    /// already.
+    Transient(&'a str, &'a mut bool),
+}
+
+/// What becomes of the write-ahead record after a failed request.
+enum InFlightAfter {
+    /// The server gave a verdict: nothing is in doubt.
+    Clear,
+    /// The request never left: back to what it was before.
+    Restore(Option<InFlight>),
+    /// The server may have acted: keep it, with the first cause seen.
+    Unknown(String),
+}
+
 /// Acts on a dead grant at once (Pleo's how-to, step 2): the status says
 /// re-authentication is required, with its reason, so every gate refuses
 /// from now on; then both tokens are wiped. The configuration is kept.
+/// `last_error` keeps what led here, when it was not the user's doing.
 pub(super) fn grant_dead(
     io: &mut dyn Io,
     now_ms: u64,
     connection: &str,
     reason: Reason,
+    last_error: Option<String>,
     fields: &[(&str, String)],
 ) -> Result<Refusal, StoreError> {
     status::update(io, connection, now_ms, |_, mut status| {
         status.reason = Some(reason);
         status.clear_failures();
+        status.in_flight = None;
+        status.last_error = last_error.clone();
         if status.state != status::State::Authorizing {
             status.enter(status::State::ReauthRequired, now_ms);
         }
@@ -437,7 +807,15 @@ fn serve_or(
     }
 }
 
-fn backing_off(status: &Status, retry_at_ms: u64) -> Refusal {
+fn in_progress(until_ms: u64) -> Refusal {
+    Refusal::Wait {
+        until_ms,
+        why: WaitReason::RefreshInProgress,
+    }
+}
+
+/// The refusal while a back-off runs.
+pub(super) fn backing_off(status: &Status, retry_at_ms: u64) -> Refusal {
     match &status.client_error {
         Some(code) => Refusal::ClientMisconfigured {
             error: code.clone(),
@@ -445,8 +823,25 @@ fn backing_off(status: &Status, retry_at_ms: u64) -> Refusal {
         },
         None => Refusal::Wait {
             until_ms: retry_at_ms,
-            why: WaitReason::BackingOff,
+            why: if status.stalled {
+                WaitReason::Stalled
+            } else {
+                WaitReason::BackingOff
+            },
         },
+    }
+}
+
+/// Whether a transient failure proves the request never reached the server.
+fn never_sent(transient: &Transient) -> bool {
+    matches!(&transient.cause, TransientCause::Transport(error) if error.never_sent())
+}
+
+fn store_error_kind(error: &StoreError) -> &'static str {
+    match error {
+        StoreError::Conflict => "conflict",
+        StoreError::Unavailable(_) => "unavailable",
+        StoreError::Corrupt(_) => "corrupt",
     }
 }
 

@@ -1,11 +1,11 @@
-//! Reporting an API outcome (DESIGN §1 classification policy; RFC 6750
-//! §3.1): what the caller should do next, and what the connection learns.
+//! Reporting an API outcome (RFC 6750 §3.1; RFC 6749 §6): what the caller
+//! should do next, and what the connection learns.
 
 use subtle::ConstantTimeEq;
 
 use super::gate::{self, Bearer, Refusal};
 use super::refresh::{self, Trigger};
-use super::status::{self, Reason};
+use super::status;
 use super::store::{self, StoreError};
 use crate::classify::{self, ApiAttempt, ApiOutcome};
 use crate::events;
@@ -28,15 +28,22 @@ pub enum ApiAction {
     RateLimited(Option<u64>),
     /// 5xx or 408: retry after this time, when the server said.
     Transient(Option<u64>),
+    /// 401 to an access token that a 401-forced refresh had just issued:
+    /// the tokens are kept (the authorisation server just proved the grant
+    /// alive); do not retry, alert.
+    RejectedAfterRefresh,
 }
 
 /// Learns from an API response to a request made with `used_token`.
 ///
 /// A 401 refreshes once (single-flight) and says retry with the new token;
-/// a 401 to a token that a 401 just refreshed means the grant was revoked
-/// (one refresh per 401 streak), so the tokens are wiped and the refusal
-/// says re-authenticate. A 401 to a token that is no longer the stored one
-/// (another worker refreshed already) just says retry with the stored one.
+/// a refresh that is rejected ends in re-authentication, as any rejected
+/// refresh does. A 401 to a token that a 401 just refreshed is not taken as
+/// a revocation: the authorisation server has just shown the grant alive,
+/// and it is the authority on the grant, so the tokens are kept and the
+/// answer is `RejectedAfterRefresh` (one refresh per 401 streak, no loop).
+/// A 401 to a token that is no longer the stored one (another worker
+/// refreshed already) just says retry with the stored one.
 pub fn report(
     io: &mut dyn Io,
     now_ms: u64,
@@ -80,13 +87,24 @@ pub fn report(
             refresh::refresh(io, now_ms, connection, loaded, Trigger::Unauthorized)
                 .map(ApiAction::Retry)
         }
-        ApiOutcome::Reauthenticate => Err(refresh::grant_dead(
-            io,
-            now_ms,
-            connection,
-            Reason::AccessRevoked,
-            &[("trigger", "api-401-after-refresh".into())],
-        )?),
+        ApiOutcome::Reauthenticate => {
+            let status = status::update(io, connection, now_ms, |_, mut status| {
+                status.fresh_rejections = status.fresh_rejections.saturating_add(1);
+                Ok::<_, StoreError>(status)
+            })?;
+            events::emit(
+                io,
+                Level::Error,
+                "api-rejected-fresh-token",
+                connection,
+                &[
+                    ("status", response.status.to_string()),
+                    ("count", status.fresh_rejections.to_string()),
+                ],
+                "the API refused an access token the authorisation server had just issued; tokens kept, not retrying",
+            );
+            Ok(ApiAction::RejectedAfterRefresh)
+        }
         ApiOutcome::InsufficientScope(scopes) => {
             // RFC 6750 §3: the challenge may list every scope the
             // resource needs; only those not granted are missing.

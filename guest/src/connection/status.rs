@@ -6,7 +6,8 @@ use serde::{Deserialize, Serialize};
 use super::store::{self, CAS_ATTEMPTS, StoreError, TokensRecord, Versioned};
 use crate::io::Io;
 
-/// Where a connection is in its lifecycle (DESIGN §2).
+/// Where a connection is in its lifecycle (the state diagram in
+/// `wit/connections.wit`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum State {
@@ -19,6 +20,10 @@ pub enum State {
     /// Refreshes are failing for a transient reason (outage, rate limit,
     /// network): backing off, the access token served until it expires.
     Degraded,
+    /// Transient failures have lasted longer than the configured horizon
+    /// without a break (Pleo: do not retry indefinitely): an operator should
+    /// look. Tokens kept; a slow probe refresh heals it.
+    Stalled,
     /// The token endpoint refused the client itself (`invalid_client` and
     /// kin): an operator must act. Tokens are kept; a later successful
     /// refresh clears it.
@@ -34,13 +39,39 @@ pub enum State {
 #[serde(rename_all = "kebab-case")]
 pub enum Reason {
     /// The token endpoint rejected the refresh token (`invalid_grant` /
-    /// `invalid_token`): expired, revoked, rotated away or reused.
+    /// `invalid_token`) with no sign of a race or a lost response: expired,
+    /// revoked by the user, or a credential or policy change. (Statuses
+    /// stored by 0.1 releases as `access-revoked` read as this.)
+    #[serde(alias = "access-revoked")]
     RefreshTokenRejected,
-    /// The API refused a freshly refreshed access token: access revoked.
-    AccessRevoked,
     /// The access token is no longer usable and the server issued no
     /// refresh token to renew it.
     NoRefreshToken,
+    /// An earlier refresh of this refresh token had no known outcome, and
+    /// now the token is rejected: the server rotated it, and the new tokens
+    /// never reached storage.
+    RotationLost,
+    /// The refresh token was rejected while storage held newer tokens, and
+    /// those were rejected too: a rotated-away token was reused and the
+    /// server revoked the grant.
+    RefreshTokenReused,
+}
+
+/// A refresh request that went out and whose outcome is not (yet) known:
+/// the write-ahead record that lets a later worker tell a lost rotation
+/// from a revocation (RFC 6749 §6 rotation; Pleo's reuse detection).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct InFlight {
+    /// `BASE64URL(SHA256(refresh token))`: never the token.
+    pub token_hash: String,
+    /// When the first request with this refresh token went out (Unix ms).
+    pub since_ms: u64,
+    /// What that request ended in, when it ended without a verdict (a
+    /// timeout, a lost connection, a 504); `None` while in flight, or when
+    /// its worker stopped before it could say.
+    #[serde(default)]
+    pub cause: Option<String>,
 }
 
 /// The stored status.
@@ -77,6 +108,19 @@ pub struct Status {
     /// Set while the token endpoint refuses the client: its error code.
     #[serde(default)]
     pub client_error: Option<String>,
+    /// Since when refreshes have failed without a break (Unix ms).
+    #[serde(default)]
+    pub failing_since_ms: Option<u64>,
+    /// Transient failures have lasted past the horizon: `stalled`.
+    #[serde(default)]
+    pub stalled: bool,
+    /// The refresh request in flight, or whose outcome was lost.
+    #[serde(default)]
+    pub in_flight: Option<InFlight>,
+    /// API 401s to an access token a refresh had just issued, since the
+    /// last authorisation.
+    #[serde(default)]
+    pub fresh_rejections: u32,
 }
 
 impl Status {
@@ -92,6 +136,10 @@ impl Status {
             last_refresh_ms: None,
             last_error: None,
             client_error: None,
+            failing_since_ms: None,
+            stalled: false,
+            in_flight: None,
+            fresh_rejections: 0,
         }
     }
 
@@ -121,6 +169,8 @@ impl Status {
     pub fn token_state(&self) -> State {
         if self.client_error.is_some() {
             State::ClientError
+        } else if self.stalled {
+            State::Stalled
         } else if self.failures > 0 {
             State::Degraded
         } else {
@@ -142,6 +192,8 @@ impl Status {
         self.next_retry_ms = None;
         self.last_error = None;
         self.client_error = None;
+        self.failing_since_ms = None;
+        self.stalled = false;
     }
 }
 

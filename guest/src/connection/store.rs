@@ -1,4 +1,4 @@
-//! The storage model (DESIGN §2): keys per connection, JSON values, and
+//! The storage model: keys per connection, JSON values, and
 //! every write a compare-and-swap on the value's version.
 //!
 //! - `config/{id}`: the configuration; never wiped by re-authentication.
@@ -120,23 +120,29 @@ pub struct TokensRecord {
     /// (one refresh per 401 streak).
     #[serde(default)]
     pub after_unauthorized: bool,
+    /// Found in storage after our refresh was rejected: the rejection may
+    /// have made the server revoke the whole grant, so these tokens are
+    /// never served until a refresh confirms the grant.
+    #[serde(default)]
+    pub unconfirmed: bool,
 }
 
 impl TokensRecord {
     /// The access token can still be used at `now`: it has not expired. A
     /// token without a known lifetime is usable until the API refuses it.
     pub fn usable(&self, now_ms: u64) -> bool {
-        self.expires_at_ms.is_none_or(|at| now_ms < at)
+        !self.unconfirmed && self.expires_at_ms.is_none_or(|at| now_ms < at)
     }
 
     /// The access token is within `margin_ms` of expiry: time to refresh.
     /// The margin is at most half the token's lifetime, so a token that
     /// lives shorter than the margin is not refreshed on every call.
     pub fn due(&self, now_ms: u64, margin_ms: u64) -> bool {
-        self.expires_at_ms.is_some_and(|at| {
-            let lifetime = at.saturating_sub(self.obtained_at_ms);
-            now_ms.saturating_add(margin_ms.min(lifetime / 2)) >= at
-        })
+        self.unconfirmed
+            || self.expires_at_ms.is_some_and(|at| {
+                let lifetime = at.saturating_sub(self.obtained_at_ms);
+                now_ms.saturating_add(margin_ms.min(lifetime / 2)) >= at
+            })
     }
 }
 

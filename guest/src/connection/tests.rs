@@ -45,7 +45,10 @@ fn head(status: u16, challenge: Option<&str>) -> ResponseHead {
 
 /// Connects `c1` through a real authorisation: AT-1 / RT-1, one hour.
 fn connected(config: ConnectionConfig) -> FakeIo {
-    let mut io = FakeIo::default();
+    let mut io = FakeIo {
+        clock: NOW,
+        ..FakeIo::default()
+    };
     configure(&mut io, "c1", &config).unwrap();
     authorize_again(&mut io, NOW, tokens("AT-1", Some("RT-1"), 3600));
     io.events.clear();
@@ -194,12 +197,15 @@ fn pleo_invalid_token_on_refresh_is_terminal_too() {
     );
 }
 
-/// Lost race: another worker rotated the tokens while this one's refresh
-/// (with the old refresh token) was in flight. Theirs are used; no wipe.
-#[test]
-fn lost_rotation_race_uses_the_winners_tokens() {
-    let mut io = connected(config());
-    io.on_send = Some(Box::new(|store, version| {
+/// Another worker rotates the tokens (to AT-2 / RT-2) while this worker's
+/// first request is in flight: a lost race, as a broken lease or a shared
+/// store without compare-and-swap would cause.
+fn lose_the_race(io: &mut FakeIo) {
+    let mut done = false;
+    io.on_send = Some(Box::new(move |store, version| {
+        if std::mem::replace(&mut done, true) {
+            return;
+        }
         let record = store::TokensRecord {
             access_token: Secret::new("AT-2"),
             refresh_token: Some(Secret::new("RT-2")),
@@ -207,6 +213,7 @@ fn lost_rotation_race_uses_the_winners_tokens() {
             scopes: vec![],
             obtained_at_ms: NOW + HOUR,
             after_unauthorized: false,
+            unconfirmed: false,
         };
         *version += 1;
         store.insert(
@@ -217,11 +224,86 @@ fn lost_rotation_race_uses_the_winners_tokens() {
             },
         );
     }));
+}
+
+fn sent_refresh_tokens(io: &FakeIo) -> Vec<String> {
+    io.sent
+        .iter()
+        .map(|r| {
+            let body = String::from_utf8_lossy(&r.body).into_owned();
+            body.split('&')
+                .find_map(|p| p.strip_prefix("refresh_token=").map(str::to_owned))
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+/// Lost race, grant alive: our request carried a rotated-away refresh
+/// token, so a server with reuse detection may have revoked the whole
+/// grant. The winner's tokens are not served blindly: one refresh with
+/// them confirms the grant, and its tokens are used.
+#[test]
+fn lost_rotation_race_confirms_the_winners_tokens_before_use() {
+    let mut io = connected(config());
+    lose_the_race(&mut io);
     io.respond(json(400, r#"{"error":"invalid_grant"}"#));
-    assert_eq!(token_of(access_token(&mut io, NOW + HOUR, "c1")), "AT-2");
-    assert_eq!(io.kinds(), ["rotation-race-recovered"]);
-    assert_eq!(stored_refresh(&mut io).as_deref(), Some("RT-2"));
+    io.respond(tokens("AT-3", Some("RT-3"), 3600));
+    assert_eq!(token_of(access_token(&mut io, NOW + HOUR, "c1")), "AT-3");
+    assert_eq!(sent_refresh_tokens(&io), ["RT-1", "RT-2"]);
+    assert_eq!(
+        io.kinds(),
+        [
+            "rotation-race-detected",
+            "rotation-race-recovered",
+            "refresh-succeeded",
+            "tokens-rotated"
+        ]
+    );
+    assert_eq!(stored_refresh(&mut io).as_deref(), Some("RT-3"));
     assert_eq!(status(&mut io, NOW + HOUR).state, State::Connected);
+}
+
+/// Lost race, grant dead: the winner's tokens are rejected too. The server
+/// revoked the grant for reuse; the reason says so, and blames nobody's
+/// revocation.
+#[test]
+fn lost_rotation_race_with_reuse_detection_is_refresh_token_reused() {
+    let mut io = connected(config());
+    lose_the_race(&mut io);
+    io.respond(json(400, r#"{"error":"invalid_grant"}"#));
+    io.respond(json(400, r#"{"error":"invalid_grant"}"#));
+    assert_eq!(
+        access_token(&mut io, NOW + HOUR, "c1"),
+        Err(Refusal::Reauthenticate(Reason::RefreshTokenReused))
+    );
+    assert!(!io.store.contains_key("tokens/c1"));
+    assert_eq!(
+        status(&mut io, NOW + HOUR).reason,
+        Some(Reason::RefreshTokenReused)
+    );
+}
+
+/// Lost race, confirmation impossible for now (503): the winner's tokens
+/// are kept but marked unconfirmed, and never served, however valid they
+/// look, until a refresh confirms them.
+#[test]
+fn unconfirmed_tokens_are_never_served() {
+    let mut io = connected(config());
+    lose_the_race(&mut io);
+    io.respond(json(400, r#"{"error":"invalid_grant"}"#));
+    io.respond(json(503, "down"));
+    assert!(matches!(
+        access_token(&mut io, NOW + HOUR, "c1"),
+        Err(Refusal::Wait {
+            why: WaitReason::BackingOff,
+            ..
+        })
+    ));
+    let later = NOW + HOUR + 10 * 60_000;
+    io.respond(tokens("AT-3", Some("RT-3"), 3600));
+    assert_eq!(token_of(access_token(&mut io, later, "c1")), "AT-3");
+    assert_eq!(sent_refresh_tokens(&io), ["RT-1", "RT-2", "RT-2"]);
+    assert!(io.kinds().contains(&"rotation-race-recovered"));
 }
 
 /// DESIGN §1: transient failures never lead to re-authentication, however
@@ -382,20 +464,50 @@ fn rfc6750_api_401_refreshes_once_then_retry() {
     );
 }
 
-/// DESIGN §1: a 401 right after a 401-forced refresh means the grant was
-/// revoked: at most one refresh per 401 streak.
+/// RFC 6749 §6, RFC 6750 §3.1: a 401 right after a 401-forced refresh does
+/// not kill the grant. The authorisation server has just refreshed it, and
+/// it is the authority on the grant; the API refusing what it issued is an
+/// API-side problem. The tokens are kept, nothing is refreshed again (one
+/// refresh per 401 streak), and the answer says so, counted in the status.
 #[test]
-fn api_401_twice_means_access_revoked() {
+fn api_401_after_a_fresh_refresh_keeps_the_grant() {
     let mut io = connected(config());
     io.respond(tokens("AT-2", Some("RT-2"), 3600));
     report(&mut io, NOW + 1, "c1", "AT-1", &head(401, None)).unwrap();
-    assert_eq!(
-        report(&mut io, NOW + 2, "c1", "AT-2", &head(401, None)),
-        Err(Refusal::Reauthenticate(Reason::AccessRevoked))
-    );
+    for attempt in 1..=2 {
+        assert_eq!(
+            report(&mut io, NOW + 2, "c1", "AT-2", &head(401, None)),
+            Ok(ApiAction::RejectedAfterRefresh)
+        );
+        assert_eq!(status(&mut io, NOW + 2).fresh_token_rejections, attempt);
+    }
     assert_eq!(io.sent.len(), 1, "no second refresh");
+    assert_eq!(stored_refresh(&mut io).as_deref(), Some("RT-2"));
+    let view = status(&mut io, NOW + 2);
+    assert_eq!((view.state, view.reason), (State::Connected, None));
+    assert_eq!(token_of(access_token(&mut io, NOW + 3, "c1")), "AT-2");
+    assert_eq!(
+        io.kinds(),
+        [
+            "api-unauthorized",
+            "refresh-succeeded",
+            "tokens-rotated",
+            "api-rejected-fresh-token",
+            "api-rejected-fresh-token"
+        ]
+    );
+}
+
+/// A 401 whose refresh is rejected (`invalid_grant`) stays a revocation.
+#[test]
+fn api_401_whose_refresh_is_rejected_requires_reauthentication() {
+    let mut io = connected(config());
+    io.respond(json(400, r#"{"error":"invalid_grant"}"#));
+    assert_eq!(
+        report(&mut io, NOW + 1, "c1", "AT-1", &head(401, None)),
+        Err(Refusal::Reauthenticate(Reason::RefreshTokenRejected))
+    );
     assert!(!io.store.contains_key("tokens/c1"));
-    assert_eq!(status(&mut io, NOW + 2).reason, Some(Reason::AccessRevoked));
 }
 
 /// Many workers got 401 with the same stale token: one refresh, and the
@@ -467,16 +579,17 @@ fn lease_held_means_wait_and_a_crashed_holder_lapses() {
             why: WaitReason::RefreshInProgress
         })
     );
-    assert_eq!(
-        status(&mut io, at + 1).refreshing_until_ms,
-        Some(at + lease::LEASE_MS)
-    );
+    // Honoured past its deadline by the skew bound: our clock may run
+    // ahead of the holder's.
+    let lapses = at + lease::LEASE_MS + lease::MAX_CLOCK_SKEW_MS;
+    assert_eq!(status(&mut io, at + 1).refreshing_until_ms, Some(lapses));
+    assert!(matches!(
+        access_token(&mut io, lapses - 1, "c1"),
+        Err(Refusal::Wait { .. })
+    ));
     assert!(io.sent.is_empty());
     io.respond(tokens("AT-2", Some("RT-2"), 3600));
-    assert_eq!(
-        token_of(access_token(&mut io, at + lease::LEASE_MS, "c1")),
-        "AT-2"
-    );
+    assert_eq!(token_of(access_token(&mut io, lapses, "c1")), "AT-2");
     // Within the margin but valid: served while another worker refreshes.
     let mut io = connected(config());
     lease::acquire(&mut io, "c1", NOW + HOUR - 30_000).unwrap();
@@ -486,36 +599,48 @@ fn lease_held_means_wait_and_a_crashed_holder_lapses() {
     );
 }
 
-/// Faults: the store fails while writing the rotated tokens. The write is
-/// retried (the server already rotated: these are the only live tokens);
-/// when the store stays down the error is typed and nothing partial is left.
+/// Faults: the store fails while writing the rotated tokens. Once the
+/// server has rotated they are the only live tokens, so the write is
+/// retried, spaced by `clock.sleep-ms`, until the lease ends: a store that
+/// is down for 25 s loses nothing. Down for longer, they are lost, and the
+/// answer says so instead of "try again".
 #[test]
-fn storage_fault_during_refresh_loses_nothing() {
+fn storage_fault_during_refresh_keeps_rotated_tokens_while_the_lease_lasts() {
     let mut io = connected(config());
-    io.write_faults
-        .push(("tokens/".into(), StorageError::Unavailable("disk".into())));
-    io.respond(tokens("AT-2", Some("RT-2"), 3600));
-    assert_eq!(token_of(access_token(&mut io, NOW + HOUR, "c1")), "AT-2");
-    assert_eq!(stored_refresh(&mut io).as_deref(), Some("RT-2"));
-
-    let mut io = connected(config());
-    for _ in 0..store::CAS_ATTEMPTS {
+    io.clock = NOW + HOUR;
+    let down_for = 25_000 / u64::from(refresh::STORE_RETRY_MS);
+    for _ in 0..down_for {
         io.write_faults
             .push(("tokens/".into(), StorageError::Unavailable("disk".into())));
     }
     io.respond(tokens("AT-2", Some("RT-2"), 3600));
-    assert!(matches!(
-        access_token(&mut io, NOW + HOUR, "c1"),
-        Err(Refusal::Storage(StoreError::Unavailable(_)))
-    ));
+    assert_eq!(token_of(access_token(&mut io, NOW + HOUR, "c1")), "AT-2");
+    assert_eq!(stored_refresh(&mut io).as_deref(), Some("RT-2"));
+    assert!(io.clock >= NOW + HOUR + 25_000, "it waited, on the clock");
+    assert!(io.store.keys().all(|k| !k.starts_with("lease/")));
+
+    let mut io = connected(config());
+    io.clock = NOW + HOUR;
+    for _ in 0..100 {
+        io.write_faults
+            .push(("tokens/".into(), StorageError::Unavailable("disk".into())));
+    }
+    io.respond(tokens("AT-2", Some("RT-2"), 3600));
     assert_eq!(
-        stored_refresh(&mut io).as_deref(),
-        Some("RT-1"),
-        "old record intact"
+        access_token(&mut io, NOW + HOUR, "c1"),
+        Err(Refusal::Reauthenticate(Reason::RotationLost))
+    );
+    assert!(
+        io.clock < NOW + HOUR + lease::LEASE_MS,
+        "gave up within the lease"
+    );
+    assert!(io.kinds().contains(&"rotated-tokens-lost"));
+    assert_eq!(
+        access_token(&mut io, NOW + HOUR, "c1"),
+        Err(Refusal::Reauthenticate(Reason::RotationLost)),
+        "the dead tokens are never served"
     );
     assert_eq!(get_config(&mut io, "c1").unwrap(), Some(config()));
-    assert!(io.kinds().contains(&"refresh-not-stored"));
-    assert!(io.store.keys().all(|k| !k.starts_with("lease/")));
 
     // A read fault before anything happens: typed, nothing sent.
     let mut io = connected(config());
@@ -711,4 +836,256 @@ fn clock_jumps_have_defined_behaviour() {
         token_of(access_token(&mut io, at + 365 * 24 * HOUR, "c1")),
         "AT-2"
     );
+}
+
+/// A response lost after the server rotated (RFC 6749 §6 rotation; Pleo
+/// invalidates the old tokens at once): a 504 from a proxy, a connection
+/// reset after sending, or a worker that stopped. The next refresh's
+/// rejection is a lost rotation, not the user's revocation, and the earlier
+/// cause survives in the status and the event.
+#[test]
+fn a_rejection_after_an_unknown_outcome_is_rotation_lost_with_its_cause() {
+    for (lost, cause) in [
+        (json(504, "<html>gateway timeout</html>"), "status 504"),
+        (
+            Err(TransportError::ConnectionLost),
+            "connection lost after sending",
+        ),
+        (Err(TransportError::Timeout), "timeout"),
+    ] {
+        let mut io = connected(config());
+        io.respond(lost);
+        assert!(access_token(&mut io, NOW + HOUR - 30_000, "c1").is_ok());
+        let view = status(&mut io, NOW + HOUR - 30_000);
+        assert_eq!(view.state, State::Degraded);
+        assert_eq!(
+            view.refresh_outcome_unknown_since_ms,
+            Some(NOW + HOUR - 30_000)
+        );
+        io.respond(json(400, r#"{"error":"invalid_grant"}"#));
+        assert_eq!(
+            access_token(&mut io, NOW + HOUR, "c1"),
+            Err(Refusal::Reauthenticate(Reason::RotationLost)),
+            "{cause}"
+        );
+        let view = status(&mut io, NOW + HOUR);
+        assert_eq!(
+            view.last_error,
+            Some(format!("rotation lost after: {cause}"))
+        );
+        let event = io
+            .events
+            .iter()
+            .find(|e| e.kind == "rotation-lost")
+            .unwrap();
+        assert!(
+            event
+                .fields
+                .contains(&("earlier-cause".into(), cause.into())),
+            "{event:?}"
+        );
+        assert_eq!(get_config(&mut io, "c1").unwrap(), Some(config()));
+    }
+}
+
+/// A worker that stopped after the write-ahead record (killed mid-request):
+/// its outcome is unknown, so the rejection that follows is a lost rotation.
+#[test]
+fn a_worker_that_stopped_mid_refresh_leaves_a_record_that_names_it() {
+    let mut io = connected(config());
+    io.clock = NOW + HOUR;
+    // The crash: the lease and the write-ahead record stay behind.
+    let lease::Acquire::Acquired(mut lease) = lease::acquire(&mut io, "c1", NOW + HOUR).unwrap()
+    else {
+        panic!("free");
+    };
+    assert!(lease::renew(&mut io, &mut lease, NOW + HOUR).unwrap());
+    status::update(&mut io, "c1", NOW + HOUR, |_, mut s| {
+        s.in_flight = Some(status::InFlight {
+            token_hash: Secret::new("RT-1").fingerprint(),
+            since_ms: NOW + HOUR,
+            cause: None,
+        });
+        Ok::<_, StoreError>(s)
+    })
+    .unwrap();
+    let later = NOW + HOUR + lease::LEASE_MS + lease::MAX_CLOCK_SKEW_MS;
+    io.clock = later;
+    io.respond(json(400, r#"{"error":"invalid_grant"}"#));
+    assert_eq!(
+        access_token(&mut io, later, "c1"),
+        Err(Refusal::Reauthenticate(Reason::RotationLost))
+    );
+    assert_eq!(
+        status(&mut io, later).last_error.as_deref(),
+        Some("rotation lost after: no outcome recorded (the worker stopped)")
+    );
+}
+
+/// A request that certainly never left (connection refused) leaves nothing
+/// in doubt: a later rejection is the user's revocation, as usual.
+#[test]
+fn a_request_that_never_left_is_not_in_doubt() {
+    let mut io = connected(config());
+    io.respond(Err(TransportError::ConnectionRefused));
+    let _ = access_token(&mut io, NOW + HOUR - 30_000, "c1");
+    assert_eq!(
+        status(&mut io, NOW + HOUR - 30_000).refresh_outcome_unknown_since_ms,
+        None
+    );
+    io.respond(json(400, r#"{"error":"invalid_grant"}"#));
+    assert_eq!(
+        access_token(&mut io, NOW + HOUR, "c1"),
+        Err(Refusal::Reauthenticate(Reason::RefreshTokenRejected))
+    );
+}
+
+/// The host holds no client secret: a configuration error found before
+/// anything is sent (the http import says so, typed), never an outage. No
+/// back-off, so the call right after the operator sets the secret refreshes.
+#[test]
+fn a_missing_client_secret_is_a_client_error_without_back_off() {
+    let mut io = connected(config());
+    io.respond(Err(TransportError::NoCredentials));
+    assert_eq!(
+        access_token(&mut io, NOW + HOUR, "c1"),
+        Err(Refusal::ClientMisconfigured {
+            error: refresh::NO_CREDENTIALS.into(),
+            retry_at_ms: None
+        })
+    );
+    let view = status(&mut io, NOW + HOUR);
+    assert_eq!(view.state, State::ClientError);
+    assert_eq!(view.next_retry_at_ms, None);
+    assert_eq!(view.refresh_outcome_unknown_since_ms, None);
+    assert!(view.next_action.contains("client secret is not configured"));
+    assert!(io.kinds().contains(&"client-credentials-missing"));
+    io.respond(tokens("AT-2", Some("RT-2"), 3600));
+    assert_eq!(
+        token_of(access_token(&mut io, NOW + HOUR + 1, "c1")),
+        "AT-2"
+    );
+    assert_eq!(status(&mut io, NOW + HOUR + 1).state, State::Connected);
+}
+
+/// After an operator fixes the client secret, `retry-now` clears the
+/// back-off so the next call refreshes at once.
+#[test]
+fn retry_now_clears_the_back_off() {
+    let mut io = connected(config());
+    io.respond(json(401, r#"{"error":"invalid_client"}"#));
+    let refused = access_token(&mut io, NOW + HOUR, "c1");
+    assert!(matches!(
+        refused,
+        Err(Refusal::ClientMisconfigured { retry_at_ms: Some(at), .. }) if at > NOW + HOUR
+    ));
+    let sent = io.sent.len();
+    let _ = access_token(&mut io, NOW + HOUR + 1, "c1");
+    assert_eq!(io.sent.len(), sent, "backing off");
+    retry_now(&mut io, NOW + HOUR + 1, "c1").unwrap();
+    io.respond(tokens("AT-2", Some("RT-2"), 3600));
+    assert_eq!(
+        token_of(access_token(&mut io, NOW + HOUR + 1, "c1")),
+        "AT-2"
+    );
+    assert_eq!(
+        retry_now(&mut io, NOW, "nobody"),
+        Err(StatusError::UnknownConnection)
+    );
+}
+
+/// Pleo: back off on transient failures, but do not retry indefinitely.
+/// After the stall horizon of failures without a break the connection is
+/// `stalled`: one error-level event, tokens and configuration kept, a probe
+/// at most every 15 minutes, and the first success heals it. Never
+/// re-authentication.
+#[test]
+fn failing_past_the_horizon_stalls_and_heals() {
+    let config = ConnectionConfig {
+        stall_after_seconds: Some(3600),
+        ..config()
+    };
+    let mut io = connected(config.clone());
+    let mut now = NOW + HOUR - 59_000;
+    let mut probes = Vec::new();
+    while now < NOW + 4 * HOUR {
+        io.respond(json(503, "down"));
+        let result = access_token(&mut io, now, "c1");
+        let view = status(&mut io, now);
+        if view.state == State::Stalled {
+            let Err(Refusal::Wait { until_ms, why }) = result else {
+                panic!("{result:?}");
+            };
+            assert_eq!(why, WaitReason::Stalled);
+            probes.push(until_ms - now);
+        }
+        now = view.next_retry_at_ms.unwrap();
+    }
+    assert!(!probes.is_empty());
+    assert!(probes.iter().all(|&wait| wait >= refresh::STALLED_PROBE_MS));
+    let stalled = io
+        .kinds()
+        .iter()
+        .filter(|k| **k == "refresh-stalled")
+        .count();
+    assert_eq!(stalled, 1, "said once");
+    assert!(!io.kinds().contains(&"reauth-required"));
+    assert!(io.store.contains_key("tokens/c1"));
+    io.respond(tokens("AT-2", Some("RT-2"), 3600));
+    assert_eq!(token_of(access_token(&mut io, now, "c1")), "AT-2");
+    let view = status(&mut io, now);
+    assert_eq!(
+        (view.state, view.failing_since_ms),
+        (State::Connected, None)
+    );
+    assert_eq!(get_config(&mut io, "c1").unwrap(), Some(config));
+}
+
+/// A holder that paused past its lease before sending, with nobody taking
+/// over meanwhile, renews it and sends: pausing alone is no reason to fail.
+#[test]
+fn a_holder_paused_past_its_lease_renews_it_before_sending() {
+    let mut io = connected(config());
+    io.clock = NOW + HOUR + 61_000;
+    io.respond(tokens("AT-2", Some("RT-2"), 3600));
+    assert_eq!(token_of(access_token(&mut io, NOW + HOUR, "c1")), "AT-2");
+    assert_eq!(sent_refresh_tokens(&io), ["RT-1"]);
+}
+
+/// The holder stored its rotated tokens after all (it paused past its
+/// lease): a worker that read the old ones sends nothing.
+#[test]
+fn tokens_replaced_before_sending_are_not_refreshed_again() {
+    let mut io = connected(config());
+    let record = store::TokensRecord {
+        access_token: Secret::new("AT-2"),
+        refresh_token: Some(Secret::new("RT-2")),
+        expires_at_ms: Some(NOW + 2 * HOUR),
+        scopes: vec![],
+        obtained_at_ms: NOW + HOUR,
+        after_unauthorized: false,
+        unconfirmed: false,
+    };
+    let seen = store::read::<store::TokensRecord>(&mut io, "tokens/c1")
+        .unwrap()
+        .unwrap();
+    store::replace(&mut io, "tokens/c1", &record).unwrap();
+    let loaded = gate::Loaded {
+        config: config(),
+        status: Status::new(NOW),
+        tokens: seen,
+    };
+    // The caller read RT-1 before the replacement; under the lease the
+    // tokens are read again and found fresh.
+    assert_eq!(
+        token_of(refresh::refresh(
+            &mut io,
+            NOW + HOUR,
+            "c1",
+            loaded,
+            refresh::Trigger::Expiry
+        )),
+        "AT-2"
+    );
+    assert!(io.sent.is_empty());
 }

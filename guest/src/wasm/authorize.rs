@@ -102,6 +102,9 @@ impl w::Guest for Component {
                     c::ExchangeFailure::Transient(transient) => {
                         w::ExchangeFailure::Transient(transient.into())
                     }
+                    c::ExchangeFailure::CredentialsMissing => {
+                        w::ExchangeFailure::CredentialsMissing
+                    }
                 },
             }),
             c::CompleteError::Storage(error) => w::CompleteError::Storage(error.into()),

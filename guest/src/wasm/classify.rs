@@ -81,6 +81,8 @@ impl From<wt::TransportError> for ct::TransportError {
             wt::TransportError::Tls => Self::Tls,
             wt::TransportError::BodyTooLarge => Self::BodyTooLarge,
             wt::TransportError::Other(text) => Self::Other(text),
+            wt::TransportError::ConnectionLost => Self::ConnectionLost,
+            wt::TransportError::NoCredentials => Self::NoCredentials,
         }
     }
 }
@@ -94,6 +96,8 @@ impl From<ct::TransportError> for wt::TransportError {
             ct::TransportError::Tls => Self::Tls,
             ct::TransportError::BodyTooLarge => Self::BodyTooLarge,
             ct::TransportError::Other(text) => Self::Other(text),
+            ct::TransportError::ConnectionLost => Self::ConnectionLost,
+            ct::TransportError::NoCredentials => Self::NoCredentials,
         }
     }
 }
@@ -111,6 +115,7 @@ impl From<c::TokenOutcome> for w::TokenOutcome {
             c::TokenOutcome::ClientMisconfigured(error) => Self::ClientMisconfigured(error.into()),
             c::TokenOutcome::RequestInvalid(error) => Self::RequestInvalid(error.into()),
             c::TokenOutcome::Transient(transient) => Self::Transient(transient.into()),
+            c::TokenOutcome::CredentialsMissing => Self::CredentialsMissing,
         }
     }
 }

@@ -20,10 +20,7 @@ impl w::Guest for Component {
 
     fn status(connection: String) -> Result<w::ConnectionStatus, w::StatusError> {
         let view =
-            c::status_view(&mut Imports, clock::now_ms(), &connection).map_err(|e| match e {
-                c::StatusError::UnknownConnection => w::StatusError::UnknownConnection,
-                c::StatusError::Storage(error) => w::StatusError::Storage(error.into()),
-            })?;
+            c::status_view(&mut Imports, clock::now_ms(), &connection).map_err(status_error)?;
         Ok(w::ConnectionStatus {
             state: view.state.into(),
             since_ms: view.since_ms,
@@ -37,6 +34,9 @@ impl w::Guest for Component {
             last_refresh_at_ms: view.last_refresh_at_ms,
             last_error: view.last_error,
             refreshing_until_ms: view.refreshing_until_ms,
+            failing_since_ms: view.failing_since_ms,
+            refresh_outcome_unknown_since_ms: view.refresh_outcome_unknown_since_ms,
+            fresh_token_rejections: view.fresh_token_rejections,
             next_action: view.next_action,
         })
     }
@@ -69,7 +69,12 @@ impl w::Guest for Component {
             c::ApiAction::Forbidden => w::ApiAction::Forbidden,
             c::ApiAction::RateLimited(at) => w::ApiAction::RateLimited(at),
             c::ApiAction::Transient(at) => w::ApiAction::Transient(at),
+            c::ApiAction::RejectedAfterRefresh => w::ApiAction::RejectedAfterRefresh,
         })
+    }
+
+    fn retry_now(connection: String) -> Result<(), w::StatusError> {
+        c::retry_now(&mut Imports, clock::now_ms(), &connection).map_err(status_error)
     }
 
     fn disconnect(connection: String, revoke: bool) -> Result<w::Revocation, w::DisconnectError> {
@@ -89,6 +94,13 @@ impl w::Guest for Component {
 
     fn forget(connection: String) -> Result<(), w::StorageFailure> {
         Ok(c::forget(&mut Imports, &connection)?)
+    }
+}
+
+fn status_error(error: c::StatusError) -> w::StatusError {
+    match error {
+        c::StatusError::UnknownConnection => w::StatusError::UnknownConnection,
+        c::StatusError::Storage(error) => w::StatusError::Storage(error.into()),
     }
 }
 
@@ -119,11 +131,11 @@ impl From<c::Refusal> for w::Refusal {
     }
 }
 
-enum_into!(c::WaitReason => w::WaitReason { RefreshInProgress, BackingOff });
+enum_into!(c::WaitReason => w::WaitReason { RefreshInProgress, BackingOff, Stalled });
 enum_into!(c::NotConnected => w::NotConnected { UnknownConnection, NeverAuthorized, Disconnected });
 
-enum_into!(c::State => w::State { New, Authorizing, Connected, Degraded, ClientError, ReauthRequired, Disconnected });
-enum_into!(c::Reason => w::ReauthReason { RefreshTokenRejected, AccessRevoked, NoRefreshToken });
+enum_into!(c::State => w::State { New, Authorizing, Connected, Degraded, Stalled, ClientError, ReauthRequired, Disconnected });
+enum_into!(c::Reason => w::ReauthReason { RefreshTokenRejected, NoRefreshToken, RotationLost, RefreshTokenReused });
 enum_into!(
     w::ClientType,
     c::ClientType {
@@ -154,6 +166,7 @@ record_into!(
         revocation_url,
         refresh_margin_seconds,
         max_backoff_seconds,
+        stall_after_seconds,
     }
 );
 

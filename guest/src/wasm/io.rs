@@ -1,6 +1,6 @@
 //! The core's `Io`, carried out through the component's imports.
 
-use super::bindings::pleo::oauth::{http, log, random, storage, types as wt};
+use super::bindings::pleo::oauth::{clock, http, log, random, storage, types as wt};
 use crate::io::Io;
 use crate::types::{Entry, Event, Level, Method, Request, Response, StorageError, TransportError};
 
@@ -87,5 +87,13 @@ impl Io for Imports {
                 .collect(),
             message: event.message,
         });
+    }
+
+    fn now_ms(&mut self) -> u64 {
+        clock::now_ms()
+    }
+
+    fn sleep_ms(&mut self, ms: u32) {
+        clock::sleep_ms(ms);
     }
 }

@@ -1,4 +1,5 @@
-//! The `clock` import: wall-clock time in Unix milliseconds.
+//! The `clock` import: wall-clock time in Unix milliseconds, and a short
+//! sleep for the guest's retries of a write that must not be lost.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -9,7 +10,15 @@ use crate::bindings::pleo::oauth::clock as wit;
 pub trait Clock: Send + Sync {
     /// Milliseconds since the Unix epoch.
     fn now_ms(&self) -> u64;
+
+    /// Waits about `ms` milliseconds. A test clock advances instead.
+    fn sleep_ms(&self, ms: u32) {
+        std::thread::sleep(std::time::Duration::from_millis(u64::from(ms)));
+    }
 }
+
+/// The longest one `sleep-ms` call blocks, as the contract says.
+pub const MAX_SLEEP_MS: u32 = 5_000;
 
 /// The system's wall clock.
 pub struct SystemClock;
@@ -46,6 +55,11 @@ impl Clock for ManualClock {
     fn now_ms(&self) -> u64 {
         self.0.load(Ordering::SeqCst)
     }
+
+    /// Time passes for the sleeper: the clock moves on, nobody waits.
+    fn sleep_ms(&self, ms: u32) {
+        self.advance(u64::from(ms));
+    }
 }
 
 /// The system clock shifted by an offset that can move: the demo moves
@@ -77,6 +91,10 @@ impl Clock for OffsetClock {
 impl wit::Host for HostState {
     fn now_ms(&mut self) -> u64 {
         self.timed(|backends| backends.clock.now_ms())
+    }
+
+    fn sleep_ms(&mut self, ms: u32) {
+        self.timed(|backends| backends.clock.sleep_ms(ms.min(MAX_SLEEP_MS)));
     }
 }
 

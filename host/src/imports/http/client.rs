@@ -75,6 +75,11 @@ impl ClientSecrets {
     pub fn get(&self, client_id: &str) -> Option<&Secret> {
         self.secrets.get(client_id).or(self.fallback.as_ref())
     }
+
+    /// Whether a secret is held for this client.
+    pub fn has(&self, client_id: &str) -> bool {
+        self.get(client_id).is_some()
+    }
 }
 
 /// Limits of the real client.
@@ -122,15 +127,21 @@ impl HttpClient {
         }
     }
 
+    /// The client secrets this client applies.
+    pub fn secrets(&self) -> &ClientSecrets {
+        &self.secrets
+    }
+
+    /// Adds client authentication; `no-credentials` (nothing sent) when
+    /// the request asks for it and no secret is held.
     fn authenticate(&self, request: &mut Request) -> Result<(), TransportError> {
         let Some(client_id) = &request.client_auth else {
             return Ok(());
         };
-        let secret = self.secrets.get(client_id).ok_or_else(|| {
-            TransportError::Other(format!(
-                "no client secret for client {client_id}: set PLEO_OAUTH_CLIENT_SECRET or --client-secret-file"
-            ))
-        })?;
+        let secret = self
+            .secrets
+            .get(client_id)
+            .ok_or(TransportError::NoCredentials)?;
         match self.secrets.method {
             ClientAuthMethod::Basic => {
                 // RFC 6749 §2.3.1: both parts form-urlencoded, then Basic.
@@ -227,9 +238,13 @@ fn transport_error(error: ureq::Error) -> TransportError {
             TransportError::Tls
         }
         ureq::Error::Io(e) => match e.kind() {
-            std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::ConnectionReset => {
-                TransportError::ConnectionRefused
-            }
+            std::io::ErrorKind::ConnectionRefused => TransportError::ConnectionRefused,
+            // The connection was up and the request on its way: the server
+            // may have acted on it (RFC 9110 §9.2.2: a POST is not idempotent).
+            std::io::ErrorKind::ConnectionReset
+            | std::io::ErrorKind::ConnectionAborted
+            | std::io::ErrorKind::BrokenPipe
+            | std::io::ErrorKind::UnexpectedEof => TransportError::ConnectionLost,
             std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock => {
                 TransportError::Timeout
             }
@@ -344,7 +359,9 @@ mod tests {
     }
 
     #[test]
-    fn a_missing_secret_is_a_clear_error_and_debug_hides_secrets() {
+    fn a_missing_secret_is_a_typed_error_before_sending_and_debug_hides_secrets() {
+        // Port 9 (discard) on loopback: were anything sent, the error would
+        // be `connection-refused`, not `no-credentials`.
         let none = HttpClient::new(HttpLimits::default(), ClientSecrets::default());
         let error = none
             .send(request(
@@ -353,9 +370,7 @@ mod tests {
                 Some("c"),
             ))
             .unwrap_err();
-        assert!(
-            matches!(error, TransportError::Other(why) if why.contains("PLEO_OAUTH_CLIENT_SECRET"))
-        );
+        assert_eq!(error, TransportError::NoCredentials);
         let secrets = ClientSecrets::any(ClientAuthMethod::Post, Secret::new("s3cret"));
         assert!(!format!("{secrets:?}").contains("s3cret"));
     }
