@@ -119,8 +119,18 @@ pub enum Fault {
     TokenDelay(u32),
     /// `/oauth/token` answers 200 with `{"error":"server_error"}`.
     TokenErrorIn200,
+    /// `/oauth/token` processes the request (a refresh rotates the tokens),
+    /// then answers 504 with an HTML body instead, as a proxy whose upstream
+    /// was too slow would: the client never sees the new tokens.
+    TokenRotateThenGatewayTimeout,
+    /// `/oauth/token` processes the request (a refresh rotates the tokens),
+    /// then breaks the connection before the response is complete.
+    TokenRotateThenDrop,
     /// `/v2/*` answers 503 with `Retry-After: 1`.
     ApiServerError,
+    /// `/v2/*` answers 401 `Bearer error="invalid_token"`, whatever the
+    /// token: an API that refuses what the authorisation server issued.
+    ApiUnauthorized,
 }
 
 /// Counters of what the server has seen.

@@ -442,3 +442,247 @@ fn a_killed_refresher_blocks_only_until_its_lease_lapses() {
     assert_eq!(setup.mock.control().stats().reuse_detections, 0);
     setup.assert_no_secrets(&[&text(&blocked.stderr), &text(&later.stderr)]);
 }
+
+fn status_json(setup: &Setup, offset_ms: i64) -> serde_json::Value {
+    let status = setup.run(offset_ms, &["status", "c1", "--json"]);
+    let rows: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    rows[0].clone()
+}
+
+/// Single flight across processes whose clocks differ (100 ms, 2 s and the
+/// 30 s bound): eight `token` processes at expiry on one SQLite file, half
+/// with their clock ahead. A lease written by the clock ahead is honoured by
+/// the others, so exactly one refresh per expiry, and no reuse.
+#[test]
+fn skewed_workers_on_one_sqlite_file_refresh_once_per_expiry() {
+    let setup = Setup::new();
+    setup.connect_in_process();
+    for (round, skew) in [100, 2_000, 30_000].into_iter().enumerate() {
+        let base = HOURS_2 * (round as i64 + 1);
+        let before = setup.mock.control().stats();
+        let children: Vec<_> = (0..8)
+            .map(|i| {
+                let offset = if i % 2 == 0 { base } else { base + skew };
+                setup
+                    .command(offset, &["token", "c1"])
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        let outputs: Vec<Output> = children
+            .into_iter()
+            .map(|c| c.wait_with_output().unwrap())
+            .collect();
+        for output in &outputs {
+            let code = output.status.code();
+            assert!(
+                code == Some(0) || code == Some(4),
+                "skew {skew}: {code:?} {}",
+                text(&output.stderr)
+            );
+        }
+        let after = setup.mock.control().stats();
+        assert_eq!(after.refreshes - before.refreshes, 1, "skew {skew}");
+        assert_eq!(after.reuse_detections, 0, "skew {skew}");
+        let printed: std::collections::BTreeSet<String> = outputs
+            .iter()
+            .filter(|o| o.status.success())
+            .map(|o| text(&o.stdout).trim().to_owned())
+            .collect();
+        assert_eq!(printed.len(), 1, "skew {skew}: one token for everyone");
+        let row = status_json(&setup, base + skew);
+        assert_eq!(row["state"], "connected", "skew {skew}");
+    }
+}
+
+/// The server rotated, and the answer was lost: a proxy's 504, or a
+/// connection that broke after the request went out. The next refresh
+/// presents the rotated-away token, the strict server revokes the grant,
+/// and the command line says what happened (a lost rotation, with the
+/// earlier cause), not that the user revoked access.
+#[test]
+fn a_rotation_lost_to_a_504_or_a_reset_is_reported_as_such() {
+    for (fault, cause) in [
+        (Fault::TokenRotateThenGatewayTimeout, "status 504"),
+        (Fault::TokenRotateThenDrop, "connection lost after sending"),
+    ] {
+        let setup = Setup::new();
+        setup.connect_in_process();
+        setup.mock.control().inject(fault, 1);
+        let first = setup.run(HOURS_2, &["token", "c1"]);
+        assert_eq!(first.status.code(), Some(4), "{}", text(&first.stderr));
+        assert!(text(&first.stderr).contains("refreshes are failing"));
+        let row = status_json(&setup, HOURS_2);
+        assert_eq!(row["state"], "degraded");
+        assert_eq!(row["last-error"], cause);
+        assert!(row["refresh-outcome-unknown-since-ms"].is_u64(), "{row}");
+
+        let later = HOURS_2 + 400_000;
+        let second = setup.run(later, &["token", "c1"]);
+        assert_eq!(second.status.code(), Some(3), "{}", text(&second.stderr));
+        assert!(
+            text(&second.stderr).contains("whose answer was lost"),
+            "{}",
+            text(&second.stderr)
+        );
+        let row = status_json(&setup, later);
+        assert_eq!(row["reason"], "rotation-lost");
+        assert_eq!(
+            row["last-error"],
+            format!("rotation lost after: {cause}").as_str()
+        );
+        assert!(
+            row["next-action"]
+                .as_str()
+                .unwrap()
+                .contains("not by anything you did")
+        );
+        setup.assert_no_secrets(&[&text(&first.stderr), &text(&second.stderr)]);
+    }
+}
+
+/// The API refuses a token the authorisation server has just issued: the
+/// grant is alive (the refresh proved it), so the tokens are kept and the
+/// command says what happened; the next call works.
+#[test]
+fn a_spurious_second_401_keeps_the_grant() {
+    let setup = Setup::new();
+    setup.connect_in_process();
+    setup.mock.control().inject(Fault::ApiUnauthorized, 2);
+    let call = setup.run(0, &["call", "c1", "GET", "/v2/users"]);
+    assert_eq!(call.status.code(), Some(7), "{}", text(&call.stderr));
+    assert!(text(&call.stderr).contains("refused a token Pleo had just issued"));
+    assert_eq!(setup.mock.control().stats().refreshes, 1, "one refresh");
+    let row = status_json(&setup, 0);
+    assert_eq!(row["state"], "connected");
+    assert_eq!(row["fresh-token-rejections"], 1);
+    let again = setup.run(0, &["call", "c1", "GET", "/v2/users"]);
+    assert!(again.status.success(), "{}", text(&again.stderr));
+    assert_eq!(setup.mock.control().stats().reuse_detections, 0);
+}
+
+/// No client secret for a confidential client: found before anything is
+/// sent, by `token` (exit 5, naming the variable) and by `connect` (before
+/// the browser opens).
+#[test]
+fn a_missing_secret_is_found_before_anything_is_sent() {
+    let setup = Setup::new();
+    setup.connect_in_process();
+    let token = setup
+        .command(HOURS_2, &["token", "c1"])
+        .env_remove("PLEO_OAUTH_CLIENT_SECRET")
+        .output()
+        .unwrap();
+    assert_eq!(token.status.code(), Some(5), "{}", text(&token.stderr));
+    assert!(text(&token.stderr).contains("PLEO_OAUTH_CLIENT_SECRET"));
+    assert!(text(&token.stderr).contains("nothing was sent"));
+    assert_eq!(setup.mock.control().stats().refresh_attempts, 0);
+    let row = status_json(&setup, HOURS_2);
+    assert_eq!(row["state"], "client-error");
+    assert_eq!(row["next-retry-at-ms"], serde_json::Value::Null);
+
+    let issuer = setup.mock.issuer();
+    let connect = setup
+        .command(
+            0,
+            &[
+                "connect",
+                "c2",
+                "--issuer",
+                &issuer,
+                "--client-id",
+                "e2e-client",
+                "--redirect-uri",
+                &setup.redirect,
+                "--scope",
+                "users:read",
+                "--timeout",
+                "5",
+            ],
+        )
+        .env_remove("PLEO_OAUTH_CLIENT_SECRET")
+        .output()
+        .unwrap();
+    assert_eq!(connect.status.code(), Some(5), "{}", text(&connect.stderr));
+    assert!(text(&connect.stderr).contains("PLEO_OAUTH_CLIENT_SECRET"));
+    assert!(!text(&connect.stderr).contains("Open this URL"));
+
+    // With the secret back, the very next call refreshes: no back-off.
+    let fixed = setup.run(HOURS_2, &["token", "c1"]);
+    assert!(fixed.status.success(), "{}", text(&fixed.stderr));
+}
+
+/// After the operator fixes a rotated client secret, `retry-now` refreshes
+/// at once instead of waiting out the back-off; every refusal says until
+/// when.
+#[test]
+fn a_fixed_secret_is_retried_at_once() {
+    let setup = Setup::new();
+    setup.connect_in_process();
+    setup
+        .mock
+        .control()
+        .rotate_client_secret("rotated-secret-9876543210");
+    let refused = setup.run(HOURS_2, &["token", "c1"]);
+    assert_eq!(refused.status.code(), Some(5), "{}", text(&refused.stderr));
+    let stderr = text(&refused.stderr);
+    assert!(stderr.contains("invalid_client"), "{stderr}");
+    assert!(stderr.contains("retry-now c1"), "{stderr}");
+    assert!(stderr.contains(" s)"), "says until when: {stderr}");
+    let fixed = |args: &[&str]| {
+        setup
+            .command(HOURS_2 + 1_000, args)
+            .env("PLEO_OAUTH_CLIENT_SECRET", "rotated-secret-9876543210")
+            .output()
+            .unwrap()
+    };
+    let still = fixed(&["token", "c1"]);
+    assert_eq!(still.status.code(), Some(5), "backing off");
+    let retried = fixed(&["retry-now", "c1"]);
+    assert!(retried.status.success(), "{}", text(&retried.stderr));
+    assert_eq!(status_json(&setup, HOURS_2 + 1_000)["state"], "connected");
+}
+
+/// The rotated tokens' write meets a locked database for 25 s (real time):
+/// the write is retried until the lock goes, within the lease, and nothing
+/// is lost: the next process gets the same new token without a refresh.
+#[test]
+fn rotated_tokens_survive_a_database_locked_for_25_seconds() {
+    let setup = Setup::new();
+    setup.connect_in_process();
+    setup.mock.control().inject(Fault::TokenDelay(1_000), 1);
+    let refresher = setup
+        .command(HOURS_2, &["token", "c1"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while setup.mock.control().stats().faults_served == 0 {
+        assert!(Instant::now() < deadline, "the refresher never came");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // The request is at the server: lock the database against writers.
+    let locker = rusqlite::Connection::open(setup.db()).unwrap();
+    locker.execute_batch("BEGIN IMMEDIATE").unwrap();
+    std::thread::sleep(Duration::from_secs(25));
+    locker.execute_batch("COMMIT").unwrap();
+    let output = refresher.wait_with_output().unwrap();
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert!(
+        text(&output.stderr).contains("tokens-store-retrying"),
+        "the write met the lock: {}",
+        text(&output.stderr)
+    );
+    let token = text(&output.stdout).trim().to_owned();
+    assert_eq!(setup.mock.control().stats().refreshes, 1);
+    let next = setup.run(HOURS_2, &["token", "c1"]);
+    assert_eq!(
+        text(&next.stdout).trim(),
+        token,
+        "the rotated tokens were kept"
+    );
+    assert_eq!(setup.mock.control().stats().refreshes, 1);
+}

@@ -368,6 +368,7 @@ impl Attempt<'_> {
     ) -> Result<Stored, StoreError> {
         let key = store::tokens_key(self.connection);
         let mut conflicts = 0;
+        let mut retrying = false;
         loop {
             let error = match store::write(io, &key, record, Some(current.version)) {
                 Ok(_) => return Ok(Stored::Ours),
@@ -396,6 +397,20 @@ impl Attempt<'_> {
             let now = self.clock(io);
             if now.saturating_add(u64::from(STORE_RETRY_MS)) >= self.lease.until_ms() {
                 return Err(error);
+            }
+            if !retrying {
+                retrying = true;
+                events::emit(
+                    io,
+                    Level::Warn,
+                    "tokens-store-retrying",
+                    self.connection,
+                    &[
+                        ("error", store_error_kind(&error).into()),
+                        ("until-ms", self.lease.until_ms().to_string()),
+                    ],
+                    "storage refused the rotated tokens; retrying until the lease ends",
+                );
             }
             io.sleep_ms(STORE_RETRY_MS);
         }

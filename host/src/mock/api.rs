@@ -52,13 +52,24 @@ pub(super) async fn handle(
     let now = shared.now_ms();
     let mut store = shared.lock();
     store.stats.api_requests += 1;
-    if let Some(Fault::ApiServerError) = store.take_fault(FaultTarget::Api) {
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            [(RETRY_AFTER, "1")],
-            Json(json!({ "error": "service_unavailable" })),
-        )
-            .into_response();
+    match store.take_fault(FaultTarget::Api) {
+        Some(Fault::ApiServerError) => {
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                [(RETRY_AFTER, "1")],
+                Json(json!({ "error": "service_unavailable" })),
+            )
+                .into_response();
+        }
+        Some(Fault::ApiUnauthorized) => {
+            store.stats.api_unauthorized += 1;
+            return challenge(
+                StatusCode::UNAUTHORIZED,
+                "Bearer realm=\"pleo\", error=\"invalid_token\"".to_owned(),
+                "unauthorized",
+            );
+        }
+        _ => {}
     }
     let Some(resource) = resource(uri.path()) else {
         return (StatusCode::NOT_FOUND, Json(json!({ "error": "not_found" }))).into_response();

@@ -87,7 +87,8 @@ pub(super) async fn rotate_client_secret(
 }
 
 /// `POST /_mock/fault` with the form fields `kind` (`token-503-html`,
-/// `token-429`, `token-delay`, `token-error-200`, `api-503`), `count`
+/// `token-429`, `token-delay`, `token-error-200`, `token-rotate-504`,
+/// `token-rotate-drop`, `api-503`, `api-401`), `count`
 /// (default 1) and `ms` (for `token-delay`): [`Control::inject`].
 pub(super) async fn fault(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
     let params = Params::parse(&body);
@@ -100,14 +101,17 @@ pub(super) async fn fault(State(shared): State<Arc<Shared>>, body: Bytes) -> Res
         Some("token-503-html") => Fault::TokenServerErrorHtml,
         Some("token-429") => Fault::TokenRateLimited,
         Some("token-error-200") => Fault::TokenErrorIn200,
+        Some("token-rotate-504") => Fault::TokenRotateThenGatewayTimeout,
+        Some("token-rotate-drop") => Fault::TokenRotateThenDrop,
         Some("api-503") => Fault::ApiServerError,
+        Some("api-401") => Fault::ApiUnauthorized,
         Some("token-delay") => match params.get("ms").map(str::parse::<u32>) {
             Some(Ok(ms)) => Fault::TokenDelay(ms),
             _ => return bad_request("token-delay needs ms, a whole number of milliseconds"),
         },
         _ => {
             return bad_request(
-                "kind must be token-503-html, token-429, token-delay, token-error-200 or api-503",
+                "kind must be token-503-html, token-429, token-delay, token-error-200, token-rotate-504, token-rotate-drop, api-503 or api-401",
             );
         }
     };

@@ -146,7 +146,13 @@ pub(super) async fn token(
         Some(Fault::TokenDelay(ms)) => {
             tokio::time::sleep(Duration::from_millis(ms.into())).await;
         }
-        Some(Fault::ApiServerError) | None => {}
+        Some(
+            Fault::TokenRotateThenGatewayTimeout
+            | Fault::TokenRotateThenDrop
+            | Fault::ApiServerError
+            | Fault::ApiUnauthorized,
+        )
+        | None => {}
     }
 
     let params = match form_params(&headers, &body) {
@@ -184,9 +190,37 @@ pub(super) async fn token(
             description: "grant_type must be authorization_code or refresh_token",
         }),
     };
-    match result {
-        Ok(tokens) => no_store(StatusCode::OK, tokens),
-        Err(error) => error.into_response(),
+    match (result, fault) {
+        // The server acted; the client learns nothing of it.
+        (_, Some(Fault::TokenRotateThenGatewayTimeout)) => (
+            StatusCode::GATEWAY_TIMEOUT,
+            Html("<html><body><h1>504 Gateway Time-out</h1></body></html>"),
+        )
+            .into_response(),
+        (_, Some(Fault::TokenRotateThenDrop)) => Response::builder()
+            .status(StatusCode::OK)
+            .body(axum::body::Body::new(Broken))
+            .unwrap_or_default(),
+        (Ok(tokens), _) => no_store(StatusCode::OK, tokens),
+        (Err(error), _) => error.into_response(),
+    }
+}
+
+/// A response body that fails at once: hyper then closes the connection
+/// before the response is complete, as a crashed server or a reset would.
+struct Broken;
+
+impl http_body::Body for Broken {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        std::task::Poll::Ready(Some(Err(std::io::Error::other(
+            "the mock dropped the connection",
+        ))))
     }
 }
 

@@ -137,8 +137,10 @@ impl Fault {
             Fault::TokenServerErrorHtml
             | Fault::TokenRateLimited
             | Fault::TokenDelay(_)
-            | Fault::TokenErrorIn200 => FaultTarget::Token,
-            Fault::ApiServerError => FaultTarget::Api,
+            | Fault::TokenErrorIn200
+            | Fault::TokenRotateThenGatewayTimeout
+            | Fault::TokenRotateThenDrop => FaultTarget::Token,
+            Fault::ApiServerError | Fault::ApiUnauthorized => FaultTarget::Api,
         }
     }
 }

@@ -375,6 +375,22 @@ mod tests {
         assert!(!format!("{secrets:?}").contains("s3cret"));
     }
 
+    /// A connection that breaks after the request went out is
+    /// `connection-lost` (the server may have acted), never
+    /// `connection-refused` (it certainly did not).
+    #[test]
+    fn a_connection_broken_after_sending_is_connection_lost() {
+        let mock = mock();
+        mock.control().inject(Fault::TokenRotateThenDrop, 1);
+        let url = format!("{}/oauth/token", mock.base_url());
+        let secrets = ClientSecrets::any(ClientAuthMethod::Basic, Secret::new("s3cret"));
+        let error = HttpClient::new(HttpLimits::default(), secrets)
+            .send(request(Method::Post, url, Some("c")))
+            .unwrap_err();
+        assert_eq!(error, TransportError::ConnectionLost);
+        assert_eq!(mock.control().stats().faults_served, 1);
+    }
+
     #[test]
     fn unreachable_is_connection_refused() {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
