@@ -155,7 +155,7 @@ proptest! {
         let head = ResponseHead { status, headers };
         let verdict = classify::api_response(Ok(&head), attempt, NOW);
         if status == 401 {
-            prop_assert!(matches!(verdict, classify::ApiOutcome::RefreshAndRetry | classify::ApiOutcome::Reauthenticate));
+            prop_assert!(matches!(verdict, classify::ApiOutcome::RefreshAndRetry | classify::ApiOutcome::RejectedAfterRefresh));
         }
     }
 

@@ -72,7 +72,7 @@ impl Instance {
         Ok(match outcome {
             wit::ApiOutcome::Ok => ApiOutcome::Ok,
             wit::ApiOutcome::RefreshAndRetry => ApiOutcome::RefreshAndRetry,
-            wit::ApiOutcome::Reauthenticate => ApiOutcome::Reauthenticate,
+            wit::ApiOutcome::RejectedAfterRefresh => ApiOutcome::RejectedAfterRefresh,
             wit::ApiOutcome::InsufficientScope(scopes) => ApiOutcome::InsufficientScope(scopes),
             wit::ApiOutcome::Forbidden => ApiOutcome::Forbidden,
             wit::ApiOutcome::RateLimited(at) => ApiOutcome::RateLimited(at),

@@ -104,10 +104,10 @@ pub fn api_outcome(outcome: &ApiOutcome, now_ms: u64) -> Described {
             vec![],
             "refresh the access token once, then retry once",
         ),
-        ApiOutcome::Reauthenticate => (
-            "re-authenticate",
-            vec!["reason: a fresh access token was refused: the grant was revoked".into()],
-            REAUTHENTICATE,
+        ApiOutcome::RejectedAfterRefresh => (
+            "rejected after refresh",
+            vec!["reason: the API refused an access token the server had just issued".into()],
+            "keep the tokens (the authorisation server just accepted the grant); do not refresh or retry again; alert an operator",
         ),
         ApiOutcome::InsufficientScope(scopes) => (
             "insufficient scope",

@@ -399,7 +399,7 @@ fn two_processes_share_one_database_and_refresh_once() {
 }
 
 /// A process killed in the middle of a refresh holds the lease: the next
-/// caller is told to wait; once the lease lapses (its 60 s plus the 30 s
+/// caller is told to wait; once the lease lapses (its 65 s plus the 30 s
 /// skew allowance, by the clock) the next caller refreshes and gets a token.
 #[test]
 fn a_killed_refresher_blocks_only_until_its_lease_lapses() {
@@ -434,9 +434,9 @@ fn a_killed_refresher_blocks_only_until_its_lease_lapses() {
 
     let still = setup.run(HOURS_2 + 61_000, &["token", "c1"]);
     assert_eq!(still.status.code(), Some(4), "{}", text(&still.stderr));
-    let later = setup.run(HOURS_2 + 91_000, &["token", "c1"]);
+    let later = setup.run(HOURS_2 + 96_000, &["token", "c1"]);
     assert!(later.status.success(), "{}", text(&later.stderr));
-    let status = setup.run(HOURS_2 + 91_000, &["status", "c1", "--json"]);
+    let status = setup.run(HOURS_2 + 96_000, &["status", "c1", "--json"]);
     let rows: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
     assert_eq!(rows[0]["state"], "connected");
     assert_eq!(setup.mock.control().stats().reuse_detections, 0);

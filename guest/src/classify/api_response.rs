@@ -21,8 +21,10 @@ pub enum ApiOutcome {
     Ok,
     /// 401 on a first attempt: refresh once, retry once.
     RefreshAndRetry,
-    /// 401 right after a refresh: the grant was revoked.
-    Reauthenticate,
+    /// 401 right after a refresh: the API refuses a token the authorisation
+    /// server has just issued. Keep the tokens (the server just proved the
+    /// grant alive), do not refresh or retry again; alert.
+    RejectedAfterRefresh,
     /// 403 `insufficient_scope`, with the scopes the challenge names.
     InsufficientScope(Vec<String>),
     /// 403 for any other reason.
@@ -44,10 +46,12 @@ pub fn api_response(
     };
     match response.status {
         // RFC 6750 §3.1 `invalid_token` (or no error: the token was not
-        // accepted). One refresh per 401 streak: a second 401 means revoked.
+        // accepted). One refresh per 401 streak. A second 401 is not proof
+        // of revocation: the authorisation server has just issued the token,
+        // and it is the authority on the grant (RFC 6749 §6).
         401 => match attempt {
             ApiAttempt::First => ApiOutcome::RefreshAndRetry,
-            ApiAttempt::AfterRefresh => ApiOutcome::Reauthenticate,
+            ApiAttempt::AfterRefresh => ApiOutcome::RejectedAfterRefresh,
         },
         403 => match bearer_challenge(&response.headers) {
             Some(challenge) if challenge.param("error") == Some("insufficient_scope") => {

@@ -90,18 +90,24 @@ struct World {
     /// Workers blocked at their next effect, and when each may run.
     waiting: BTreeMap<usize, u64>,
     done: Vec<bool>,
-    rng: u64,
+    /// The scheduler's own choices. Each worker draws its stalls from its
+    /// own generator, so the order in which threads first arrive does not
+    /// change a seed's run.
+    rng: Rng,
     refusals: Vec<(usize, Refusal)>,
     served: usize,
     /// What ran, in order, for a failing seed's message.
     trace: Vec<String>,
 }
 
-impl World {
+/// splitmix64: small, seedable, good enough to schedule.
+#[derive(Clone, Copy)]
+struct Rng(u64);
+
+impl Rng {
     fn next(&mut self) -> u64 {
-        // splitmix64: small, seedable, good enough to schedule.
-        self.rng = self.rng.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.rng;
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
         z ^ (z >> 31)
@@ -135,6 +141,7 @@ struct Worker {
     /// Time this worker owes before its next effect (a response in flight,
     /// a sleep).
     carry: u64,
+    rng: Rng,
 }
 
 impl Worker {
@@ -146,13 +153,14 @@ impl Worker {
     ) -> R {
         let scheduler = Arc::clone(&self.scheduler);
         let mut world = scheduler.world.lock().unwrap();
-        let stall = match world.below(100) {
-            // A long stall: only where the invariant allows one.
-            0..=2 if effect == Effect::LeaseWrite => world.below(120_000),
+        let stall = match self.rng.below(100) {
+            // A long stall: before a lease write, where the lease's
+            // compare-and-swap and the clock reads around it catch it.
+            0..=9 if effect == Effect::LeaseWrite => self.rng.below(120_000),
             // A short stall: the pauses inside a refresh add up to less
             // than the pause bound (at most 5 effects, 5 s each).
-            3..=5 => world.below(MAX_PAUSE_MS / 6),
-            _ => world.below(50),
+            10..=12 => self.rng.below(MAX_PAUSE_MS / 6),
+            _ => self.rng.below(50),
         };
         let ready = world.time + std::mem::take(&mut self.carry) + stall;
         world.waiting.insert(self.id, ready);
@@ -245,14 +253,13 @@ impl Io for Worker {
 
     fn send(&mut self, request: Request) -> Result<Response, TransportError> {
         let what = format!("send {}", String::from_utf8_lossy(&request.body));
+        // Mostly quick; sometimes slow, never past the timeout.
+        let latency = match self.rng.below(10) {
+            0..=2 => self.rng.below(u64::from(REFRESH_TIMEOUT_MS)),
+            _ => self.rng.below(500),
+        };
         let (response, latency) = self.effect(Effect::Other, &what, |w| {
-            let response = w.server.token(&request);
-            // Mostly quick; sometimes slow, never past the timeout.
-            let latency = match w.below(10) {
-                0 => w.below(u64::from(REFRESH_TIMEOUT_MS)),
-                _ => w.below(500),
-            };
-            (ResponseText(response), latency)
+            (ResponseText(w.server.token(&request)), latency)
         });
         let response = response.0;
         self.carry += latency;
@@ -260,9 +267,8 @@ impl Io for Worker {
     }
 
     fn random(&mut self, buf: &mut [u8]) {
-        let mut world = self.scheduler.world.lock().unwrap();
         for byte in buf.iter_mut() {
-            *byte = world.next() as u8;
+            *byte = self.rng.next() as u8;
         }
     }
 
@@ -305,7 +311,7 @@ fn run(seed: u64, workers: usize, calls: usize) -> World {
         turn: None,
         waiting: BTreeMap::new(),
         done: vec![false; workers],
-        rng: seed,
+        rng: Rng(seed),
         refusals: Vec::new(),
         served: 0,
         trace: Vec::new(),
@@ -316,7 +322,7 @@ fn run(seed: u64, workers: usize, calls: usize) -> World {
             // The extremes of the bound, then anything within it.
             0 => 0,
             1 => MAX_CLOCK_SKEW_MS,
-            _ => world.below(MAX_CLOCK_SKEW_MS + 1),
+            _ => world.rng.below(MAX_CLOCK_SKEW_MS + 1),
         })
         .collect();
     let scheduler = Arc::new(Scheduler {
@@ -334,6 +340,7 @@ fn run(seed: u64, workers: usize, calls: usize) -> World {
                     offset,
                     scheduler,
                     carry: 0,
+                    rng: Rng(seed ^ (id as u64 + 1).wrapping_mul(0xd1b5_4a32_d192_ed03)),
                 };
                 for _ in 0..calls {
                     let now = io.now_ms();
@@ -344,9 +351,9 @@ fn run(seed: u64, workers: usize, calls: usize) -> World {
                             Ok(_) => world.served += 1,
                             Err(refusal) => world.refusals.push((id, refusal)),
                         }
-                        // Think time between API calls: up to 20 s.
-                        io.carry += world.below(20_000);
                     }
+                    // Think time between API calls: up to 20 s.
+                    io.carry += io.rng.below(20_000);
                 }
                 io.finish();
             })
@@ -384,7 +391,7 @@ fn schedule(scheduler: &Scheduler, workers: usize) {
             .filter(|&(_, &at)| at <= now)
             .map(|(&id, _)| id)
             .collect();
-        let pick = ready[world.below(ready.len() as u64) as usize];
+        let pick = ready[world.rng.below(ready.len() as u64) as usize];
         world.turn = Some(pick);
         scheduler.changed.notify_all();
     }
@@ -412,8 +419,9 @@ fn seed_connection(world: &mut World) {
 }
 
 /// The invariant, over many seeds: five workers (two at the extremes of
-/// the skew bound), stalls anywhere within the pause bound and long stalls
-/// before lease renewals, about ten expiries each run.
+/// the skew bound), short stalls anywhere within the pause bound, and long
+/// stalls (up to two minutes) before one lease write in ten: between a
+/// clock reading and the compare-and-swap that uses it.
 #[test]
 fn at_most_one_refresh_per_refresh_token_under_skew_and_pauses() {
     let mut refreshes = 0;
@@ -441,11 +449,11 @@ fn at_most_one_refresh_per_refresh_token_under_skew_and_pauses() {
             "seed {seed}: {:?}",
             world.refusals
         );
-        assert!(server.issued >= 3, "seed {seed}: the run crossed expiries");
+        assert!(server.issued >= 1, "seed {seed}: the run crossed an expiry");
         refreshes += server.issued;
         served += world.served;
     }
     // The run is meaningful: tokens were served and refreshed throughout.
     assert!(served > 150 * 5 * 24 / 2, "{served} served");
-    assert!(refreshes > 150 * 3, "{refreshes} refreshes");
+    assert!(refreshes > 150 * 2, "{refreshes} refreshes");
 }

@@ -19,9 +19,12 @@
 //! Right before sending, the holder renews the lease by compare-and-swap on
 //! the version it holds, reading the clock afresh: the write succeeds only
 //! if nobody took the lease over (whatever anyone's clock says, versions
-//! only move forward), and it leaves [`LEASE_MS`] `= REFRESH_TIMEOUT_MS +
-//! MAX_PAUSE_MS` for the request and the write. A holder that lost its
-//! lease sends nothing.
+//! only move forward). It reads the clock once more after the write: a
+//! pause between the first reading and the write would have left a deadline
+//! already spent, so unless [`REFRESH_TIMEOUT_MS`] `+` [`MAX_PAUSE_MS`] still
+//! remain, it sends nothing. [`LEASE_MS`] is those two plus
+//! [`RENEW_SLACK_MS`] for the renewal itself. A holder that lost its lease,
+//! or renewed it too slowly, sends nothing.
 //!
 //! What no lease can do (a lease is not a lock): a worker that pauses longer
 //! than the bound after its renewal may find that another worker has sent
@@ -45,8 +48,11 @@ pub const MAX_CLOCK_SKEW_MS: u64 = 30_000;
 /// The longest a holder may pause, in all, between renewing its lease and
 /// storing the refresh's result.
 pub const MAX_PAUSE_MS: u64 = 30_000;
+/// How long a renewal (a clock reading, a compare-and-swap, a clock
+/// reading) may take before the holder no longer trusts it.
+pub const RENEW_SLACK_MS: u64 = 5_000;
 /// How long a lease lasts from its last renewal.
-pub const LEASE_MS: u64 = REFRESH_TIMEOUT_MS as u64 + MAX_PAUSE_MS;
+pub const LEASE_MS: u64 = REFRESH_TIMEOUT_MS as u64 + MAX_PAUSE_MS + RENEW_SLACK_MS;
 /// How soon a caller that found the lease held should look again: a
 /// refresh takes a round trip, not the whole lease.
 pub const POLL_MS: u64 = 500;
@@ -74,6 +80,12 @@ impl Lease {
     /// stored by then.
     pub fn until_ms(&self) -> u64 {
         self.until_ms
+    }
+
+    /// Whether, at `now_ms` (read after a renewal), enough of the lease
+    /// remains for a request's whole timeout and the pause allowance.
+    pub fn covers_a_request(&self, now_ms: u64) -> bool {
+        now_ms.saturating_add(REFRESH_TIMEOUT_MS as u64 + MAX_PAUSE_MS) <= self.until_ms
     }
 }
 
@@ -268,6 +280,10 @@ mod tests {
         // and restores the whole lease.
         assert!(renew(&mut io, &mut first, NOW + LEASE_MS + 5_000).unwrap());
         assert_eq!(first.until_ms(), NOW + 2 * LEASE_MS + 5_000);
+        assert!(first.covers_a_request(NOW + LEASE_MS + 5_000 + RENEW_SLACK_MS));
+        // A pause between reading the clock and renewing: the deadline is
+        // partly spent, and the holder can tell.
+        assert!(!first.covers_a_request(NOW + LEASE_MS + 5_000 + RENEW_SLACK_MS + 1));
         // Taken over while paused: renewal fails, and the holder must not send.
         let taker_now = first.until_ms() + MAX_CLOCK_SKEW_MS;
         acquired(&mut io, taker_now);

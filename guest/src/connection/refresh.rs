@@ -8,8 +8,9 @@
 //!
 //! 1. take the lease, then read the tokens again (another worker may have
 //!    refreshed meanwhile);
-//! 2. read the clock afresh and renew the lease: a worker that paused since
-//!    taking it, and lost it, sends nothing;
+//! 2. read the clock afresh, renew the lease, and read the clock again: a
+//!    worker that paused since taking it and lost it, or paused during the
+//!    renewal, sends nothing;
 //! 3. record in the status that a refresh of this refresh token (its hash)
 //!    is in flight: if the response is lost, a later rejection of the same
 //!    token is a lost rotation, not a revocation;
@@ -219,7 +220,9 @@ impl Attempt<'_> {
         refresh_token: &Secret,
     ) -> Result<Send, Refusal> {
         let at_ms = self.clock(io);
-        if !lease::renew(io, &mut self.lease, at_ms)? {
+        if !lease::renew(io, &mut self.lease, at_ms)?
+            || !self.lease.covers_a_request(self.clock(io))
+        {
             return Ok(Send::LeaseLost);
         }
         let token_hash = refresh_token.fingerprint();

@@ -87,7 +87,7 @@ pub fn report(
             refresh::refresh(io, now_ms, connection, loaded, Trigger::Unauthorized)
                 .map(ApiAction::Retry)
         }
-        ApiOutcome::Reauthenticate => {
+        ApiOutcome::RejectedAfterRefresh => {
             let status = status::update(io, connection, now_ms, |_, mut status| {
                 status.fresh_rejections = status.fresh_rejections.saturating_add(1);
                 Ok::<_, StoreError>(status)

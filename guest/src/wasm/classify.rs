@@ -43,7 +43,7 @@ impl w::Guest for Component {
         match c::api_response(response.as_ref(), attempt, now_ms) {
             c::ApiOutcome::Ok => w::ApiOutcome::Ok,
             c::ApiOutcome::RefreshAndRetry => w::ApiOutcome::RefreshAndRetry,
-            c::ApiOutcome::Reauthenticate => w::ApiOutcome::Reauthenticate,
+            c::ApiOutcome::RejectedAfterRefresh => w::ApiOutcome::RejectedAfterRefresh,
             c::ApiOutcome::InsufficientScope(scopes) => w::ApiOutcome::InsufficientScope(scopes),
             c::ApiOutcome::Forbidden => w::ApiOutcome::Forbidden,
             c::ApiOutcome::RateLimited(at) => w::ApiOutcome::RateLimited(at),
