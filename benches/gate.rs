@@ -1,13 +1,14 @@
 //! The API gate's hot path (a valid token: storage reads, no write, no
 //! request): the core natively against the component, with in-memory and
-//! with SQLite storage, and a fresh instance per call against a reused one.
+//! with SQLite storage, and a fresh instance per call against a reused one;
+//! and what a durable SQLite write costs against a crash-safe one.
 //! Run with `cargo bench --bench gate`; compare ratios within one run.
 
 use std::hint::black_box;
 use std::sync::Arc;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use pleo_oauth::imports::storage::{MemoryStorage, SqliteStorage, Storage};
+use pleo_oauth::imports::storage::{Durability, MemoryStorage, SqliteStorage, Storage};
 use pleo_oauth::native::NativeIo;
 use pleo_oauth::{Backends, Runtime, RuntimeConfig};
 use pleo_oauth_conformance::callback::{Fixture, config_with, state_of, token_json};
@@ -83,6 +84,28 @@ fn benches(c: &mut Criterion) {
         }
         group.finish();
     }
+
+    // What durability across power loss costs: one compare-and-swap write
+    // (a refresh makes about six) with `synchronous = FULL` and `NORMAL`.
+    // The gate's hot path only reads, so it pays nothing.
+    let mut group = c.benchmark_group("sqlite-write");
+    for (name, durability) in [("full", Durability::Full), ("normal", Durability::Normal)] {
+        let store =
+            SqliteStorage::open_with(&dir.join(format!("{name}.db")), durability).expect("sqlite");
+        let mut version = store.put("status/c1", b"{}", None).expect("put");
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                version = store
+                    .put(
+                        "status/c1",
+                        black_box(b"{\"state\":\"connected\"}"),
+                        Some(version),
+                    )
+                    .expect("put");
+            })
+        });
+    }
+    group.finish();
     let _ = std::fs::remove_dir_all(dir);
 }
 

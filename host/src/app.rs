@@ -13,7 +13,7 @@ use crate::imports::clock::Clock;
 use crate::imports::http::{ClientSecrets, Http, HttpClient, HttpLimits};
 use crate::imports::log::TracingLog;
 use crate::imports::random::OsRandom;
-use crate::imports::storage::{OpenError, SqliteStorage};
+use crate::imports::storage::{KeyRing, OpenError, SealedStorage, SqliteStorage, Storage};
 use crate::{Backends, GuestError, Instance, Runtime, RuntimeConfig, RuntimeError};
 
 /// The setting (in a connection's `settings`) naming the API base URL.
@@ -39,10 +39,55 @@ pub fn default_db_path() -> PathBuf {
         .join("pleo-oauth.db")
 }
 
+/// The operator's client secret for the connections an app serves, and
+/// the origins it may be sent to. The client id it belongs to is each
+/// connection's; the origins are the operator's, never the stored
+/// configuration's, so a configuration pointed elsewhere gets nothing.
+#[derive(Clone)]
+pub struct OperatorSecret {
+    pub secret: crate::secret::Secret,
+    /// URLs whose origins may receive it: Pleo's authorisation servers,
+    /// plus any the operator names.
+    pub origins: Vec<String>,
+}
+
+impl OperatorSecret {
+    /// The secret for Pleo's own authorisation servers and `extra` origins.
+    pub fn new(secret: crate::secret::Secret, extra: &[String]) -> Self {
+        let mut origins = vec![
+            pleo_oauth_core::connection::config::PRODUCTION_AS.to_owned(),
+            pleo_oauth_core::connection::config::STAGING_AS.to_owned(),
+        ];
+        origins.extend(extra.iter().cloned());
+        Self { secret, origins }
+    }
+}
+
+/// Where the sealing key lives unless told otherwise, apart from the
+/// database: `$XDG_CONFIG_HOME/pleo-oauth/key`, else
+/// `~/.config/pleo-oauth/key`, else `./pleo-oauth.key`.
+pub fn default_key_path() -> PathBuf {
+    let env = |name| {
+        std::env::var_os(name)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    env("XDG_CONFIG_HOME")
+        .map(|d| d.join("pleo-oauth/key"))
+        .or_else(|| env("HOME").map(|d| d.join(".config/pleo-oauth/key")))
+        .unwrap_or_else(|| PathBuf::from("pleo-oauth.key"))
+}
+
 /// What an [`App`] is made of.
 pub struct AppConfig {
     pub db: PathBuf,
+    /// Credentials registered up front, each with its origins.
     pub secrets: ClientSecrets,
+    /// The operator's secret, registered for a connection's client id by
+    /// [`App::bind`].
+    pub operator: Option<OperatorSecret>,
+    /// Seals tokens and pending authorisations at rest when given.
+    pub sealing: Option<KeyRing>,
     pub http: HttpLimits,
     pub clock: Arc<dyn Clock>,
     pub runtime: RuntimeConfig,
@@ -56,6 +101,10 @@ pub enum AppError {
     Runtime(#[from] RuntimeError),
     #[error(transparent)]
     Guest(#[from] GuestError),
+    #[error(
+        "{0} is not an origin a client secret may go to: it must be an https URL (or http on a loopback address)"
+    )]
+    Origin(String),
 }
 
 /// The component wired to the real backends.
@@ -65,16 +114,33 @@ pub struct App {
     pub storage: Arc<SqliteStorage>,
     pub log: Arc<TracingLog>,
     pub http: Arc<HttpClient>,
+    /// The sealing layer over `storage`, when tokens are encrypted at rest.
+    pub sealed: Option<Arc<SealedStorage>>,
+    operator: Option<OperatorSecret>,
 }
 
 impl App {
     pub fn open(config: AppConfig) -> Result<Self, AppError> {
+        if let Some(operator) = &config.operator {
+            for origin in &operator.origins {
+                if crate::imports::http::origin_of(origin).is_none() {
+                    return Err(AppError::Origin(origin.clone()));
+                }
+            }
+        }
         let storage = Arc::new(SqliteStorage::open(&config.db)?);
         let log = Arc::new(TracingLog::default());
         let http = Arc::new(HttpClient::new(config.http, config.secrets));
+        let sealed = config
+            .sealing
+            .map(|ring| Arc::new(SealedStorage::new(storage.clone(), ring)));
+        let guest_storage: Arc<dyn Storage> = match &sealed {
+            Some(sealed) => sealed.clone(),
+            None => storage.clone(),
+        };
         let backends = Backends {
             http: http.clone(),
-            storage: storage.clone(),
+            storage: guest_storage,
             clock: config.clock,
             random: Arc::new(OsRandom),
             log: log.clone(),
@@ -85,7 +151,30 @@ impl App {
             storage,
             log,
             http,
+            sealed,
+            operator: config.operator,
         })
+    }
+
+    /// Registers the operator's secret for this connection's client id
+    /// (confidential clients only), for the operator's origins.
+    pub fn bind(&self, config: &ConnectionConfig) {
+        if let Some(operator) = &self.operator
+            && config.client_type == pleo_oauth_core::connection::ClientType::Confidential
+        {
+            self.http
+                .register(
+                    &config.client_id,
+                    operator.secret.clone(),
+                    operator.origins.iter().map(String::as_str),
+                )
+                .expect("origins checked at open");
+        }
+    }
+
+    /// Whether the operator holds a secret at all.
+    pub fn has_operator_secret(&self) -> bool {
+        self.operator.is_some()
     }
 
     /// A fresh instance over the app's backends.

@@ -9,14 +9,16 @@ use std::time::Duration;
 
 use clap::ValueEnum;
 use pleo_oauth::RuntimeConfig;
-use pleo_oauth::app::{self, App, AppConfig, Call, api_base};
+use pleo_oauth::app::{self, App, AppConfig, Call, OperatorSecret, api_base};
 use pleo_oauth::authorize::BeginOptions;
+use pleo_oauth::callback_listener::{Listener, page};
 use pleo_oauth::connections::{
     ApiAction, ClientType, ConnectionConfig, CustomEndpoints, DisconnectError, Environment,
     NotConnected, Reason, Refusal, Revocation, StatusView, WaitReason,
 };
 use pleo_oauth::imports::clock::{Clock, OffsetClock};
 use pleo_oauth::imports::http::{ClientSecrets, HttpLimits};
+use pleo_oauth::imports::storage::{KeyRing, SealedStorage, SealingKey};
 use pleo_oauth::mock::{Consent, MockConfig, MockServer};
 use pleo_oauth::secret::Secret;
 use pleo_oauth::types::Method;
@@ -36,6 +38,9 @@ pub const EXIT_API_ERROR: u8 = 7;
 
 /// The environment variable holding a confidential client's secret.
 pub const SECRET_ENV: &str = "PLEO_OAUTH_CLIENT_SECRET";
+/// The environment variable naming origins, besides Pleo's, that may
+/// receive the client secret.
+pub const SECRET_ORIGINS_ENV: &str = "PLEO_OAUTH_SECRET_ORIGINS";
 /// Shifts the clock (ms), for tests and demos that need the future.
 pub const CLOCK_OFFSET_ENV: &str = "PLEO_OAUTH_CLOCK_OFFSET_MS";
 
@@ -136,18 +141,23 @@ pub fn run(global: Global, command: Command) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::MockServer(args) => mock_server(args),
-        Command::Connect(args) => with_app(&global, |app| connect(app, args)),
-        Command::Token { id } => with_app(&global, |app| token(app, &id)),
-        Command::RetryNow { id } => with_app(&global, |app| retry_now(app, &id)),
-        Command::Status { id, json } => with_app(&global, |app| status(app, id, json)),
+        Command::Rekey { new_key_file } => rekey(&global, &new_key_file),
+        Command::Connect(args) => with_app(&global, None, |app| connect(app, args)),
+        Command::Token { id } => with_app(&global, Some(&id), |app| token(app, &id)),
+        Command::RetryNow { id } => with_app(&global, Some(&id), |app| retry_now(app, &id)),
+        Command::Status { id, json } => with_app(&global, None, |app| status(app, id, json)),
         Command::Call {
             id,
             method,
             path,
             data,
-        } => with_app(&global, |app| call(app, &id, &method, &path, data)),
-        Command::Disconnect { id, revoke } => with_app(&global, |app| disconnect(app, &id, revoke)),
-        Command::Forget { id } => with_app(&global, |app| {
+        } => with_app(&global, Some(&id), |app| {
+            call(app, &id, &method, &path, data)
+        }),
+        Command::Disconnect { id, revoke } => {
+            with_app(&global, Some(&id), |app| disconnect(app, &id, revoke))
+        }
+        Command::Forget { id } => with_app(&global, None, |app| {
             app.instance()?.forget(&id)??;
             println!("forgot {id}: its configuration, tokens and status are deleted");
             Ok(ExitCode::SUCCESS)
@@ -158,8 +168,17 @@ pub fn run(global: Global, command: Command) -> Result<ExitCode> {
 /// Runs a command on the app, then logs what this process counted
 /// (refreshes, failures, client errors, re-authentications, race
 /// recoveries) for operators' log pipelines.
-fn with_app(global: &Global, command: impl FnOnce(&App) -> Result<ExitCode>) -> Result<ExitCode> {
+fn with_app(
+    global: &Global,
+    id: Option<&str>,
+    command: impl FnOnce(&App) -> Result<ExitCode>,
+) -> Result<ExitCode> {
     let app = open(global)?;
+    if let Some(id) = id
+        && let Ok(Ok(Some(config))) = app.instance()?.get_config(id)
+    {
+        app.bind(&config);
+    }
     let result = command(&app);
     let counters = app.log.counters.values();
     tracing::debug!(
@@ -186,10 +205,8 @@ fn open(global: &Global) -> Result<App> {
         None => std::env::var(SECRET_ENV).ok(),
     }
     .filter(|s| !s.is_empty());
-    let secrets = match secret {
-        Some(secret) => ClientSecrets::any(global.client_auth, Secret::new(secret)),
-        None => ClientSecrets::new(global.client_auth),
-    };
+    let operator =
+        secret.map(|secret| OperatorSecret::new(Secret::new(secret), &global.secret_origins));
     let offset = match std::env::var(CLOCK_OFFSET_ENV) {
         Ok(text) => text
             .parse()
@@ -199,11 +216,125 @@ fn open(global: &Global) -> Result<App> {
     let clock: Arc<dyn Clock> = Arc::new(OffsetClock::new(offset));
     Ok(App::open(AppConfig {
         db: global.db.clone().unwrap_or_else(app::default_db_path),
-        secrets,
+        secrets: ClientSecrets::new(global.client_auth),
+        operator,
+        sealing: Some(KeyRing::new(sealing_key(global)?)),
         http: HttpLimits::default(),
         clock,
         runtime: RuntimeConfig::default(),
     })?)
+}
+
+/// The environment variable holding the sealing key itself (base64).
+pub const KEY_ENV: &str = "PLEO_OAUTH_KEY";
+
+/// The key that seals tokens at rest: `PLEO_OAUTH_KEY`, else the key file
+/// (`--key-file`, `PLEO_OAUTH_KEY_FILE`, or the default under the user's
+/// configuration folder, away from the database), generated at first use.
+fn sealing_key(global: &Global) -> Result<SealingKey> {
+    if let Some(text) = std::env::var(KEY_ENV).ok().filter(|t| !t.is_empty()) {
+        return SealingKey::from_base64(&text).map_err(|e| format!("{KEY_ENV}: {e}").into());
+    }
+    let path = global
+        .key_file
+        .clone()
+        .unwrap_or_else(app::default_key_path);
+    key_file(&path)
+}
+
+/// Reads the key in `path`, or creates the file (0600, in a 0700 folder)
+/// with a new key when it does not exist.
+fn key_file(path: &std::path::Path) -> Result<SealingKey> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => {
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                let mode = std::fs::metadata(path)?.permissions().mode();
+                if mode & 0o077 != 0 {
+                    tracing::warn!(
+                        target: "pleo_oauth::key",
+                        path = %path.display(),
+                        "the sealing key file is readable by other users; run chmod 600 on it"
+                    );
+                }
+            }
+            SealingKey::from_base64(text.lines().next().unwrap_or_default())
+                .map_err(|e| format!("the key file {}: {e}", path.display()).into())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let (key, text) = SealingKey::generate();
+            match write_private(path, &format!("{text}\n")) {
+                Ok(()) => {}
+                // Another process created it first: use theirs.
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return key_file(path),
+                Err(e) => {
+                    return Err(format!("creating the key file {}: {e}", path.display()).into());
+                }
+            }
+            tracing::info!(
+                target: "pleo_oauth::key",
+                path = %path.display(),
+                key_id = key.id(),
+                "generated a new key to seal tokens at rest; back it up: without it the stored tokens cannot be read"
+            );
+            Ok(key)
+        }
+        Err(e) => Err(format!("reading the key file {}: {e}", path.display()).into()),
+    }
+}
+
+/// Writes a new file only its owner can read, in a folder only its owner
+/// can enter (created if needed). Atomic and never overwrites: the content
+/// goes to a temporary file that is then hard-linked into place, so
+/// processes starting together agree on one key (`AlreadyExists` for all
+/// but one) and none ever reads a half-written file.
+fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(parent)?;
+        }
+        options.mode(0o600);
+    }
+    let mut name = path.as_os_str().to_owned();
+    name.push(format!(".{}.tmp", std::process::id()));
+    let temporary = std::path::PathBuf::from(name);
+    let written = options.open(&temporary).and_then(|mut file| {
+        file.write_all(text.as_bytes())?;
+        file.sync_all()
+    });
+    let linked = written.and_then(|()| std::fs::hard_link(&temporary, path));
+    let _ = std::fs::remove_file(&temporary);
+    linked
+}
+
+/// `rekey`: every sealed record re-sealed under the key in `new_key_file`.
+fn rekey(global: &Global, new_key_file: &std::path::Path) -> Result<ExitCode> {
+    let current = sealing_key(global)?;
+    let new = key_file(new_key_file)?;
+    let db = global.db.clone().unwrap_or_else(app::default_db_path);
+    let sqlite = Arc::new(pleo_oauth::imports::storage::SqliteStorage::open(&db)?);
+    let keys = sqlite.keys("")?;
+    let sealed = SealedStorage::new(
+        sqlite,
+        KeyRing::new(new.clone()).with_previous(current.clone()),
+    );
+    let count = sealed.reseal_all(&keys)?;
+    println!(
+        "re-sealed {count} record(s) from key {} to key {}. Now point every process at the new key: PLEO_OAUTH_KEY_FILE={} (or --key-file); the old key no longer opens them",
+        current.id(),
+        new.id(),
+        new_key_file.display()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn now(app: &App) -> u64 {
@@ -237,7 +368,7 @@ fn refusal(id: &str, refusal: &Refusal, now_ms: u64) -> (u8, String) {
         Refusal::ClientMisconfigured { error, .. } if error == NO_CREDENTIALS => (
             EXIT_CLIENT,
             format!(
-                "{id} is a confidential client and no client secret is configured: nothing was sent to Pleo. Set {SECRET_ENV} or pass --client-secret-file, then run `pleo-oauth token {id}` again"
+                "{id} is a confidential client and the host holds no client secret it may send to its token endpoint: nothing was sent. Set {SECRET_ENV} or pass --client-secret-file; a server other than Pleo's must also be named with {SECRET_ORIGINS_ENV} or --secret-origin. Then run `pleo-oauth token {id}` again"
             ),
         ),
         Refusal::ClientMisconfigured { error, retry_at_ms } => (
@@ -324,38 +455,72 @@ fn connect(app: &App, args: ConnectArgs) -> Result<ExitCode> {
     let mut instance = app.instance()?;
     let existing = instance.get_config(&args.id)??;
     let config = connect_config(existing, &args)?;
-    // A confidential client needs its secret for the code exchange: refuse
-    // now, not after the user has been through the consent screen.
-    if config.client_type == ClientType::Confidential && !app.http.secrets().has(&config.client_id)
-    {
-        eprintln!(
-            "pleo-oauth: {} is a confidential client and no client secret is configured. Set {SECRET_ENV} or pass --client-secret-file (or use --public for a public client)",
-            args.id
-        );
-        return Ok(ExitCode::from(EXIT_CLIENT));
+    // A confidential client needs its secret for the code exchange, sent
+    // only to an origin the operator allows: refuse now, not after the
+    // user has been through the consent screen.
+    app.bind(&config);
+    if config.client_type == ClientType::Confidential {
+        let token_url = config.token_url();
+        if !app.has_operator_secret() {
+            eprintln!(
+                "pleo-oauth: {} is a confidential client and no client secret is configured. Set {SECRET_ENV} or pass --client-secret-file (or use --public for a public client)",
+                args.id
+            );
+            return Ok(ExitCode::from(EXIT_CLIENT));
+        }
+        if !app.http.secrets().allows(&config.client_id, &token_url) {
+            eprintln!(
+                "pleo-oauth: the client secret may not be sent to {}: only Pleo's own servers receive it unless you name others with {SECRET_ORIGINS_ENV} or --secret-origin",
+                pleo_oauth::imports::http::origin_of(&token_url).unwrap_or(token_url)
+            );
+            return Ok(ExitCode::from(EXIT_CLIENT));
+        }
     }
+    // Listen before anything changes: a port already taken (another
+    // `connect` waiting there) is found before a pending flow is replaced.
+    let listener = match loopback_listener(&config.redirect_uri) {
+        Some(address) => Some(Listener::start(address, &config.redirect_uri)?),
+        None => None,
+    };
     if let Err(error) = instance.configure(&args.id, &config)? {
         return Err(format!("the configuration was refused: {error}").into());
     }
     let authorization = instance.begin(&args.id, &BeginOptions::default())??;
-    let loopback = loopback_listener(&config.redirect_uri);
-    eprintln!("Open this URL in your browser to authorise {}:\n", args.id);
-    eprintln!("  {}\n", authorization.url.expose());
+    if let Some(listener) = &listener {
+        // Before the URL is shown: the callback may come back at once.
+        let state = url::Url::parse(authorization.url.expose())
+            .ok()
+            .and_then(|u| {
+                u.query_pairs()
+                    .find(|(k, _)| k == "state")
+                    .map(|(_, v)| v.into_owned())
+            })
+            .unwrap_or_default();
+        listener.expect_state(&state);
+    }
+    // Prompts go to stdout, apart from the log lines on stderr.
+    println!("Open this URL in your browser to authorise {}:\n", args.id);
+    println!("  {}\n", authorization.url.expose());
     let timeout = Duration::from_secs(args.timeout);
-    let callback = match loopback {
-        Some(address) => {
-            eprintln!(
+    let (callback, browser) = match &listener {
+        Some(listener) => {
+            println!(
                 "Waiting for Pleo to redirect back to {} (up to {} s; Ctrl-C to stop)...",
                 config.redirect_uri, args.timeout
             );
-            pleo_oauth::callback_listener::wait(address, &config.redirect_uri, timeout)?
+            std::io::Write::flush(&mut std::io::stdout())?;
+            match listener.wait(timeout) {
+                Some(arrived) => (Some(arrived.url.clone()), Some(arrived)),
+                None => (None, None),
+            }
         }
         None => {
-            eprintln!(
+            println!(
                 "After you approve, paste the full URL your browser landed on ({}...) and press Enter (up to {} s):",
                 config.redirect_uri, args.timeout
             );
-            read_line(timeout)?
+            std::io::Write::flush(&mut std::io::stdout())?;
+            (read_line(timeout)?, None)
         }
     };
     let Some(callback) = callback else {
@@ -365,7 +530,24 @@ fn connect(app: &App, args: ConnectArgs) -> Result<ExitCode> {
         )
         .into());
     };
-    match instance.complete(&callback, Some(&args.id))? {
+    let result = instance.complete(&callback, Some(&args.id))?;
+    if let Some(browser) = browser {
+        browser.respond(match &result {
+            Ok(_) => page(
+                "Connected to Pleo",
+                "The connection is ready. You can close this window.",
+            ),
+            Err(pleo_oauth::authorize::CompleteError::Denied { .. }) => page(
+                "Access was not granted",
+                "Pleo did not grant access. Nothing was stored; run the command again to retry.",
+            ),
+            Err(error) => page(
+                "The authorisation did not complete",
+                &format!("{error}. Return to the terminal; run the command again to retry."),
+            ),
+        });
+    }
+    match result {
         Ok(done) => {
             println!(
                 "{} {}: scopes {}",
@@ -722,6 +904,11 @@ fn mock_server(args: MockArgs) -> Result<ExitCode> {
         }
     );
     println!("\nConnect to it:\n");
+    if confidential {
+        println!(
+            "  export {SECRET_ORIGINS_ENV}={base}   # lets the client secret go to this server"
+        );
+    }
     println!(
         "  pleo-oauth connect demo --issuer {base} --client-id {}{} --redirect-uri http://127.0.0.1:8765/callback --scope users:read --api-base {base} --revocation-url {base}/oauth/revoke",
         args.client_id,

@@ -61,12 +61,15 @@ pub fn run(out: &mut dyn Write) -> Result<Report> {
     let dir = TempDir::new()?;
     let storage = Arc::new(SqliteStorage::open(&dir.0.join("pleo-oauth.db"))?);
     let log = Arc::new(CollectingLog::default());
+    // The secret goes to the mock's origin and nowhere else.
+    let mut secrets = ClientSecrets::new(ClientAuthMethod::Basic);
+    secrets.insert(CLIENT_ID, Secret::new(client_secret), [base.as_str()])?;
     let http = Arc::new(HttpClient::new(
         HttpLimits {
             total_timeout: std::time::Duration::from_secs(10),
             ..HttpLimits::default()
         },
-        ClientSecrets::any(ClientAuthMethod::Basic, Secret::new(client_secret)),
+        secrets,
     ));
     let backends = Backends {
         http: http.clone(),

@@ -56,6 +56,23 @@ struct Global {
     /// How the secret is sent to the token endpoint.
     #[arg(long, global = true, value_enum, default_value = "basic")]
     client_auth: ClientAuthMethod,
+    /// A server, besides Pleo's own, that may receive the client secret
+    /// (e.g. the mock: http://127.0.0.1:8080); repeat, or separate with
+    /// commas in PLEO_OAUTH_SECRET_ORIGINS. Only its origin counts.
+    #[arg(
+        long = "secret-origin",
+        global = true,
+        env = "PLEO_OAUTH_SECRET_ORIGINS",
+        value_delimiter = ',',
+        value_name = "URL"
+    )]
+    secret_origins: Vec<String>,
+    /// The key that seals tokens at rest (base64 of 32 bytes, first line).
+    /// PLEO_OAUTH_KEY (the key itself) takes precedence. Created at first
+    /// use when absent.
+    /// [default: $XDG_CONFIG_HOME/pleo-oauth/key or ~/.config/pleo-oauth/key]
+    #[arg(long, global = true, env = "PLEO_OAUTH_KEY_FILE", value_name = "PATH")]
+    key_file: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -142,11 +159,22 @@ enum Command {
         #[arg(default_value = "pleo-oauth.wasm")]
         out: PathBuf,
     },
+    /// Rotate the key that seals tokens at rest: re-seal every record under
+    /// a new key (generated into the file when it does not exist), then
+    /// point PLEO_OAUTH_KEY_FILE (or --key-file) at it.
+    Rekey {
+        /// The new key's file (base64, first line); created 0600 if absent.
+        #[arg(long, value_name = "PATH")]
+        new_key_file: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(&cli.global);
+    if let Err(error) = init_logging(&cli.global) {
+        eprintln!("pleo-oauth: {error}");
+        return ExitCode::from(2);
+    }
     match commands::run(cli.global, cli.command) {
         Ok(code) => code,
         Err(error) => {
@@ -156,14 +184,60 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging(global: &Global) {
-    let filter = tracing_subscriber::EnvFilter::try_new(&global.log_level)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+fn init_logging(global: &Global) -> Result<(), String> {
+    let filter = tracing_subscriber::EnvFilter::try_new(log_filter(&global.log_level)?)
+        .map_err(|e| format!("invalid --log-level {:?}: {e}", global.log_level))?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
     match global.log_format {
         LogFormat::Text => builder.with_target(false).init(),
         LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+    Ok(())
+}
+
+/// The crates whose logs a bare level (`debug`, `trace`) applies to.
+const OWN_CRATES: [&str; 2] = ["pleo_oauth", "pleo_oauth_core"];
+
+/// Turns `--log-level` into a tracing filter. A bare level applies to this
+/// project's crates only; every other crate stays at `warn` unless named
+/// explicitly (`ureq=trace`), because a dependency's verbose output can
+/// carry secrets: the HTTP client's trace level dumps whole requests,
+/// `Authorization` headers and token responses included. A bare word that
+/// is not a level is an error, not a silent filter on a target by that name.
+fn log_filter(spec: &str) -> Result<String, String> {
+    let mut directives = vec!["warn".to_owned()];
+    for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        if part.contains('=') || part.contains('[') {
+            directives.push(part.to_owned());
+            continue;
+        }
+        let level: tracing_subscriber::filter::LevelFilter = part.parse().map_err(|_| {
+            format!(
+                "invalid --log-level {part:?}: use error, warn, info, debug, trace or off, or target=level"
+            )
+        })?;
+        directives.extend(OWN_CRATES.iter().map(|c| format!("{c}={level}")));
+    }
+    Ok(directives.join(","))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::log_filter;
+
+    #[test]
+    fn a_bare_level_is_for_this_project_only_and_typos_are_errors() {
+        assert_eq!(
+            log_filter("trace").unwrap(),
+            "warn,pleo_oauth=trace,pleo_oauth_core=trace"
+        );
+        assert_eq!(
+            log_filter("info,ureq=debug").unwrap(),
+            "warn,pleo_oauth=info,pleo_oauth_core=info,ureq=debug"
+        );
+        assert!(log_filter("infoo").is_err());
+        assert!(log_filter("verbose").is_err());
     }
 }

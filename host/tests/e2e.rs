@@ -60,6 +60,8 @@ impl Setup {
             .args(args)
             .env("PLEO_OAUTH_DB", self.db())
             .env("PLEO_OAUTH_CLIENT_SECRET", SECRET)
+            .env("PLEO_OAUTH_SECRET_ORIGINS", self.mock.base_url())
+            .env("PLEO_OAUTH_KEY_FILE", self.dir.path().join("keys/key"))
             .env("PLEO_OAUTH_CLOCK_OFFSET_MS", offset_ms.to_string())
             .env("PLEO_OAUTH_CACHE_DIR", cache_dir())
             .env("PLEO_OAUTH_LOG", "debug");
@@ -74,7 +76,19 @@ impl Setup {
     fn connect_in_process(&self) {
         let app = App::open(AppConfig {
             db: self.db(),
-            secrets: ClientSecrets::any(ClientAuthMethod::Basic, Secret::new(SECRET)),
+            secrets: {
+                let mut secrets = ClientSecrets::new(ClientAuthMethod::Basic);
+                secrets
+                    .insert(
+                        "e2e-client",
+                        Secret::new(SECRET),
+                        [self.mock.base_url().as_str()],
+                    )
+                    .unwrap();
+                secrets
+            },
+            operator: None,
+            sealing: None,
             http: HttpLimits::default(),
             clock: Arc::new(OffsetClock::new(0)),
             runtime: RuntimeConfig {
@@ -221,46 +235,58 @@ fn demo_command_exits_zero() {
 /// the callback, and stores the connection; then `token`, `call` and
 /// `status` work, a revoked grant is detected (exit 3 with the fixing
 /// command), and nothing secret reaches the logs.
-#[test]
-fn connect_token_call_status_and_revocation_from_the_command_line() {
-    let setup = Setup::new();
+/// Runs `pleo-oauth connect c1` against the mock and plays the browser:
+/// reads the URL it prints, follows it, and calls the loopback callback.
+/// `extra` adds options (a log format). Returns the command's stdout and
+/// all of its stderr.
+fn connect_from_the_command_line(setup: &Setup, extra: &[&str], log: &str) -> (String, String) {
     let base = setup.mock.base_url();
+    let revoke = format!("{base}/oauth/revoke");
+    let mut args = vec![
+        "connect",
+        "c1",
+        "--issuer",
+        &base,
+        "--client-id",
+        "e2e-client",
+        "--redirect-uri",
+        &setup.redirect,
+        "--scope",
+        "users:read",
+        "--api-base",
+        &base,
+        "--revocation-url",
+        &revoke,
+        "--timeout",
+        "60",
+    ];
+    args.extend_from_slice(extra);
     let mut child = setup
-        .command(
-            0,
-            &[
-                "connect",
-                "c1",
-                "--issuer",
-                &base,
-                "--client-id",
-                "e2e-client",
-                "--redirect-uri",
-                &setup.redirect,
-                "--scope",
-                "users:read",
-                "--api-base",
-                &base,
-                "--timeout",
-                "60",
-            ],
-        )
+        .command(0, &args)
+        .env("PLEO_OAUTH_LOG", log)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut seen = String::new();
+    let mut stderr = child.stderr.take().unwrap();
+    let logs = std::thread::spawn(move || {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut stderr, &mut text).unwrap();
+        text
+    });
+    // The prompt (with the URL) comes on stdout, apart from the logs.
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut printed = String::new();
     let url = loop {
         let mut line = String::new();
         assert!(
-            stderr.read_line(&mut line).unwrap() > 0,
-            "no URL in:\n{seen}"
+            stdout.read_line(&mut line).unwrap() > 0,
+            "no URL in:\n{printed}"
         );
+        printed.push_str(&line);
         if let Some(url) = line.trim().strip_prefix("http") {
             break format!("http{url}");
         }
-        seen.push_str(&line);
     };
     let callback = follow(&url);
     let agent: ureq::Agent = ureq::Agent::config_builder()
@@ -269,21 +295,37 @@ fn connect_token_call_status_and_revocation_from_the_command_line() {
         .into();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        // The listener starts right after the URL is printed.
+        // The listener is up before the URL is printed.
         match agent.get(&callback).call() {
-            Ok(response) => {
+            Ok(mut response) => {
                 assert_eq!(response.status().as_u16(), 200);
+                let page = response.body_mut().read_to_string().unwrap();
+                assert!(page.contains("Connected to Pleo"), "{page}");
                 break;
             }
             Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
             Err(error) => panic!("the callback listener never answered: {error}"),
         }
     }
-    let output = child.wait_with_output().unwrap();
-    let mut rest = String::new();
-    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
-    assert!(output.status.success(), "{seen}{rest}");
-    assert!(text(&output.stdout).contains("connected c1"));
+    std::io::Read::read_to_string(&mut stdout, &mut printed).unwrap();
+    let status = child.wait().unwrap();
+    let logs = logs.join().unwrap();
+    assert!(status.success(), "{printed}{logs}");
+    // The authorisation URL is for the user to open, so it carries the
+    // state: everything else printed is scanned for secrets.
+    let printed = printed
+        .lines()
+        .filter(|l| !l.contains("/oauth/authorize?"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    (printed, logs)
+}
+
+#[test]
+fn connect_token_call_status_and_revocation_from_the_command_line() {
+    let setup = Setup::new();
+    let (stdout, stderr) = connect_from_the_command_line(&setup, &[], "debug");
+    assert!(stdout.contains("connected c1"));
 
     let token = setup.run(0, &["token", "c1"]);
     assert!(token.status.success(), "{}", text(&token.stderr));
@@ -318,9 +360,8 @@ fn connect_token_call_status_and_revocation_from_the_command_line() {
     assert_eq!(setup.run(0, &["token", "c1"]).status.code(), Some(6));
 
     let logs = [
-        seen,
-        rest,
-        text(&output.stdout),
+        stderr,
+        stdout,
         text(&token.stderr),
         text(&call.stdout),
         text(&call.stderr),
@@ -450,7 +491,7 @@ fn status_json(setup: &Setup, offset_ms: i64) -> serde_json::Value {
 }
 
 /// Single flight across processes whose clocks differ (100 ms, 2 s and the
-/// 30 s bound): eight `token` processes at expiry on one SQLite file, half
+/// 30 s bound): sixteen `token` processes at expiry on one SQLite file, half
 /// with their clock ahead. A lease written by the clock ahead is honoured by
 /// the others, so exactly one refresh per expiry, and no reuse.
 #[test]
@@ -460,7 +501,7 @@ fn skewed_workers_on_one_sqlite_file_refresh_once_per_expiry() {
     for (round, skew) in [100, 2_000, 30_000].into_iter().enumerate() {
         let base = HOURS_2 * (round as i64 + 1);
         let before = setup.mock.control().stats();
-        let children: Vec<_> = (0..8)
+        let children: Vec<_> = (0..16)
             .map(|i| {
                 let offset = if i % 2 == 0 { base } else { base + skew };
                 setup
@@ -633,7 +674,7 @@ fn a_fixed_secret_is_retried_at_once() {
     assert!(stderr.contains(" s)"), "says until when: {stderr}");
     let fixed = |args: &[&str]| {
         setup
-            .command(HOURS_2 + 1_000, args)
+            .command(HOURS_2 + 200, args)
             .env("PLEO_OAUTH_CLIENT_SECRET", "rotated-secret-9876543210")
             .output()
             .unwrap()
@@ -642,7 +683,7 @@ fn a_fixed_secret_is_retried_at_once() {
     assert_eq!(still.status.code(), Some(5), "backing off");
     let retried = fixed(&["retry-now", "c1"]);
     assert!(retried.status.success(), "{}", text(&retried.stderr));
-    assert_eq!(status_json(&setup, HOURS_2 + 1_000)["state"], "connected");
+    assert_eq!(status_json(&setup, HOURS_2 + 200)["state"], "connected");
 }
 
 /// The rotated tokens' write meets a locked database for 25 s (real time):
@@ -685,4 +726,305 @@ fn rotated_tokens_survive_a_database_locked_for_25_seconds() {
         "the rotated tokens were kept"
     );
     assert_eq!(setup.mock.control().stats().refreshes, 1);
+}
+
+/// Credentials are bound to their origins (RFC 9700 §4.1): a connection
+/// whose stored token URL points at another server (another loopback
+/// port) gets no client secret. Nothing reaches that server, the command
+/// says why (exit 5), and an error-level line names the refused origin.
+#[test]
+fn a_hostile_token_url_receives_no_secret() {
+    let setup = Setup::new();
+    setup.connect_in_process();
+    let hostile = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    hostile.set_nonblocking(true).unwrap();
+    let hostile_url = format!("http://127.0.0.1:{}", hostile.local_addr().unwrap().port());
+    let mut config = setup.config();
+    config.environment = Environment::Custom(CustomEndpoints {
+        authorize_url: format!("{hostile_url}/oauth/authorize"),
+        token_url: format!("{hostile_url}/oauth/token"),
+    });
+    let storage = Arc::new(SqliteStorage::open(&setup.db()).unwrap());
+    let runtime = pleo_oauth::Runtime::new(RuntimeConfig {
+        cache_dir: Some(cache_dir()),
+        ..RuntimeConfig::default()
+    })
+    .unwrap();
+    let mut instance = runtime
+        .instance(pleo_oauth::Backends {
+            storage,
+            ..Default::default()
+        })
+        .unwrap();
+    instance.configure("c1", &config).unwrap().unwrap();
+
+    let token = setup.run(HOURS_2, &["token", "c1"]);
+    let stderr = text(&token.stderr);
+    assert_eq!(token.status.code(), Some(5), "{stderr}");
+    assert!(stderr.contains("PLEO_OAUTH_SECRET_ORIGINS"), "{stderr}");
+    assert!(
+        stderr.contains("ERROR") && stderr.contains(&hostile_url),
+        "the refused origin is logged at error level: {stderr}"
+    );
+    assert!(
+        hostile.accept().is_err(),
+        "nothing reached the hostile server"
+    );
+    setup.assert_no_secrets(&[&stderr]);
+}
+
+/// Every form in which a secret could hide in a log: as is, percent-encoded
+/// (form bodies, query strings), inside base64 (a `Basic` header, which
+/// encodes `client:secret` together), and as hex dumped across lines (an
+/// HTTP client's trace output splits a request into 16-byte rows). The
+/// whole log is decoded each of those ways and searched.
+fn decoded_views(log: &str) -> Vec<Vec<u8>> {
+    let mut views = vec![
+        log.as_bytes().to_vec(),
+        percent_decode(log),
+        hex_dump_stream(log),
+    ];
+    // Base64 inside any of them (a `Basic` header inside a hex dump).
+    let mut decoded = Vec::new();
+    for view in &views {
+        decoded.extend(base64_runs(&String::from_utf8_lossy(view)));
+    }
+    views.extend(decoded);
+    let more: Vec<Vec<u8>> = views
+        .iter()
+        .map(|v| percent_decode(&String::from_utf8_lossy(v)))
+        .collect();
+    views.extend(more);
+    views
+}
+
+/// The bytes of every hex dump in the log, rows joined across lines: on
+/// each line, the run of hex groups (`504f 5354 ...`, `0a--` padding
+/// dropped) before the first word that is not one.
+fn hex_dump_stream(log: &str) -> Vec<u8> {
+    let mut hex = String::new();
+    for line in log.lines() {
+        let mut started = false;
+        for word in line.split_whitespace() {
+            let digits = word.trim_end_matches('-');
+            let is_group = (2..=8).contains(&word.len())
+                && digits.len() % 2 == 0
+                && digits.chars().all(|c| c.is_ascii_hexdigit());
+            if is_group {
+                hex.push_str(digits);
+                started = true;
+            } else if started {
+                break;
+            }
+        }
+    }
+    (0..hex.len() / 2)
+        .filter_map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok())
+        .collect()
+}
+
+/// Every run of base64 characters, decoded with each alphabet and at each
+/// alignment (a secret may start mid-run).
+fn base64_runs(text: &str) -> Vec<Vec<u8>> {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
+    let mut out = Vec::new();
+    let runs = text
+        .split(|c: char| !(c.is_ascii_alphanumeric() || "+/=_-".contains(c)))
+        .filter(|run| run.len() >= 12);
+    for run in runs {
+        let run = run.trim_end_matches('=');
+        for engine in [&STANDARD_NO_PAD, &URL_SAFE_NO_PAD] {
+            for skip in 0..4.min(run.len()) {
+                let part = &run[skip..];
+                let part = &part[..part.len() - part.len() % 4];
+                if let Ok(bytes) = engine.decode(part) {
+                    out.push(bytes);
+                }
+            }
+        }
+    }
+    out
+}
+
+fn percent_decode(text: &str) -> Vec<u8> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && let Some(byte) = text
+                .get(i + 1..i + 3)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+        {
+            out.push(byte);
+            i += 3;
+            continue;
+        }
+        out.push(if bytes[i] == b'+' { b' ' } else { bytes[i] });
+        i += 1;
+    }
+    out
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// The whole lifecycle at `trace`, in text and in JSON: connect through the
+/// loopback listener, refresh with rotation, call the API, revoke, and
+/// disconnect with revocation. No token, code, verifier, state or client
+/// secret appears in any output in any encoding, because other crates stay
+/// at `warn` unless named; and a level that is not a level is an error.
+#[test]
+fn the_lifecycle_at_trace_leaks_nothing_in_any_encoding() {
+    for format in ["text", "json"] {
+        let setup = Setup::new();
+        let (stdout, stderr) =
+            connect_from_the_command_line(&setup, &["--log-format", format], "trace");
+        let mut outputs = vec![stdout, stderr];
+        let mut run = |offset: i64, args: &[&str]| {
+            let output = setup
+                .command(offset, args)
+                .env("PLEO_OAUTH_LOG", "trace")
+                .args(["--log-format", format])
+                .output()
+                .unwrap();
+            outputs.push(text(&output.stderr));
+            output
+        };
+        let token = run(HOURS_2, &["token", "c1"]);
+        assert!(token.status.success());
+        assert!(
+            run(HOURS_2, &["call", "c1", "GET", "/v2/users"])
+                .status
+                .success()
+        );
+        setup.mock.control().revoke_grants();
+        assert_eq!(
+            run(HOURS_2, &["call", "c1", "GET", "/v2/users"])
+                .status
+                .code(),
+            Some(3)
+        );
+        assert!(
+            run(HOURS_2, &["disconnect", "c1", "--revoke"])
+                .status
+                .success()
+        );
+        let log = outputs.join("\n");
+        assert!(log.contains("DEBUG"), "verbose levels are on: {log}");
+
+        let mut secrets = setup.mock.control().issued_secrets();
+        secrets.push(SECRET.into());
+        assert!(secrets.len() >= 6, "tokens, code, state, verifier, secret");
+        let views = decoded_views(&log);
+        for secret in &secrets {
+            for view in &views {
+                assert!(
+                    !contains(view, secret.as_bytes()),
+                    "{format}: a secret ({} chars) appears in the logs in some encoding",
+                    secret.len()
+                );
+            }
+        }
+    }
+    let invalid = Command::new(BIN)
+        .args(["--log-level", "infoo", "status"])
+        .output()
+        .unwrap();
+    assert_eq!(invalid.status.code(), Some(2));
+    assert!(text(&invalid.stderr).contains("invalid --log-level"));
+}
+
+/// Encryption at rest, on by default: after a connect and a rotation no
+/// token, code, state, verifier or secret is in the database's bytes, and
+/// every file the command line created is 0600. The wrong key is a clear
+/// error that destroys nothing; `rekey` moves every record to a new key.
+#[test]
+fn tokens_rest_sealed_and_the_wrong_key_loses_nothing() {
+    let setup = Setup::new();
+    connect_from_the_command_line(&setup, &[], "info");
+    let first = setup.run(HOURS_2, &["token", "c1"]);
+    assert!(first.status.success(), "{}", text(&first.stderr));
+    let token = text(&first.stdout).trim().to_owned();
+    let refreshes = setup.mock.control().stats().refreshes;
+    assert_eq!(refreshes, 1);
+
+    let mut secrets = setup.mock.control().issued_secrets();
+    secrets.push(SECRET.into());
+    let mut files = Vec::new();
+    let mut pending = vec![setup.dir.path().to_owned()];
+    while let Some(folder) = pending.pop() {
+        for entry in std::fs::read_dir(&folder).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                pending.push(path);
+            } else {
+                files.push(path);
+            }
+        }
+    }
+    assert!(files.iter().any(|f| f.ends_with("pleo-oauth.db")));
+    for file in &files {
+        let bytes = std::fs::read(file).unwrap();
+        for secret in &secrets {
+            assert!(
+                !contains(&bytes, secret.as_bytes()),
+                "a secret in {}",
+                file.display()
+            );
+        }
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(file).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{}", file.display());
+        }
+    }
+
+    let (_, other_key) = pleo_oauth::imports::storage::SealingKey::generate();
+    let wrong = setup
+        .command(HOURS_2, &["token", "c1"])
+        .env("PLEO_OAUTH_KEY", &other_key)
+        .output()
+        .unwrap();
+    assert_eq!(wrong.status.code(), Some(1), "{}", text(&wrong.stderr));
+    assert!(
+        text(&wrong.stderr).contains("which this host does not hold"),
+        "{}",
+        text(&wrong.stderr)
+    );
+    let again = setup.run(HOURS_2, &["token", "c1"]);
+    assert_eq!(text(&again.stdout).trim(), token, "nothing was lost");
+    assert_eq!(setup.mock.control().stats().refreshes, refreshes);
+
+    let new_key = setup.dir.path().join("keys/new-key");
+    let rekey = setup.run(
+        HOURS_2,
+        &["rekey", "--new-key-file", new_key.to_str().unwrap()],
+    );
+    assert!(rekey.status.success(), "{}", text(&rekey.stderr));
+    assert!(
+        text(&rekey.stdout).contains("re-sealed 1 record"),
+        "{}",
+        text(&rekey.stdout)
+    );
+    let with_new = setup
+        .command(HOURS_2, &["token", "c1"])
+        .env("PLEO_OAUTH_KEY_FILE", &new_key)
+        .output()
+        .unwrap();
+    assert_eq!(
+        text(&with_new.stdout).trim(),
+        token,
+        "{}",
+        text(&with_new.stderr)
+    );
+    let with_old = setup.run(HOURS_2, &["token", "c1"]);
+    assert_eq!(
+        with_old.status.code(),
+        Some(1),
+        "the old key no longer opens it"
+    );
 }

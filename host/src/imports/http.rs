@@ -2,7 +2,10 @@
 
 mod client;
 
-pub use client::{ClientAuthMethod, ClientSecrets, HttpClient, HttpLimits, check_scheme};
+pub use client::{
+    ClientAuthMethod, ClientSecrets, HttpClient, HttpLimits, InvalidOrigin, Refused, check_scheme,
+    origin_of,
+};
 
 use std::collections::VecDeque;
 use std::sync::Mutex;

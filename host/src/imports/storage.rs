@@ -1,8 +1,12 @@
 //! The `storage` import: versioned values with compare-and-swap writes.
 
+mod sealed;
 mod sqlite;
 
-pub use sqlite::{BUSY_TIMEOUT, OpenError, SqliteStorage};
+pub use sealed::{
+    InvalidKey, KeyRing, SEALED_PREFIXES, SealedStorage, SealingKey, is_sealed_key, seal, unseal,
+};
+pub use sqlite::{BUSY_TIMEOUT, Durability, OpenError, SqliteStorage};
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Mutex;

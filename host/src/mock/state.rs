@@ -254,6 +254,8 @@ impl Store {
     /// A single-use code bound to the request's client, redirect URI, scopes
     /// and code challenge (RFC 6749 §4.1.2, RFC 7636 §4.4).
     pub fn issue_code(&mut self, request: AuthRequest, now: u64) -> String {
+        // The client's `state` is a secret too: tests scan logs for it.
+        self.issued.push(request.state.clone());
         let code = self.new_secret();
         self.codes.insert(
             code.clone(),
@@ -280,6 +282,10 @@ impl Store {
         verifier: &str,
         now: u64,
     ) -> Result<TokenSet, OAuthError> {
+        // The client's verifier, for the tests' secret scans.
+        if !verifier.is_empty() && !self.issued.iter().any(|s| s == verifier) {
+            self.issued.push(verifier.to_owned());
+        }
         let Some(entry) = self.codes.get_mut(code) else {
             return Err(OAuthError::invalid_grant("unknown authorization code"));
         };
@@ -478,7 +484,8 @@ impl Store {
         Some(fault)
     }
 
-    /// Every token, code and client secret ever issued.
+    /// Every token, code and client secret ever issued, and every `state`
+    /// and PKCE verifier a client presented.
     pub fn issued_secrets(&self) -> Vec<String> {
         self.issued.clone()
     }

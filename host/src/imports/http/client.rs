@@ -31,54 +31,107 @@ pub enum ClientAuthMethod {
     Post,
 }
 
-/// The client secrets the host holds, by client id.
+/// The client credentials the host holds: for each client id, its secret
+/// and the only origins it may be sent to (the token endpoint's, and the
+/// revocation and introspection endpoints' when they differ).
+///
+/// A request that names a client (`client-auth`) gets its credentials only
+/// when its URL's origin is registered for that client. Anything else gets
+/// `no-credentials` and nothing is sent: whoever can point a connection at
+/// their own "token endpoint" must not receive the secret (RFC 9700 §4.1,
+/// the client must not send credentials to an untrusted endpoint). There
+/// is no fallback secret for unknown clients.
 #[derive(Clone, Default)]
 pub struct ClientSecrets {
-    secrets: HashMap<String, Secret>,
-    /// The secret for any client not named in `secrets` (a command line
-    /// that serves one client at a time).
-    fallback: Option<Secret>,
+    clients: HashMap<String, Registered>,
     pub method: ClientAuthMethod,
+}
+
+#[derive(Clone)]
+struct Registered {
+    secret: Secret,
+    /// ASCII-serialised origins (`https://auth.pleo.io`).
+    origins: Vec<String>,
 }
 
 impl std::fmt::Debug for ClientSecrets {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let clients: Vec<_> = self
+            .clients
+            .iter()
+            .map(|(id, r)| (id, &r.origins))
+            .collect();
         f.debug_struct("ClientSecrets")
-            .field("clients", &self.secrets.keys().collect::<Vec<_>>())
-            .field("fallback", &self.fallback.is_some())
+            .field("clients", &clients)
             .field("method", &self.method)
             .finish()
     }
 }
 
+/// An origin that cannot hold credentials: not an absolute `https` URL (or
+/// `http` on loopback).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not an https origin (or http on loopback): {0}")]
+pub struct InvalidOrigin(pub String);
+
+/// Why a request got no credentials.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refused {
+    /// No secret is held for this client.
+    NoSecret,
+    /// The secret is not registered for this origin.
+    Origin(String),
+}
+
+/// The origin of a URL, as registered and compared: scheme, host and port.
+pub fn origin_of(url: &str) -> Option<String> {
+    secure_url(url).map(|u| u.origin().ascii_serialization())
+}
+
 impl ClientSecrets {
     pub fn new(method: ClientAuthMethod) -> Self {
         Self {
-            secrets: HashMap::new(),
-            fallback: None,
+            clients: HashMap::new(),
             method,
         }
     }
 
-    /// The secret for every client.
-    pub fn any(method: ClientAuthMethod, secret: Secret) -> Self {
-        Self {
-            fallback: Some(secret),
-            ..Self::new(method)
-        }
-    }
-
-    pub fn insert(&mut self, client_id: impl Into<String>, secret: Secret) {
-        self.secrets.insert(client_id.into(), secret);
-    }
-
-    pub fn get(&self, client_id: &str) -> Option<&Secret> {
-        self.secrets.get(client_id).or(self.fallback.as_ref())
+    /// Registers `client_id`'s secret for `origins` (URLs; only their
+    /// origins count), replacing any earlier registration.
+    pub fn insert<'a>(
+        &mut self,
+        client_id: impl Into<String>,
+        secret: Secret,
+        origins: impl IntoIterator<Item = &'a str>,
+    ) -> Result<(), InvalidOrigin> {
+        let origins = origins
+            .into_iter()
+            .map(|url| origin_of(url).ok_or_else(|| InvalidOrigin(url.to_owned())))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.clients
+            .insert(client_id.into(), Registered { secret, origins });
+        Ok(())
     }
 
     /// Whether a secret is held for this client.
     pub fn has(&self, client_id: &str) -> bool {
-        self.get(client_id).is_some()
+        self.clients.contains_key(client_id)
+    }
+
+    /// Whether `client_id`'s secret may be sent to `url`.
+    pub fn allows(&self, client_id: &str, url: &str) -> bool {
+        self.credentials(client_id, url).is_ok()
+    }
+
+    /// The secret for a request to `url` on behalf of `client_id`.
+    pub fn credentials(&self, client_id: &str, url: &str) -> Result<&Secret, Refused> {
+        let registered = self.clients.get(client_id).ok_or(Refused::NoSecret)?;
+        let origin = origin_of(url).unwrap_or_else(|| "(not a URL)".into());
+        if registered.origins.contains(&origin) {
+            Ok(&registered.secret)
+        } else {
+            Err(Refused::Origin(origin))
+        }
     }
 }
 
@@ -108,7 +161,9 @@ impl Default for HttpLimits {
 pub struct HttpClient {
     agent: ureq::Agent,
     limits: HttpLimits,
-    secrets: ClientSecrets,
+    /// Registered before the requests that need them (the command line
+    /// learns the client id from the connection's configuration).
+    secrets: std::sync::RwLock<ClientSecrets>,
 }
 
 impl HttpClient {
@@ -123,32 +178,59 @@ impl HttpClient {
         Self {
             agent,
             limits,
-            secrets,
+            secrets: std::sync::RwLock::new(secrets),
         }
     }
 
-    /// The client secrets this client applies.
-    pub fn secrets(&self) -> &ClientSecrets {
-        &self.secrets
+    /// The client credentials this client applies.
+    pub fn secrets(&self) -> std::sync::RwLockReadGuard<'_, ClientSecrets> {
+        self.secrets.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Registers a client's secret for the origins it may be sent to.
+    pub fn register<'a>(
+        &self,
+        client_id: &str,
+        secret: Secret,
+        origins: impl IntoIterator<Item = &'a str>,
+    ) -> Result<(), InvalidOrigin> {
+        self.secrets
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(client_id, secret, origins)
     }
 
     /// Adds client authentication; `no-credentials` (nothing sent) when
-    /// the request asks for it and no secret is held.
+    /// the request asks for it and no secret is held for that client and
+    /// that URL's origin. A refused origin is logged at error level: it is
+    /// a misconfiguration or an attack.
     fn authenticate(&self, request: &mut Request) -> Result<(), TransportError> {
-        let Some(client_id) = &request.client_auth else {
+        let Some(client_id) = request.client_auth.clone() else {
             return Ok(());
         };
-        let secret = self
-            .secrets
-            .get(client_id)
-            .ok_or(TransportError::NoCredentials)?;
-        match self.secrets.method {
+        let secrets = self.secrets();
+        let secret = match secrets.credentials(&client_id, &request.url) {
+            Ok(secret) => secret.clone(),
+            Err(Refused::NoSecret) => return Err(TransportError::NoCredentials),
+            Err(Refused::Origin(origin)) => {
+                tracing::error!(
+                    target: "pleo_oauth::http",
+                    client_id = client_id.as_str(),
+                    origin = origin.as_str(),
+                    "refused to send the client secret to an origin it is not registered for; nothing was sent"
+                );
+                return Err(TransportError::NoCredentials);
+            }
+        };
+        let method = secrets.method;
+        drop(secrets);
+        match method {
             ClientAuthMethod::Basic => {
                 // RFC 6749 §2.3.1: both parts form-urlencoded, then Basic.
                 let encode = |s: &str| {
                     url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>()
                 };
-                let credentials = format!("{}:{}", encode(client_id), encode(secret.expose()));
+                let credentials = format!("{}:{}", encode(&client_id), encode(secret.expose()));
                 request.headers.push(Header::new(
                     "Authorization",
                     format!("Basic {}", STANDARD.encode(credentials)),
@@ -156,7 +238,7 @@ impl HttpClient {
             }
             ClientAuthMethod::Post => {
                 let mut form = url::form_urlencoded::Serializer::new(String::new());
-                form.append_pair("client_id", client_id)
+                form.append_pair("client_id", &client_id)
                     .append_pair("client_secret", secret.expose());
                 if !request.body.is_empty() {
                     request.body.push(b'&');
@@ -272,8 +354,13 @@ mod tests {
         MockServer::start(config).unwrap()
     }
 
-    fn client(method: ClientAuthMethod, limits: HttpLimits) -> HttpClient {
-        HttpClient::new(limits, ClientSecrets::any(method, Secret::new("s3cret")))
+    /// A client holding client `c`'s secret for the mock's origin.
+    fn client(method: ClientAuthMethod, limits: HttpLimits, mock: &MockServer) -> HttpClient {
+        let mut secrets = ClientSecrets::new(method);
+        secrets
+            .insert("c", Secret::new("s3cret"), [mock.base_url().as_str()])
+            .unwrap();
+        HttpClient::new(limits, secrets)
     }
 
     fn request(method: Method, url: String, client_auth: Option<&str>) -> Request {
@@ -297,12 +384,12 @@ mod tests {
         let mock = mock();
         let url = format!("{}/oauth/token/introspect", mock.base_url());
         for method in [ClientAuthMethod::Basic, ClientAuthMethod::Post] {
-            let response = client(method, HttpLimits::default())
+            let response = client(method, HttpLimits::default(), &mock)
                 .send(request(Method::Post, url.clone(), Some("c")))
                 .unwrap();
             assert_eq!(response.status, 200, "{method:?}");
         }
-        let response = client(ClientAuthMethod::Basic, HttpLimits::default())
+        let response = client(ClientAuthMethod::Basic, HttpLimits::default(), &mock)
             .send(request(Method::Post, url, None))
             .unwrap();
         assert_eq!(response.status, 401);
@@ -316,7 +403,7 @@ mod tests {
             "{}/oauth/authorize?response_type=code&client_id=c&redirect_uri=http%3A%2F%2F127.0.0.1%3A9%2Fcb&scope=users%3Aread&state=s&code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM&code_challenge_method=S256",
             mock.base_url()
         );
-        let response = client(ClientAuthMethod::Basic, HttpLimits::default())
+        let response = client(ClientAuthMethod::Basic, HttpLimits::default(), &mock)
             .send(request(Method::Get, url, None))
             .unwrap();
         assert_eq!(response.status, 302);
@@ -331,7 +418,7 @@ mod tests {
         };
         let url = format!("{}/v2/nothing-here", mock.base_url());
         assert_eq!(
-            client(ClientAuthMethod::Basic, small).send(request(Method::Get, url, None)),
+            client(ClientAuthMethod::Basic, small, &mock).send(request(Method::Get, url, None)),
             Err(TransportError::BodyTooLarge)
         );
 
@@ -343,13 +430,13 @@ mod tests {
         );
         slow.timeout_ms = 200;
         assert_eq!(
-            client(ClientAuthMethod::Basic, HttpLimits::default()).send(slow),
+            client(ClientAuthMethod::Basic, HttpLimits::default(), &mock).send(slow),
             Err(TransportError::Timeout)
         );
 
         let plain = request(Method::Get, "http://auth.example/oauth/token".into(), None);
         assert!(matches!(
-            client(ClientAuthMethod::Basic, HttpLimits::default()).send(plain),
+            client(ClientAuthMethod::Basic, HttpLimits::default(), &mock).send(plain),
             Err(TransportError::Other(why)) if why.contains("not https")
         ));
         assert!(check_scheme("http://localhost:8080/x").is_ok());
@@ -371,8 +458,60 @@ mod tests {
             ))
             .unwrap_err();
         assert_eq!(error, TransportError::NoCredentials);
-        let secrets = ClientSecrets::any(ClientAuthMethod::Post, Secret::new("s3cret"));
-        assert!(!format!("{secrets:?}").contains("s3cret"));
+        let mut secrets = ClientSecrets::new(ClientAuthMethod::Post);
+        secrets
+            .insert(
+                "c",
+                Secret::new("s3cret"),
+                ["https://auth.pleo.io/oauth/token"],
+            )
+            .unwrap();
+        let printed = format!("{secrets:?}");
+        assert!(!printed.contains("s3cret"), "{printed}");
+        assert!(printed.contains("https://auth.pleo.io"), "{printed}");
+        assert_eq!(
+            secrets.insert("c", Secret::new("x"), ["http://auth.example"]),
+            Err(InvalidOrigin("http://auth.example".into()))
+        );
+    }
+
+    /// RFC 9700 §4.1 (do not send credentials to endpoints you do not
+    /// trust): a connection whose token URL points at another server (here
+    /// another loopback port) gets no client secret: a typed error, and
+    /// nothing reaches that server.
+    #[test]
+    fn credentials_go_only_to_their_registered_origins() {
+        let mock = mock();
+        let hostile = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        hostile.set_nonblocking(true).unwrap();
+        let hostile_url = format!(
+            "http://127.0.0.1:{}/oauth/token",
+            hostile.local_addr().unwrap().port()
+        );
+        let http = client(ClientAuthMethod::Basic, HttpLimits::default(), &mock);
+        assert!(
+            http.secrets()
+                .allows("c", &format!("{}/oauth/token", mock.base_url()))
+        );
+        assert!(!http.secrets().allows("c", &hostile_url));
+        assert!(!http.secrets().allows("other-client", &mock.base_url()));
+        assert_eq!(
+            http.send(request(Method::Post, hostile_url.clone(), Some("c"))),
+            Err(TransportError::NoCredentials)
+        );
+        assert!(
+            hostile.accept().is_err(),
+            "nothing was sent to the hostile endpoint"
+        );
+        // Another client id gets nothing either: there is no fallback.
+        assert_eq!(
+            http.send(request(
+                Method::Post,
+                format!("{}/oauth/token", mock.base_url()),
+                Some("other-client")
+            )),
+            Err(TransportError::NoCredentials)
+        );
     }
 
     /// A connection that breaks after the request went out is
@@ -383,8 +522,7 @@ mod tests {
         let mock = mock();
         mock.control().inject(Fault::TokenRotateThenDrop, 1);
         let url = format!("{}/oauth/token", mock.base_url());
-        let secrets = ClientSecrets::any(ClientAuthMethod::Basic, Secret::new("s3cret"));
-        let error = HttpClient::new(HttpLimits::default(), secrets)
+        let error = client(ClientAuthMethod::Basic, HttpLimits::default(), &mock)
             .send(request(Method::Post, url, Some("c")))
             .unwrap_err();
         assert_eq!(error, TransportError::ConnectionLost);
@@ -398,7 +536,7 @@ mod tests {
             .local_addr()
             .unwrap()
             .port();
-        let error = client(ClientAuthMethod::Basic, HttpLimits::default())
+        let error = HttpClient::new(HttpLimits::default(), ClientSecrets::default())
             .send(request(
                 Method::Get,
                 format!("http://127.0.0.1:{port}/"),

@@ -7,7 +7,14 @@
 //!   checks the key's version and writes, so two processes can never both
 //!   succeed from the same version;
 //! - versions come from one counter for the whole file and are never reused,
-//!   even after a delete, so a stale writer cannot match a recreated key.
+//!   even after a delete, so a stale writer cannot match a recreated key;
+//! - files an auditor accepts: the database (and so its `-wal` and `-shm`,
+//!   which SQLite creates with the database's mode) is created 0600 in a
+//!   folder created 0700, a looser existing file is warned about,
+//!   `secure_delete` overwrites deleted content (a wiped refresh token does
+//!   not linger in free pages), and `synchronous = FULL` makes every commit
+//!   durable across power loss: with rotating refresh tokens, losing the
+//!   last committed rotation means losing the grant.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -19,6 +26,18 @@ use super::{Entry, Storage, StorageError};
 
 /// How long a writer waits for another process's transaction.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How durable a commit is (SQLite's `synchronous` in WAL mode).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// Every commit is synced to disk before it returns: survives power
+    /// loss. The default.
+    #[default]
+    Full,
+    /// Commits survive a process crash but the last ones may be lost on
+    /// power loss. Only for benchmarks and throwaway databases.
+    Normal,
+}
 
 pub struct SqliteStorage {
     connection: Mutex<Connection>,
@@ -42,26 +61,75 @@ pub struct OpenError {
     source: Box<dyn std::error::Error + Send + Sync>,
 }
 
+/// Creates the database's folder (0700) and the file (0600) when they do
+/// not exist, so no other user can read tokens, even for an instant; warns
+/// when an existing file or folder is readable by others.
+fn private_file(path: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(parent)?;
+        }
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+        {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                let mode = std::fs::metadata(path)?.permissions().mode();
+                if mode & 0o077 != 0 {
+                    tracing::warn!(
+                        target: "pleo_oauth::storage",
+                        path = %path.display(),
+                        mode = format!("{:o}", mode & 0o777),
+                        "the token database is readable by other users; run chmod 600 on it (and its -wal and -shm files)"
+                    );
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    #[cfg(not(unix))]
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)?;
+    }
+    Ok(())
+}
+
 impl SqliteStorage {
-    /// Opens (creating if needed) the database at `path`, with its folder.
+    /// Opens (creating if needed) the database at `path`, with its folder,
+    /// durable across power loss.
     pub fn open(path: &Path) -> Result<Self, OpenError> {
+        Self::open_with(path, Durability::Full)
+    }
+
+    /// Opens the database with the given durability.
+    pub fn open_with(path: &Path, durability: Durability) -> Result<Self, OpenError> {
         let fail = |source: Box<dyn std::error::Error + Send + Sync>| OpenError {
             path: path.to_owned(),
             source,
         };
-        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(|e| fail(e.into()))?;
-        }
+        private_file(path).map_err(|e| fail(e.into()))?;
         let connection = Connection::open(path).map_err(|e| fail(e.into()))?;
         connection
             .busy_timeout(BUSY_TIMEOUT)
             .map_err(|e| fail(e.into()))?;
-        // WAL lets readers run alongside the one writer; `synchronous=NORMAL`
-        // is durable across process crashes in WAL mode.
+        // WAL lets readers run alongside the one writer.
+        let synchronous = match durability {
+            Durability::Full => "FULL",
+            Durability::Normal => "NORMAL",
+        };
         connection
-            .execute_batch(
+            .execute_batch(&format!(
                 "PRAGMA journal_mode = WAL;
-                 PRAGMA synchronous = NORMAL;
+                 PRAGMA synchronous = {synchronous};
+                 PRAGMA secure_delete = ON;
                  CREATE TABLE IF NOT EXISTS entries (
                      key     TEXT PRIMARY KEY NOT NULL,
                      value   BLOB NOT NULL,
@@ -71,8 +139,8 @@ impl SqliteStorage {
                      id   INTEGER PRIMARY KEY CHECK (id = 1),
                      last INTEGER NOT NULL
                  );
-                 INSERT OR IGNORE INTO version_counter (id, last) VALUES (1, 0);",
-            )
+                 INSERT OR IGNORE INTO version_counter (id, last) VALUES (1, 0);"
+            ))
             .map_err(|e| fail(e.into()))?;
         Ok(Self {
             connection: Mutex::new(connection),
@@ -205,6 +273,46 @@ mod tests {
         super::super::tests::check_contract(&store);
         assert_eq!(store.keys("k").unwrap(), ["k"]);
         assert!(store.keys("x").unwrap().is_empty());
+    }
+
+    /// An auditor's view of a fresh database: the folder 0700, the file and
+    /// its `-wal` and `-shm` 0600; deleted content overwritten; commits
+    /// synced (`synchronous = FULL`, 2).
+    #[cfg(unix)]
+    #[test]
+    fn files_are_private_deletes_are_secure_and_commits_durable() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let folder = dir.path().join("data");
+        let path = folder.join("pleo-oauth.db");
+        let store = SqliteStorage::open(&path).unwrap();
+        let v = store
+            .put("tokens/c1", b"RT-wiped-0123456789", None)
+            .unwrap();
+        store.delete("tokens/c1", v).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&folder), 0o700);
+        for file in ["pleo-oauth.db", "pleo-oauth.db-wal", "pleo-oauth.db-shm"] {
+            assert_eq!(mode(&folder.join(file)), 0o600, "{file}");
+        }
+        let connection = store.lock();
+        let pragma = |name: &str| -> i64 {
+            connection
+                .query_row(&format!("PRAGMA {name}"), [], |row| row.get(0))
+                .unwrap()
+        };
+        assert_eq!(pragma("secure_delete"), 1);
+        assert_eq!(pragma("synchronous"), 2);
+        drop(connection);
+        drop(store);
+        // Checkpointed and closed: the wiped value is in no file.
+        for entry in std::fs::read_dir(&folder).unwrap() {
+            let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+            assert!(
+                !bytes.windows(19).any(|w| w == b"RT-wiped-0123456789"),
+                "a deleted value lingers on disk"
+            );
+        }
     }
 
     /// Two connections to one file (as two processes have): exactly one of
