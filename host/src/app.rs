@@ -27,16 +27,7 @@ pub const API_TIMEOUT_MS: u32 = 30_000;
 /// Where the database lives unless told otherwise: `$XDG_DATA_HOME/pleo-oauth/pleo-oauth.db`,
 /// else `~/.local/share/pleo-oauth/pleo-oauth.db`, else `./pleo-oauth.db`.
 pub fn default_db_path() -> PathBuf {
-    let env = |name| {
-        std::env::var_os(name)
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-    };
-    env("XDG_DATA_HOME")
-        .map(|d| d.join("pleo-oauth"))
-        .or_else(|| env("HOME").map(|d| d.join(".local/share/pleo-oauth")))
-        .unwrap_or_default()
-        .join("pleo-oauth.db")
+    crate::files::user_path("XDG_DATA_HOME", ".local/share", "pleo-oauth.db")
 }
 
 /// The operator's client secret for the connections an app serves, and
@@ -65,17 +56,9 @@ impl OperatorSecret {
 
 /// Where the sealing key lives unless told otherwise, apart from the
 /// database: `$XDG_CONFIG_HOME/pleo-oauth/key`, else
-/// `~/.config/pleo-oauth/key`, else `./pleo-oauth.key`.
+/// `~/.config/pleo-oauth/key`, else `./key`.
 pub fn default_key_path() -> PathBuf {
-    let env = |name| {
-        std::env::var_os(name)
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-    };
-    env("XDG_CONFIG_HOME")
-        .map(|d| d.join("pleo-oauth/key"))
-        .or_else(|| env("HOME").map(|d| d.join(".config/pleo-oauth/key")))
-        .unwrap_or_else(|| PathBuf::from("pleo-oauth.key"))
+    crate::files::user_path("XDG_CONFIG_HOME", ".config", "key")
 }
 
 /// What an [`App`] is made of.

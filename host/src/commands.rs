@@ -247,17 +247,12 @@ fn sealing_key(global: &Global) -> Result<SealingKey> {
 fn key_file(path: &std::path::Path) -> Result<SealingKey> {
     match std::fs::read_to_string(path) {
         Ok(text) => {
-            #[cfg(unix)]
-            {
-                use std::os::unix::fs::PermissionsExt;
-                let mode = std::fs::metadata(path)?.permissions().mode();
-                if mode & 0o077 != 0 {
-                    tracing::warn!(
-                        target: "pleo_oauth::key",
-                        path = %path.display(),
-                        "the sealing key file is readable by other users; run chmod 600 on it"
-                    );
-                }
+            if pleo_oauth::files::too_open(path)? {
+                tracing::warn!(
+                    target: "pleo_oauth::key",
+                    path = %path.display(),
+                    "the sealing key file is readable by other users; run chmod 600 on it"
+                );
             }
             SealingKey::from_base64(text.lines().next().unwrap_or_default())
                 .map_err(|e| format!("the key file {}: {e}", path.display()).into())
@@ -291,26 +286,16 @@ fn key_file(path: &std::path::Path) -> Result<SealingKey> {
 /// but one) and none ever reads a half-written file.
 fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
     use std::io::Write as _;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(parent)?;
-        }
-        options.mode(0o600);
-    }
+    pleo_oauth::files::private_parent(path)?;
     let mut name = path.as_os_str().to_owned();
     name.push(format!(".{}.tmp", std::process::id()));
     let temporary = std::path::PathBuf::from(name);
-    let written = options.open(&temporary).and_then(|mut file| {
-        file.write_all(text.as_bytes())?;
-        file.sync_all()
-    });
+    let written = pleo_oauth::files::new_private_file()
+        .open(&temporary)
+        .and_then(|mut file| {
+            file.write_all(text.as_bytes())?;
+            file.sync_all()
+        });
     let linked = written.and_then(|()| std::fs::hard_link(&temporary, path));
     let _ = std::fs::remove_file(&temporary);
     linked

@@ -30,6 +30,7 @@ pub mod callback_listener;
 pub mod classify;
 pub mod connections;
 pub mod demo;
+pub mod files;
 pub mod imports;
 pub mod mock;
 pub mod native;

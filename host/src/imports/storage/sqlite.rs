@@ -65,41 +65,21 @@ pub struct OpenError {
 /// not exist, so no other user can read tokens, even for an instant; warns
 /// when an existing file or folder is readable by others.
 fn private_file(path: &Path) -> std::io::Result<()> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
-        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(parent)?;
-        }
-        match std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(path)
-        {
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                let mode = std::fs::metadata(path)?.permissions().mode();
-                if mode & 0o077 != 0 {
-                    tracing::warn!(
-                        target: "pleo_oauth::storage",
-                        path = %path.display(),
-                        mode = format!("{:o}", mode & 0o777),
-                        "the token database is readable by other users; run chmod 600 on it (and its -wal and -shm files)"
-                    );
-                }
+    crate::files::private_parent(path)?;
+    match crate::files::new_private_file().open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            if crate::files::too_open(path)? {
+                tracing::warn!(
+                    target: "pleo_oauth::storage",
+                    path = %path.display(),
+                    "the token database is readable by other users; run chmod 600 on it (and its -wal and -shm files)"
+                );
             }
-            Err(e) => return Err(e),
+            Ok(())
         }
+        Err(e) => Err(e),
     }
-    #[cfg(not(unix))]
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent)?;
-    }
-    Ok(())
 }
 
 impl SqliteStorage {
