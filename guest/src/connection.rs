@@ -99,17 +99,31 @@ pub fn status_view(
     {
         return Err(StatusError::UnknownConnection);
     }
-    let (status, _) = status::read(io, connection, now_ms)?;
+    let (mut status, _) = status::read(io, connection, now_ms)?;
     let tokens =
         store::read::<store::TokensRecord>(io, &store::tokens_key(connection))?.map(|v| v.value);
-    let flow = match &status.flow {
+    let mut flow = match &status.flow {
         Some(hash) => {
             store::read::<store::FlowRecord>(io, &store::flow_key(hash))?.map(|v| v.value)
         }
         None => None,
     };
+    // An authorisation that expired, or whose record is gone (abandoned:
+    // the browser tab closed, the command interrupted), is no longer in
+    // progress: show the state it left the connection in. The stored
+    // status settles the same way at the next `begin` or callback.
+    let abandoned = status.state == State::Authorizing
+        && flow.as_ref().is_none_or(|f| f.expires_at_ms <= now_ms);
+    if abandoned {
+        let since = flow.as_ref().map_or(status.since_ms, |f| f.expires_at_ms);
+        status.settle(tokens.is_some(), since);
+        flow = None;
+    }
     let refreshing_until_ms = lease::held_until(io, connection, now_ms)?;
     let next_action = match (status.state, status.reason) {
+        (State::New, _) if abandoned => {
+            "The authorisation that was started expired or was abandoned. Connect to Pleo to start again."
+        }
         (State::New, _) => "Connect to Pleo to start.",
         (State::Authorizing, Some(_)) => {
             "Finish reconnecting to Pleo in the browser window that opened."

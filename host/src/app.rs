@@ -11,7 +11,7 @@ use pleo_oauth_core::types::{Header, Method, Request, TransportError};
 
 use crate::imports::clock::Clock;
 use crate::imports::http::{ClientSecrets, Http, HttpClient, HttpLimits};
-use crate::imports::log::TracingLog;
+use crate::imports::log::{LogStyle, TracingLog};
 use crate::imports::random::OsRandom;
 use crate::imports::storage::{KeyRing, OpenError, SealedStorage, SqliteStorage, Storage};
 use crate::{Backends, GuestError, Instance, Runtime, RuntimeConfig, RuntimeError};
@@ -71,6 +71,8 @@ pub struct AppConfig {
     pub operator: Option<OperatorSecret>,
     /// Seals tokens and pending authorisations at rest when given.
     pub sealing: Option<KeyRing>,
+    /// How events are written.
+    pub log: LogStyle,
     pub http: HttpLimits,
     pub clock: Arc<dyn Clock>,
     pub runtime: RuntimeConfig,
@@ -112,7 +114,7 @@ impl App {
             }
         }
         let storage = Arc::new(SqliteStorage::open(&config.db)?);
-        let log = Arc::new(TracingLog::default());
+        let log = Arc::new(TracingLog::new(config.log));
         let http = Arc::new(HttpClient::new(config.http, config.secrets));
         let sealed = config
             .sealing

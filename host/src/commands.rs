@@ -18,6 +18,7 @@ use pleo_oauth::connections::{
 };
 use pleo_oauth::imports::clock::{Clock, OffsetClock};
 use pleo_oauth::imports::http::{ClientSecrets, HttpLimits};
+use pleo_oauth::imports::log::LogStyle;
 use pleo_oauth::imports::storage::{KeyRing, SealedStorage, SealingKey};
 use pleo_oauth::mock::{Consent, MockConfig, MockServer};
 use pleo_oauth::secret::Secret;
@@ -25,11 +26,12 @@ use pleo_oauth::types::Method;
 use pleo_oauth_core::connection::refresh::NO_CREDENTIALS;
 use pleo_oauth_core::events::kebab;
 
-use crate::{Command, Global, classify_cmd};
+use crate::{Command, Global, HttpMethod, classify_cmd};
 
 type Result<T> = std::result::Result<T, Box<dyn Error>>;
 
 pub const EXIT_FAILED: u8 = 1;
+pub const EXIT_USAGE: u8 = 2;
 pub const EXIT_REAUTH: u8 = 3;
 pub const EXIT_LATER: u8 = 4;
 pub const EXIT_CLIENT: u8 = 5;
@@ -152,13 +154,21 @@ pub fn run(global: Global, command: Command) -> Result<ExitCode> {
             path,
             data,
         } => with_app(&global, Some(&id), |app| {
-            call(app, &id, &method, &path, data)
+            call(app, &id, method, &path, data)
         }),
         Command::Disconnect { id, revoke } => {
             with_app(&global, Some(&id), |app| disconnect(app, &id, revoke))
         }
         Command::Forget { id } => with_app(&global, None, |app| {
-            app.instance()?.forget(&id)??;
+            let mut instance = app.instance()?;
+            if instance.get_config(&id)??.is_none() {
+                return Ok(refused(
+                    &id,
+                    &Refusal::NotConnected(NotConnected::UnknownConnection),
+                    now(app),
+                ));
+            }
+            instance.forget(&id)??;
             println!("forgot {id}: its configuration, tokens and status are deleted");
             Ok(ExitCode::SUCCESS)
         }),
@@ -219,6 +229,10 @@ fn open(global: &Global) -> Result<App> {
         secrets: ClientSecrets::new(global.client_auth),
         operator,
         sealing: Some(KeyRing::new(sealing_key(global)?)),
+        log: match global.log_format {
+            crate::LogFormat::Text => LogStyle::Text,
+            crate::LogFormat::Json => LogStyle::Json,
+        },
         http: HttpLimits::default(),
         clock,
         runtime: RuntimeConfig::default(),
@@ -759,7 +773,19 @@ fn status_json(id: &str, view: &StatusView) -> serde_json::Value {
     })
 }
 
-fn call(app: &App, id: &str, method: &str, path: &str, data: Option<String>) -> Result<ExitCode> {
+fn call(
+    app: &App,
+    id: &str,
+    method: HttpMethod,
+    path: &str,
+    data: Option<String>,
+) -> Result<ExitCode> {
+    if let Some(data) = &data
+        && serde_json::from_str::<serde_json::Value>(data).is_err()
+    {
+        eprintln!("pleo-oauth: --data must be JSON (the API takes application/json)");
+        return Ok(ExitCode::from(EXIT_USAGE));
+    }
     let mut instance = app.instance()?;
     let Some(config) = instance.get_config(id)?? else {
         return Ok(refused(
@@ -771,10 +797,9 @@ fn call(app: &App, id: &str, method: &str, path: &str, data: Option<String>) -> 
     let base = api_base(&config).ok_or_else(|| {
         format!("{id} has no API base URL: run `pleo-oauth connect {id} --api-base URL`")
     })?;
-    let method = if method.eq_ignore_ascii_case("post") {
-        Method::Post
-    } else {
-        Method::Get
+    let method = match method {
+        HttpMethod::Get => Method::Get,
+        HttpMethod::Post => Method::Post,
     };
     let url = format!("{base}/{}", path.trim_start_matches('/'));
     let body = data.unwrap_or_default().into_bytes();
@@ -876,7 +901,12 @@ fn mock_server(args: MockArgs) -> Result<ExitCode> {
         ConsentArg::Page => Consent::Page,
     };
     let confidential = config.client_secret.is_some();
-    let server = MockServer::start(config)?;
+    let server = MockServer::start(config).map_err(|e| {
+        format!(
+            "cannot start the mock server on 127.0.0.1:{} ({e}): another program (perhaps another mock-server) uses that port; choose another with --port",
+            args.port
+        )
+    })?;
     let base = server.base_url();
     println!("mock Pleo server on {base} (loopback only; Ctrl-C to stop)");
     println!(

@@ -37,7 +37,7 @@ const EXIT_CODES: &str = "Exit codes:
 
 /// Options for every command.
 #[derive(clap::Args)]
-struct Global {
+pub struct Global {
     /// The SQLite database holding connections and tokens.
     /// [default: $XDG_DATA_HOME/pleo-oauth/pleo-oauth.db or ~/.local/share/pleo-oauth/pleo-oauth.db]
     #[arg(long, global = true, env = "PLEO_OAUTH_DB", value_name = "PATH")]
@@ -75,8 +75,17 @@ struct Global {
     key_file: Option<PathBuf>,
 }
 
+/// The methods `call` sends.
 #[derive(Clone, Copy, ValueEnum)]
-enum LogFormat {
+pub enum HttpMethod {
+    #[value(name = "GET")]
+    Get,
+    #[value(name = "POST")]
+    Post,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum LogFormat {
     Text,
     Json,
 }
@@ -123,9 +132,9 @@ enum Command {
     Call {
         /// The connection id.
         id: String,
-        /// GET or POST.
-        #[arg(value_parser = ["GET", "POST", "get", "post"])]
-        method: String,
+        /// The HTTP method.
+        #[arg(value_enum, ignore_case = true)]
+        method: HttpMethod,
         /// The path under the API base, e.g. /v2/users.
         path: String,
         /// A JSON body for POST.
@@ -187,8 +196,10 @@ fn main() -> ExitCode {
 fn init_logging(global: &Global) -> Result<(), String> {
     let filter = tracing_subscriber::EnvFilter::try_new(log_filter(&global.log_level)?)
         .map_err(|e| format!("invalid --log-level {:?}: {e}", global.log_level))?;
+    // Colours only for a person at a terminal, never in a file or a pipe.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     match global.log_format {
         LogFormat::Text => builder.with_target(false).init(),

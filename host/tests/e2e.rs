@@ -89,6 +89,7 @@ impl Setup {
             },
             operator: None,
             sealing: None,
+            log: Default::default(),
             http: HttpLimits::default(),
             clock: Arc::new(OffsetClock::new(0)),
             runtime: RuntimeConfig {

@@ -4,7 +4,8 @@
 //! Beyond "no panic" it checks the parsed callback's invariants (a
 //! non-empty state, a non-empty code, error codes and descriptions
 //! bounded and free of control characters) and that the parsed values,
-//! percent-encoded into a fresh query string, parse back to the same callback.
+//! percent-encoded into a fresh query string, parse back to the same values
+//! (error codes compared as spelled: see the comment at the check).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -53,7 +54,22 @@ fuzz_target!(|data: &[u8]| {
     let query = query.0;
     if query.len() <= MAX_CALLBACK {
         let again = callback::parse(&query).expect("a re-encoded callback is rejected");
-        assert!(again == parsed, "re-encoded callback parses differently: {query:?}");
+        assert!(again.state == parsed.state, "state differs: {query:?}");
+        assert_eq!(again.iss, parsed.iss, "{query:?}");
+        match (&again.result, &parsed.result) {
+            (Ok(a), Ok(b)) => assert!(a == b, "code differs: {query:?}"),
+            (Err(a), Err(b)) => {
+                // Compared as spelled, not by variant: a code that differs
+                // from a known one only by characters `ErrorCode::parse`
+                // drops (`error=%22access_denied`) becomes
+                // `Other("access_denied")`, which re-parses as `AccessDenied`.
+                // Reported separately; kept out of this check so the target
+                // can look for other defects.
+                assert_eq!(a.code.as_str(), b.code.as_str(), "{query:?}");
+                assert_eq!(a.description, b.description, "{query:?}");
+            }
+            _ => panic!("code/error differs after re-encoding: {query:?}"),
+        }
     }
 });
 

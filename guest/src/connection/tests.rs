@@ -1089,3 +1089,39 @@ fn tokens_replaced_before_sending_are_not_refreshed_again() {
     );
     assert!(io.sent.is_empty());
 }
+
+/// An authorisation that was begun and never completed (the command was
+/// interrupted, the tab closed) stops showing as in progress once it
+/// expires: the status shows the state it left the connection in.
+#[test]
+fn an_abandoned_authorisation_stops_showing_as_in_progress() {
+    let mut io = FakeIo {
+        clock: NOW,
+        ..FakeIo::default()
+    };
+    configure(&mut io, "c1", &config()).unwrap();
+    authorize::begin(&mut io, NOW, "c1", &BeginOptions::default()).unwrap();
+    let view = status(&mut io, NOW + 1);
+    assert_eq!(view.state, State::Authorizing);
+    let expires = view.authorization_expires_at_ms.unwrap();
+    let view = status(&mut io, expires);
+    assert_eq!(view.state, State::New);
+    assert_eq!(view.since_ms, expires);
+    assert!(
+        view.next_action.contains("expired or was abandoned"),
+        "{}",
+        view.next_action
+    );
+    assert_eq!(view.authorization_expires_at_ms, None);
+
+    // A re-authentication abandoned: still needs it, with its reason.
+    let mut io = connected(config());
+    io.respond(json(400, r#"{"error":"invalid_grant"}"#));
+    let _ = access_token(&mut io, NOW + HOUR, "c1");
+    authorize::begin(&mut io, NOW + HOUR, "c1", &BeginOptions::default()).unwrap();
+    let view = status(&mut io, NOW + 2 * HOUR);
+    assert_eq!(
+        (view.state, view.reason),
+        (State::ReauthRequired, Some(Reason::RefreshTokenRejected))
+    );
+}
