@@ -114,7 +114,7 @@ pub enum ExchangeFailure {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CompleteError {
-    #[error("the callback was rejected: {:?}", .0.reason)]
+    #[error("the callback was rejected: {}", .0.reason.describe())]
     Rejected(Rejection),
     #[error("the authorisation was refused: {}", .error.code.as_str())]
     Denied {

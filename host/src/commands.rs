@@ -10,7 +10,7 @@ use std::time::Duration;
 use clap::ValueEnum;
 use pleo_oauth::RuntimeConfig;
 use pleo_oauth::app::{self, App, AppConfig, Call, OperatorSecret, api_base};
-use pleo_oauth::authorize::BeginOptions;
+use pleo_oauth::authorize::{BeginOptions, CompleteError, ExchangeFailure};
 use pleo_oauth::callback_listener::{Listener, page};
 use pleo_oauth::connections::{
     ApiAction, ClientType, ConnectionConfig, CustomEndpoints, DisconnectError, Environment,
@@ -23,6 +23,7 @@ use pleo_oauth::imports::storage::{KeyRing, SealedStorage, SealingKey};
 use pleo_oauth::mock::{Consent, MockConfig, MockServer};
 use pleo_oauth::secret::Secret;
 use pleo_oauth::types::Method;
+use pleo_oauth_core::connection::config::validate_connection_id;
 use pleo_oauth_core::connection::refresh::NO_CREDENTIALS;
 use pleo_oauth_core::events::kebab;
 
@@ -147,7 +148,9 @@ pub fn run(global: Global, command: Command) -> Result<ExitCode> {
         Command::Connect(args) => with_app(&global, None, |app| connect(app, args)),
         Command::Token { id } => with_app(&global, Some(&id), |app| token(app, &id)),
         Command::RetryNow { id } => with_app(&global, Some(&id), |app| retry_now(app, &id)),
-        Command::Status { id, json } => with_app(&global, None, |app| status(app, id, json)),
+        Command::Status { id, json } => {
+            with_app(&global, id.as_deref(), |app| status(app, id.clone(), json))
+        }
         Command::Call {
             id,
             method,
@@ -183,6 +186,12 @@ fn with_app(
     id: Option<&str>,
     command: impl FnOnce(&App) -> Result<ExitCode>,
 ) -> Result<ExitCode> {
+    if let Some(id) = id
+        && let Err(error) = validate_connection_id(id)
+    {
+        eprintln!("pleo-oauth: {id:?} is not a connection id: {error}");
+        return Ok(ExitCode::from(EXIT_USAGE));
+    }
     let app = open(global)?;
     if let Some(id) = id
         && let Ok(Ok(Some(config))) = app.instance()?.get_config(id)
@@ -451,9 +460,25 @@ fn retry_now(app: &App, id: &str) -> Result<ExitCode> {
 }
 
 fn connect(app: &App, args: ConnectArgs) -> Result<ExitCode> {
+    // Everything is checked before anything happens: no browser opens, no
+    // pending authorisation is replaced, for a configuration that cannot work.
+    if let Err(error) = validate_connection_id(&args.id) {
+        eprintln!("pleo-oauth: {:?} is not a connection id: {error}", args.id);
+        return Ok(ExitCode::from(EXIT_USAGE));
+    }
     let mut instance = app.instance()?;
     let existing = instance.get_config(&args.id)??;
-    let config = connect_config(existing, &args)?;
+    let config = match connect_config(existing, &args) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("pleo-oauth: {error}");
+            return Ok(ExitCode::from(EXIT_USAGE));
+        }
+    };
+    if let Err(error) = config.validate() {
+        eprintln!("pleo-oauth: the configuration cannot work: {error}");
+        return Ok(ExitCode::from(EXIT_USAGE));
+    }
     // A confidential client needs its secret for the code exchange, sent
     // only to an origin the operator allows: refuse now, not after the
     // user has been through the consent screen.
@@ -542,7 +567,7 @@ fn connect(app: &App, args: ConnectArgs) -> Result<ExitCode> {
             ),
             Err(error) => page(
                 "The authorisation did not complete",
-                &format!("{error}. Return to the terminal; run the command again to retry."),
+                &complete_failure(&args.id, error).1,
             ),
         });
     }
@@ -560,7 +585,63 @@ fn connect(app: &App, args: ConnectArgs) -> Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        Err(error) => Err(format!("the authorisation did not complete: {error}").into()),
+        Err(error) => {
+            let (code, message) = complete_failure(&args.id, &error);
+            eprintln!("pleo-oauth: {message}");
+            Ok(ExitCode::from(code))
+        }
+    }
+}
+
+/// The exit code and the sentence for an authorisation that did not
+/// complete, with what to do.
+fn complete_failure(id: &str, error: &CompleteError) -> (u8, String) {
+    match error {
+        CompleteError::Denied { error, .. } => (
+            EXIT_FAILED,
+            format!(
+                "Pleo did not grant access ({}); nothing was stored. Run `pleo-oauth connect {id}` to try again",
+                error.code.as_str()
+            ),
+        ),
+        CompleteError::Rejected(rejection) => (
+            EXIT_FAILED,
+            format!(
+                "the callback was rejected: {}; nothing was exchanged. Run `pleo-oauth connect {id}` to start again",
+                rejection.reason.describe()
+            ),
+        ),
+        CompleteError::ExchangeFailed { failure, .. } => match failure {
+            ExchangeFailure::ClientMisconfigured(error) => (
+                EXIT_CLIENT,
+                format!(
+                    "Pleo refused the client ({}) when exchanging the code: check the client id and the secret ({SECRET_ENV} or --client-secret-file), then run `pleo-oauth connect {id}` again",
+                    error.code.as_str()
+                ),
+            ),
+            ExchangeFailure::CredentialsMissing => (
+                EXIT_CLIENT,
+                format!(
+                    "no client secret may be sent to {id}'s token endpoint: set {SECRET_ENV} (and {SECRET_ORIGINS_ENV} for a server other than Pleo's), then run `pleo-oauth connect {id}` again"
+                ),
+            ),
+            ExchangeFailure::Transient(_) => (
+                EXIT_LATER,
+                format!(
+                    "Pleo's token endpoint is unreachable or busy; the code cannot be reused. Run `pleo-oauth connect {id}` again in a minute"
+                ),
+            ),
+            ExchangeFailure::Reauthenticate(_) | ExchangeFailure::RequestInvalid(_) => (
+                EXIT_FAILED,
+                format!(
+                    "Pleo rejected the authorisation code (expired, already used, or the PKCE check failed). Run `pleo-oauth connect {id}` to start again"
+                ),
+            ),
+        },
+        CompleteError::Storage(error) => (
+            EXIT_FAILED,
+            format!("storage failed: {error}. Nothing was consumed; run the command again"),
+        ),
     }
 }
 

@@ -1029,3 +1029,132 @@ fn tokens_rest_sealed_and_the_wrong_key_loses_nothing() {
         "the old key no longer opens it"
     );
 }
+
+/// The command line's error paths tell the right story: bad ids and
+/// configurations are usage errors (exit 2) found before anything happens,
+/// an unknown id is not "deleted", a body that is not JSON is not sent,
+/// a taken port is explained, and a second `connect` on the same callback
+/// port refuses without touching the first one's pending authorisation.
+#[test]
+fn command_line_error_paths_tell_the_right_story() {
+    let setup = Setup::new();
+    let base = setup.mock.base_url();
+    let code = |output: &Output| output.status.code();
+
+    let spaced = setup.run(0, &["token", "has space"]);
+    assert_eq!(code(&spaced), Some(2), "{}", text(&spaced.stderr));
+    assert!(text(&spaced.stderr).contains("not a connection id"));
+    let long = "x".repeat(500);
+    assert_eq!(code(&setup.run(0, &["status", &long])), Some(2));
+    assert_eq!(code(&setup.run(0, &["token", &long])), Some(2));
+
+    let connect = |extra: &[&str]| {
+        let mut args = vec![
+            "connect",
+            "c9",
+            "--issuer",
+            &base,
+            "--client-id",
+            "e2e-client",
+        ];
+        args.extend_from_slice(extra);
+        setup.run(0, &args)
+    };
+    let scope = connect(&["--redirect-uri", &setup.redirect, "--scope", "users"]);
+    assert_eq!(code(&scope), Some(2), "{}", text(&scope.stderr));
+    assert!(text(&scope.stderr).contains("resource:permission"));
+    let redirect = connect(&[
+        "--redirect-uri",
+        "http://app.example/cb",
+        "--scope",
+        "users:read",
+    ]);
+    assert_eq!(code(&redirect), Some(2), "{}", text(&redirect.stderr));
+    let missing = connect(&["--scope", "users:read"]);
+    assert_eq!(code(&missing), Some(2), "{}", text(&missing.stderr));
+    assert!(text(&missing.stderr).contains("--redirect-uri"));
+    assert!(!text(&scope.stdout).contains("Open this URL"));
+
+    let forget = setup.run(0, &["forget", "nobody"]);
+    assert_eq!(code(&forget), Some(6), "{}", text(&forget.stdout));
+    assert!(!text(&forget.stdout).contains("forgot"));
+
+    setup.connect_in_process();
+    let body = setup.run(
+        0,
+        &[
+            "call",
+            "c1",
+            "post",
+            "/v2/export-jobs",
+            "--data",
+            "not json",
+        ],
+    );
+    assert_eq!(code(&body), Some(2), "{}", text(&body.stderr));
+    let api_before = setup.mock.control().stats().api_requests;
+    assert_eq!(api_before, 0, "nothing was sent");
+
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let mock = setup.run(0, &["mock-server", "--port", &port]);
+    assert_eq!(code(&mock), Some(1));
+    assert!(
+        text(&mock.stderr).contains("choose another with --port"),
+        "{}",
+        text(&mock.stderr)
+    );
+
+    // A first `connect` waits on the callback port; a second one for the
+    // same connection refuses before replacing its pending authorisation.
+    let mut first = setup
+        .command(
+            0,
+            &[
+                "connect",
+                "c2",
+                "--issuer",
+                &base,
+                "--client-id",
+                "e2e-client",
+                "--redirect-uri",
+                &setup.redirect,
+                "--scope",
+                "users:read",
+                "--timeout",
+                "60",
+            ],
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(first.stdout.take().unwrap());
+    let url = loop {
+        let mut line = String::new();
+        assert!(stdout.read_line(&mut line).unwrap() > 0, "no URL");
+        if let Some(url) = line.trim().strip_prefix("http") {
+            break format!("http{url}");
+        }
+    };
+    let second = setup.run(0, &["connect", "c2", "--timeout", "5"]);
+    assert_eq!(code(&second), Some(1), "{}", text(&second.stderr));
+    assert!(text(&second.stderr).contains("another `pleo-oauth connect`"));
+    let callback = follow(&url);
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut page = agent.get(&callback).call().unwrap();
+    assert_eq!(page.status().as_u16(), 200);
+    assert!(
+        page.body_mut()
+            .read_to_string()
+            .unwrap()
+            .contains("Connected to Pleo")
+    );
+    assert!(
+        first.wait().unwrap().success(),
+        "the first connect completed"
+    );
+}

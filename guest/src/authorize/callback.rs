@@ -34,6 +34,25 @@ pub enum RejectionReason {
     MissingCode,
 }
 
+impl RejectionReason {
+    /// The check that failed, in words for people.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::Malformed => "the callback URL is malformed",
+            Self::MissingState => "the callback has no state",
+            Self::DuplicateParameter => "the callback repeats a parameter",
+            Self::UnknownState => {
+                "the callback's state matches no pending authorisation (already used, superseded by a newer one, or forged)"
+            }
+            Self::ExpiredState => "the authorisation took too long and expired",
+            Self::ConnectionMismatch => "the callback belongs to another connection",
+            Self::IssuerMismatch => "the callback comes from another authorisation server (iss)",
+            Self::IssuerMissing => "the callback does not say which server sent it (iss)",
+            Self::MissingCode => "the callback carries neither a code nor an error",
+        }
+    }
+}
+
 /// Authorisation error codes (RFC 6749 §4.1.2.1).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
