@@ -18,6 +18,9 @@ use crate::{Backends, GuestError, Instance, Runtime, RuntimeConfig, RuntimeError
 
 /// The setting (in a connection's `settings`) naming the API base URL.
 pub const API_BASE_SETTING: &str = "api-base";
+/// The setting naming how a confidential client presents its secret
+/// (`basic` or `post`), stored with the connection by `connect`.
+pub const CLIENT_AUTH_SETTING: &str = "client-auth";
 /// Pleo's APIs, by environment (DESIGN §1).
 pub const PRODUCTION_API: &str = "https://external.pleo.io";
 pub const STAGING_API: &str = "https://external.staging.pleo.io";
@@ -147,11 +150,21 @@ impl App {
         if let Some(operator) = &self.operator
             && config.client_type == pleo_oauth_core::connection::ClientType::Confidential
         {
+            let method = config
+                .settings
+                .iter()
+                .find(|(k, _)| k == CLIENT_AUTH_SETTING)
+                .and_then(|(_, v)| match v.as_str() {
+                    "basic" => Some(crate::imports::http::ClientAuthMethod::Basic),
+                    "post" => Some(crate::imports::http::ClientAuthMethod::Post),
+                    _ => None,
+                });
             self.http
                 .register(
                     &config.client_id,
                     operator.secret.clone(),
                     operator.origins.iter().map(String::as_str),
+                    method,
                 )
                 .expect("origins checked at open");
         }

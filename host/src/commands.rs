@@ -17,7 +17,7 @@ use pleo_oauth::connections::{
     NotConnected, Reason, Refusal, Revocation, StatusView, WaitReason,
 };
 use pleo_oauth::imports::clock::{Clock, OffsetClock};
-use pleo_oauth::imports::http::{ClientSecrets, HttpLimits};
+use pleo_oauth::imports::http::{ClientAuthMethod, ClientSecrets, HttpLimits};
 use pleo_oauth::imports::log::LogStyle;
 use pleo_oauth::imports::storage::{KeyRing, SealedStorage, SealingKey};
 use pleo_oauth::mock::{Consent, MockConfig, MockServer};
@@ -145,7 +145,10 @@ pub fn run(global: Global, command: Command) -> Result<ExitCode> {
         }
         Command::MockServer(args) => mock_server(args),
         Command::Rekey { new_key_file } => rekey(&global, &new_key_file),
-        Command::Connect(args) => with_app(&global, None, |app| connect(app, args)),
+        Command::Connect(args) => {
+            let client_auth = global.client_auth;
+            with_app(&global, None, |app| connect(app, args, client_auth))
+        }
         Command::Token { id } => with_app(&global, Some(&id), |app| token(app, &id)),
         Command::RetryNow { id } => with_app(&global, Some(&id), |app| retry_now(app, &id)),
         Command::Status { id, json } => {
@@ -235,7 +238,7 @@ fn open(global: &Global) -> Result<App> {
     let clock: Arc<dyn Clock> = Arc::new(OffsetClock::new(offset));
     Ok(App::open(AppConfig {
         db: global.db.clone().unwrap_or_else(app::default_db_path),
-        secrets: ClientSecrets::new(global.client_auth),
+        secrets: ClientSecrets::new(global.client_auth.unwrap_or_default()),
         operator,
         sealing: Some(KeyRing::new(sealing_key(global)?)),
         log: match global.log_format {
@@ -459,7 +462,11 @@ fn retry_now(app: &App, id: &str) -> Result<ExitCode> {
     }
 }
 
-fn connect(app: &App, args: ConnectArgs) -> Result<ExitCode> {
+fn connect(
+    app: &App,
+    args: ConnectArgs,
+    client_auth: Option<ClientAuthMethod>,
+) -> Result<ExitCode> {
     // Everything is checked before anything happens: no browser opens, no
     // pending authorisation is replaced, for a configuration that cannot work.
     if let Err(error) = validate_connection_id(&args.id) {
@@ -468,7 +475,7 @@ fn connect(app: &App, args: ConnectArgs) -> Result<ExitCode> {
     }
     let mut instance = app.instance()?;
     let existing = instance.get_config(&args.id)??;
-    let config = match connect_config(existing, &args) {
+    let config = match connect_config(existing, &args, client_auth) {
         Ok(config) => config,
         Err(error) => {
             eprintln!("pleo-oauth: {error}");
@@ -650,6 +657,7 @@ fn complete_failure(id: &str, error: &CompleteError) -> (u8, String) {
 fn connect_config(
     existing: Option<ConnectionConfig>,
     args: &ConnectArgs,
+    client_auth: Option<ClientAuthMethod>,
 ) -> Result<ConnectionConfig> {
     let environment = match (&args.env, &args.issuer) {
         (Some(Env::Staging), _) => Some(Environment::Staging),
@@ -744,6 +752,19 @@ fn connect_config(
         config.settings.push((
             app::API_BASE_SETTING.into(),
             base.trim_end_matches('/').into(),
+        ));
+    }
+    if let Some(method) = client_auth {
+        config
+            .settings
+            .retain(|(k, _)| k != app::CLIENT_AUTH_SETTING);
+        config.settings.push((
+            app::CLIENT_AUTH_SETTING.into(),
+            match method {
+                ClientAuthMethod::Basic => "basic",
+                ClientAuthMethod::Post => "post",
+            }
+            .into(),
         ));
     }
     Ok(config)
@@ -1017,4 +1038,144 @@ fn mock_server(args: MockArgs) -> Result<ExitCode> {
     std::io::Write::flush(&mut std::io::stdout())?;
     server.wait();
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pleo_oauth::connections::{Reason, StoreError, WaitReason};
+
+    /// The README's exit-code table, as `code -> meaning`.
+    fn readme_table() -> std::collections::BTreeMap<u8, String> {
+        let readme = include_str!("../../README.md");
+        let table = readme
+            .split("Exit codes (every command):")
+            .nth(1)
+            .expect("the README's exit-code table");
+        table
+            .lines()
+            .skip_while(|l| !l.starts_with("| 0 "))
+            .take_while(|l| l.starts_with('|'))
+            .filter_map(|l| {
+                let mut cells = l.split('|').map(str::trim).skip(1);
+                Some((cells.next()?.parse().ok()?, cells.next()?.to_owned()))
+            })
+            .collect()
+    }
+
+    /// One mapping from every refusal to an exit code and a sentence with
+    /// what to do, matching the README's table and `--help`.
+    #[test]
+    fn every_outcome_maps_to_the_documented_exit_code() {
+        let table = readme_table();
+        for (code, words) in [
+            (EXIT_FAILED, "failed"),
+            (EXIT_USAGE, "bad usage"),
+            (EXIT_REAUTH, "re-authentication required"),
+            (EXIT_LATER, "try again later"),
+            (EXIT_CLIENT, "misconfigured"),
+            (EXIT_NOT_CONNECTED, "not connected"),
+            (EXIT_API_ERROR, "the API answered with an error"),
+        ] {
+            assert!(
+                table[&code].contains(words),
+                "README row {code}: {}",
+                table[&code]
+            );
+            let help = crate::EXIT_CODES
+                .lines()
+                .find(|l| l.trim_start().starts_with(&format!("{code} ")))
+                .unwrap_or_else(|| panic!("--help lists {code}"));
+            assert!(help.contains(words), "--help row {code}: {help}");
+        }
+        let later = 1_700_000_090_000;
+        let refusals = [
+            (
+                Refusal::Reauthenticate(Reason::RefreshTokenRejected),
+                EXIT_REAUTH,
+                "pleo-oauth connect c1",
+            ),
+            (
+                Refusal::Reauthenticate(Reason::NoRefreshToken),
+                EXIT_REAUTH,
+                "pleo-oauth connect c1",
+            ),
+            (
+                Refusal::Reauthenticate(Reason::RotationLost),
+                EXIT_REAUTH,
+                "not the user's doing",
+            ),
+            (
+                Refusal::Reauthenticate(Reason::RefreshTokenReused),
+                EXIT_REAUTH,
+                "pleo-oauth connect c1",
+            ),
+            (
+                Refusal::Wait {
+                    until_ms: later,
+                    why: WaitReason::RefreshInProgress,
+                },
+                EXIT_LATER,
+                "(in 90 s)",
+            ),
+            (
+                Refusal::Wait {
+                    until_ms: later,
+                    why: WaitReason::BackingOff,
+                },
+                EXIT_LATER,
+                "(in 90 s)",
+            ),
+            (
+                Refusal::Wait {
+                    until_ms: later,
+                    why: WaitReason::Stalled,
+                },
+                EXIT_LATER,
+                "operator",
+            ),
+            (
+                Refusal::ClientMisconfigured {
+                    error: "invalid_client".into(),
+                    retry_at_ms: Some(later),
+                },
+                EXIT_CLIENT,
+                "pleo-oauth retry-now c1",
+            ),
+            (
+                Refusal::ClientMisconfigured {
+                    error: NO_CREDENTIALS.into(),
+                    retry_at_ms: None,
+                },
+                EXIT_CLIENT,
+                SECRET_ENV,
+            ),
+            (
+                Refusal::NotConnected(NotConnected::UnknownConnection),
+                EXIT_NOT_CONNECTED,
+                "pleo-oauth connect c1",
+            ),
+            (
+                Refusal::NotConnected(NotConnected::NeverAuthorized),
+                EXIT_NOT_CONNECTED,
+                "pleo-oauth connect c1",
+            ),
+            (
+                Refusal::NotConnected(NotConnected::Disconnected),
+                EXIT_NOT_CONNECTED,
+                "pleo-oauth connect c1",
+            ),
+            (
+                Refusal::Storage(StoreError::Unavailable("disk".into())),
+                EXIT_FAILED,
+                "try again",
+            ),
+        ];
+        for (refusal, code, fix) in refusals {
+            let (got, message) = super::refusal("c1", &refusal, 1_700_000_000_000);
+            assert_eq!(got, code, "{refusal:?}");
+            assert!(message.contains(fix), "{refusal:?}: {message}");
+            assert!(table.contains_key(&got));
+        }
+    }
 }

@@ -27,8 +27,8 @@ struct Cli {
 
 const EXIT_CODES: &str = "Exit codes:
   0  done
-  1  failed (storage, network, the component); the message says why
-  2  bad usage
+  1  failed (storage, the component, an authorisation not granted or rejected); the message says why
+  2  bad usage, or a configuration that cannot work
   3  re-authentication required: run `pleo-oauth connect <id>`
   4  try again later (a refresh is in progress or backing off, or the API is unavailable)
   5  the client is misconfigured (client id or secret): an operator must act
@@ -53,9 +53,11 @@ pub struct Global {
     /// Never on the command line.
     #[arg(long, global = true, value_name = "PATH")]
     client_secret_file: Option<PathBuf>,
-    /// How the secret is sent to the token endpoint.
-    #[arg(long, global = true, value_enum, default_value = "basic")]
-    client_auth: ClientAuthMethod,
+    /// How the secret is sent to the token endpoint. `connect` stores it
+    /// with the connection; other commands use the stored one.
+    /// [default: basic]
+    #[arg(long, global = true, value_enum)]
+    client_auth: Option<ClientAuthMethod>,
     /// A server, besides Pleo's own, that may receive the client secret
     /// (e.g. the mock: http://127.0.0.1:8080); repeat, or separate with
     /// commas in PLEO_OAUTH_SECRET_ORIGINS. Only its origin counts.

@@ -52,6 +52,8 @@ struct Registered {
     secret: Secret,
     /// ASCII-serialised origins (`https://auth.pleo.io`).
     origins: Vec<String>,
+    /// How this client presents it, when not the default.
+    method: Option<ClientAuthMethod>,
 }
 
 impl std::fmt::Debug for ClientSecrets {
@@ -108,9 +110,30 @@ impl ClientSecrets {
             .into_iter()
             .map(|url| origin_of(url).ok_or_else(|| InvalidOrigin(url.to_owned())))
             .collect::<Result<Vec<_>, _>>()?;
-        self.clients
-            .insert(client_id.into(), Registered { secret, origins });
+        self.clients.insert(
+            client_id.into(),
+            Registered {
+                secret,
+                origins,
+                method: None,
+            },
+        );
         Ok(())
+    }
+
+    /// How `client_id` presents its secret, instead of the default.
+    pub fn set_method(&mut self, client_id: &str, method: ClientAuthMethod) {
+        if let Some(registered) = self.clients.get_mut(client_id) {
+            registered.method = Some(method);
+        }
+    }
+
+    /// How `client_id` presents its secret.
+    pub fn method_for(&self, client_id: &str) -> ClientAuthMethod {
+        self.clients
+            .get(client_id)
+            .and_then(|r| r.method)
+            .unwrap_or(self.method)
     }
 
     /// Whether a secret is held for this client.
@@ -187,17 +210,21 @@ impl HttpClient {
         self.secrets.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Registers a client's secret for the origins it may be sent to.
+    /// Registers a client's secret for the origins it may be sent to, and
+    /// how it is presented when not the default.
     pub fn register<'a>(
         &self,
         client_id: &str,
         secret: Secret,
         origins: impl IntoIterator<Item = &'a str>,
+        method: Option<ClientAuthMethod>,
     ) -> Result<(), InvalidOrigin> {
-        self.secrets
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(client_id, secret, origins)
+        let mut secrets = self.secrets.write().unwrap_or_else(|e| e.into_inner());
+        secrets.insert(client_id, secret, origins)?;
+        if let Some(method) = method {
+            secrets.set_method(client_id, method);
+        }
+        Ok(())
     }
 
     /// Adds client authentication; `no-credentials` (nothing sent) when
@@ -222,7 +249,7 @@ impl HttpClient {
                 return Err(TransportError::NoCredentials);
             }
         };
-        let method = secrets.method;
+        let method = secrets.method_for(&client_id);
         drop(secrets);
         match method {
             ClientAuthMethod::Basic => {
@@ -393,6 +420,26 @@ mod tests {
             .send(request(Method::Post, url, None))
             .unwrap();
         assert_eq!(response.status, 401);
+    }
+
+    /// A connection's stored method wins over the host's default.
+    #[test]
+    fn the_method_is_per_client() {
+        let mock = mock();
+        let http = HttpClient::new(HttpLimits::default(), ClientSecrets::default());
+        http.register(
+            "c",
+            Secret::new("s3cret"),
+            [mock.base_url().as_str()],
+            Some(ClientAuthMethod::Post),
+        )
+        .unwrap();
+        assert_eq!(http.secrets().method_for("c"), ClientAuthMethod::Post);
+        assert_eq!(http.secrets().method_for("other"), ClientAuthMethod::Basic);
+        let url = format!("{}/oauth/token/introspect", mock.base_url());
+        let mut sent = request(Method::Post, url, Some("c"));
+        sent.body = b"token=unknown".to_vec();
+        assert_eq!(http.send(sent).unwrap().status, 200);
     }
 
     /// RFC 9700 §4.11: redirects are returned, never followed.
