@@ -27,7 +27,7 @@ use pleo_oauth_core::connection::config::validate_connection_id;
 use pleo_oauth_core::connection::refresh::NO_CREDENTIALS;
 use pleo_oauth_core::events::kebab;
 
-use crate::{Command, Global, HttpMethod, classify_cmd};
+use crate::{Command, Global, HttpMethod, Logs, Secrets, Store, classify_cmd};
 
 type Result<T> = std::result::Result<T, Box<dyn Error>>;
 
@@ -122,7 +122,8 @@ enum ConsentArg {
     Page,
 }
 
-pub fn run(global: Global, command: Command) -> Result<ExitCode> {
+pub fn run(logs: &Logs, command: Command) -> Result<ExitCode> {
+    let global = |store: Store, secrets: Secrets| Global::new(logs, store, secrets);
     match command {
         Command::Demo => {
             pleo_oauth::demo::run(&mut std::io::stdout())?;
@@ -144,14 +145,29 @@ pub fn run(global: Global, command: Command) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::MockServer(args) => mock_server(args),
-        Command::Rekey { new_key_file } => rekey(&global, &new_key_file),
-        Command::Connect(args) => {
+        Command::Rekey {
+            new_key_file,
+            store,
+        } => rekey(&global(store, Secrets::default()), &new_key_file),
+        Command::Connect {
+            args,
+            store,
+            secrets,
+        } => {
+            let global = global(store, secrets);
             let client_auth = global.client_auth;
             with_app(&global, None, |app| connect(app, args, client_auth))
         }
-        Command::Token { id } => with_app(&global, Some(&id), |app| token(app, &id)),
-        Command::RetryNow { id } => with_app(&global, Some(&id), |app| retry_now(app, &id)),
-        Command::Status { id, json } => {
+        Command::Token { id, store, secrets } => {
+            with_app(&global(store, secrets), Some(&id), |app| token(app, &id))
+        }
+        Command::RetryNow { id, store, secrets } => {
+            with_app(&global(store, secrets), Some(&id), |app| {
+                retry_now(app, &id)
+            })
+        }
+        Command::Status { id, json, store } => {
+            let global = global(store, Secrets::default());
             with_app(&global, id.as_deref(), |app| status(app, id.clone(), json))
         }
         Command::Call {
@@ -159,25 +175,34 @@ pub fn run(global: Global, command: Command) -> Result<ExitCode> {
             method,
             path,
             data,
-        } => with_app(&global, Some(&id), |app| {
+            store,
+            secrets,
+        } => with_app(&global(store, secrets), Some(&id), |app| {
             call(app, &id, method, &path, data)
         }),
-        Command::Disconnect { id, revoke } => {
-            with_app(&global, Some(&id), |app| disconnect(app, &id, revoke))
-        }
-        Command::Forget { id } => with_app(&global, None, |app| {
-            let mut instance = app.instance()?;
-            if instance.get_config(&id)??.is_none() {
-                return Ok(refused(
-                    &id,
-                    &Refusal::NotConnected(NotConnected::UnknownConnection),
-                    now(app),
-                ));
-            }
-            instance.forget(&id)??;
-            println!("forgot {id}: its configuration, tokens and status are deleted");
-            Ok(ExitCode::SUCCESS)
+        Command::Disconnect {
+            id,
+            revoke,
+            store,
+            secrets,
+        } => with_app(&global(store, secrets), Some(&id), |app| {
+            disconnect(app, &id, revoke)
         }),
+        Command::Forget { id, store } => {
+            with_app(&global(store, Secrets::default()), None, |app| {
+                let mut instance = app.instance()?;
+                if instance.get_config(&id)??.is_none() {
+                    return Ok(refused(
+                        &id,
+                        &Refusal::NotConnected(NotConnected::UnknownConnection),
+                        now(app),
+                    ));
+                }
+                instance.forget(&id)??;
+                println!("forgot {id}: its configuration, tokens and status are deleted");
+                Ok(ExitCode::SUCCESS)
+            })
+        }
     }
 }
 
@@ -991,6 +1016,19 @@ fn disconnect(app: &App, id: &str, revoke: bool) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// How the user runs this program, for the commands it prints: the
+/// installed `pleo-oauth`, or `cargo run -p pleo-oauth --` when it runs
+/// from a build folder.
+fn invocation() -> String {
+    let in_build = std::env::current_exe()
+        .is_ok_and(|exe| exe.components().any(|c| c.as_os_str() == "target"));
+    if in_build {
+        "cargo run -p pleo-oauth --".into()
+    } else {
+        "pleo-oauth".into()
+    }
+}
+
 fn mock_server(args: MockArgs) -> Result<ExitCode> {
     let clock: Arc<dyn Clock> = Arc::new(OffsetClock::new(0));
     let mut config = MockConfig::new(clock);
@@ -1026,13 +1064,14 @@ fn mock_server(args: MockArgs) -> Result<ExitCode> {
             "  export {SECRET_ORIGINS_ENV}={base}   # lets the client secret go to this server"
         );
     }
+    let me = invocation();
     println!(
-        "  pleo-oauth connect demo --issuer {base} --client-id {}{} --redirect-uri http://127.0.0.1:8765/callback --scope users:read --api-base {base} --revocation-url {base}/oauth/revoke",
+        "  {me} connect demo --issuer {base} --client-id {}{} --redirect-uri http://127.0.0.1:8765/callback --scope users:read --api-base {base} --revocation-url {base}/oauth/revoke",
         args.client_id,
         if confidential { "" } else { " --public" }
     );
     println!(
-        "\nThen: pleo-oauth call demo GET /v2/users; control it with POST {base}/_mock/revoke-grants, /_mock/expire-access-tokens, /_mock/fault"
+        "\nThen: {me} call demo GET /v2/users; control it with POST {base}/_mock/revoke-grants, /_mock/expire-access-tokens, /_mock/fault"
     );
     // Shown at once even when stdout is a pipe (a log file, a test).
     std::io::Write::flush(&mut std::io::stdout())?;

@@ -20,7 +20,7 @@ use pleo_oauth::imports::http::ClientAuthMethod;
 #[command(after_help = EXIT_CODES)]
 struct Cli {
     #[command(flatten)]
-    global: Global,
+    logs: Logs,
     #[command(subcommand)]
     command: Command,
 }
@@ -35,46 +35,80 @@ const EXIT_CODES: &str = "Exit codes:
   6  not connected: unknown connection, never authorised, or disconnected
   7  the API answered with an error (call)";
 
-/// Options for every command.
+/// Options for every command: logging.
 #[derive(clap::Args)]
-pub struct Global {
-    /// The SQLite database holding connections and tokens.
-    /// [default: $XDG_DATA_HOME/pleo-oauth/pleo-oauth.db or ~/.local/share/pleo-oauth/pleo-oauth.db]
-    #[arg(long, global = true, env = "PLEO_OAUTH_DB", value_name = "PATH")]
-    db: Option<PathBuf>,
+pub struct Logs {
     /// Log lines on stderr: readable text, or JSON lines.
     #[arg(long, global = true, value_enum, default_value = "text")]
     log_format: LogFormat,
-    /// Log level (error, warn, info, debug, trace), or a tracing filter.
+    /// Log level (error, warn, info, debug, trace) for pleo-oauth, or a
+    /// tracing filter (`debug,ureq=trace`); other crates stay at warn.
     #[arg(long, global = true, env = "PLEO_OAUTH_LOG", default_value = "info")]
     log_level: String,
+}
+
+/// Where connections and tokens are kept: for the commands that use them.
+#[derive(clap::Args, Clone, Default)]
+pub struct Store {
+    /// The SQLite database holding connections and tokens.
+    /// [default: $XDG_DATA_HOME/pleo-oauth/pleo-oauth.db or ~/.local/share/pleo-oauth/pleo-oauth.db]
+    #[arg(long, env = "PLEO_OAUTH_DB", value_name = "PATH")]
+    pub db: Option<PathBuf>,
+    /// The key that seals tokens at rest (base64 of 32 bytes, first line).
+    /// PLEO_OAUTH_KEY (the key itself) takes precedence. Created at first
+    /// use when absent.
+    /// [default: $XDG_CONFIG_HOME/pleo-oauth/key or ~/.config/pleo-oauth/key]
+    #[arg(long, env = "PLEO_OAUTH_KEY_FILE", value_name = "PATH")]
+    pub key_file: Option<PathBuf>,
+}
+
+/// The client secret and where it may go: for the commands that may send
+/// it.
+#[derive(clap::Args, Clone, Default)]
+pub struct Secrets {
     /// A file holding the client secret of a confidential client (its
     /// first line). Otherwise the secret comes from PLEO_OAUTH_CLIENT_SECRET.
     /// Never on the command line.
-    #[arg(long, global = true, value_name = "PATH")]
-    client_secret_file: Option<PathBuf>,
+    #[arg(long, value_name = "PATH")]
+    pub client_secret_file: Option<PathBuf>,
     /// How the secret is sent to the token endpoint. `connect` stores it
     /// with the connection; other commands use the stored one.
     /// [default: basic]
-    #[arg(long, global = true, value_enum)]
-    client_auth: Option<ClientAuthMethod>,
+    #[arg(long, value_enum)]
+    pub client_auth: Option<ClientAuthMethod>,
     /// A server, besides Pleo's own, that may receive the client secret
     /// (e.g. the mock: http://127.0.0.1:8080); repeat, or separate with
     /// commas in PLEO_OAUTH_SECRET_ORIGINS. Only its origin counts.
     #[arg(
         long = "secret-origin",
-        global = true,
         env = "PLEO_OAUTH_SECRET_ORIGINS",
         value_delimiter = ',',
         value_name = "URL"
     )]
-    secret_origins: Vec<String>,
-    /// The key that seals tokens at rest (base64 of 32 bytes, first line).
-    /// PLEO_OAUTH_KEY (the key itself) takes precedence. Created at first
-    /// use when absent.
-    /// [default: $XDG_CONFIG_HOME/pleo-oauth/key or ~/.config/pleo-oauth/key]
-    #[arg(long, global = true, env = "PLEO_OAUTH_KEY_FILE", value_name = "PATH")]
-    key_file: Option<PathBuf>,
+    pub secret_origins: Vec<String>,
+}
+
+/// What a command that opens the store runs with.
+pub struct Global {
+    pub db: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    pub client_secret_file: Option<PathBuf>,
+    pub client_auth: Option<ClientAuthMethod>,
+    pub secret_origins: Vec<String>,
+    pub log_format: LogFormat,
+}
+
+impl Global {
+    fn new(logs: &Logs, store: Store, secrets: Secrets) -> Self {
+        Self {
+            db: store.db,
+            key_file: store.key_file,
+            client_secret_file: secrets.client_secret_file,
+            client_auth: secrets.client_auth,
+            secret_origins: secrets.secret_origins,
+            log_format: logs.log_format,
+        }
+    }
 }
 
 /// The methods `call` sends.
@@ -105,7 +139,14 @@ enum Command {
     /// there for the callback; otherwise paste the URL your browser landed
     /// on. Reconnecting an existing connection needs only its id: the
     /// stored configuration and scopes are reused.
-    Connect(commands::ConnectArgs),
+    Connect {
+        #[command(flatten)]
+        args: commands::ConnectArgs,
+        #[command(flatten)]
+        store: Store,
+        #[command(flatten)]
+        secrets: Secrets,
+    },
     /// Print a usable access token for scripts (refreshing it if due).
     ///
     /// Without one it exits non-zero (3: reconnect, 4: try later, 5: client
@@ -114,6 +155,10 @@ enum Command {
     Token {
         /// The connection id.
         id: String,
+        #[command(flatten)]
+        store: Store,
+        #[command(flatten)]
+        secrets: Secrets,
     },
     /// Clear a connection's back-off and refresh at once, then print a token
     /// as `token` does: for an operator who has just fixed the client secret
@@ -121,6 +166,10 @@ enum Command {
     RetryNow {
         /// The connection id.
         id: String,
+        #[command(flatten)]
+        store: Store,
+        #[command(flatten)]
+        secrets: Secrets,
     },
     /// Show connections: state, reason, token expiry, failures.
     Status {
@@ -129,6 +178,8 @@ enum Command {
         /// JSON instead of a table.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        store: Store,
     },
     /// One API request through the gate, with Pleo's 401 and 403 handling.
     Call {
@@ -142,6 +193,10 @@ enum Command {
         /// A JSON body for POST.
         #[arg(long)]
         data: Option<String>,
+        #[command(flatten)]
+        store: Store,
+        #[command(flatten)]
+        secrets: Secrets,
     },
     /// Disconnect: wipe the tokens (optionally revoking them at the server),
     /// keep the configuration.
@@ -152,11 +207,17 @@ enum Command {
         /// a revocation endpoint.
         #[arg(long)]
         revoke: bool,
+        #[command(flatten)]
+        store: Store,
+        #[command(flatten)]
+        secrets: Secrets,
     },
     /// Delete everything stored for a connection, configuration included.
     Forget {
         /// The connection id.
         id: String,
+        #[command(flatten)]
+        store: Store,
     },
     /// Run the mock Pleo server on its own, to develop against.
     MockServer(commands::MockArgs),
@@ -177,16 +238,18 @@ enum Command {
         /// The new key's file (base64, first line); created 0600 if absent.
         #[arg(long, value_name = "PATH")]
         new_key_file: PathBuf,
+        #[command(flatten)]
+        store: Store,
     },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Err(error) = init_logging(&cli.global) {
+    if let Err(error) = init_logging(&cli.logs) {
         eprintln!("pleo-oauth: {error}");
         return ExitCode::from(2);
     }
-    match commands::run(cli.global, cli.command) {
+    match commands::run(&cli.logs, cli.command) {
         Ok(code) => code,
         Err(error) => {
             eprintln!("pleo-oauth: {error}");
@@ -195,7 +258,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging(global: &Global) -> Result<(), String> {
+fn init_logging(global: &Logs) -> Result<(), String> {
     let filter = tracing_subscriber::EnvFilter::try_new(log_filter(&global.log_level)?)
         .map_err(|e| format!("invalid --log-level {:?}: {e}", global.log_level))?;
     // Colours only for a person at a terminal, never in a file or a pipe.
