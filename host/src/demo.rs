@@ -222,8 +222,8 @@ impl Demo<'_> {
     fn events(&mut self) -> Result<()> {
         let events = self.log.events();
         for event in &events[self.printed..] {
-            let fields: Vec<String> = event
-                .fields
+            // Instants in RFC 3339 beside their milliseconds, as in the logs.
+            let fields: Vec<String> = crate::imports::log::with_times(&event.fields)
                 .iter()
                 .map(|(k, v)| format!("{k}={v}"))
                 .collect();

@@ -106,7 +106,7 @@ impl TracingLog {
 }
 
 /// The event's fields, each instant followed by its RFC 3339 form.
-fn with_times(fields: &[(String, String)]) -> Vec<(String, String)> {
+pub fn with_times(fields: &[(String, String)]) -> Vec<(String, String)> {
     let mut out = Vec::with_capacity(fields.len() * 2);
     for (key, value) in fields {
         out.push((key.clone(), value.clone()));
