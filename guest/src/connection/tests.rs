@@ -1052,10 +1052,13 @@ fn a_holder_paused_past_its_lease_renews_it_before_sending() {
     assert_eq!(sent_refresh_tokens(&io), ["RT-1"]);
 }
 
-/// The holder stored its rotated tokens after all (it paused past its
-/// lease): a worker that read the old ones sends nothing.
+/// Tokens replaced between a caller's first read and its lease (another
+/// worker's refresh, or a holder that stored its rotated tokens after a
+/// pause): read again under the lease, they are served, and nothing is
+/// sent. (The re-read right before sending is exercised by the
+/// interleaving tests.)
 #[test]
-fn tokens_replaced_before_sending_are_not_refreshed_again() {
+fn tokens_replaced_since_the_callers_read_are_served_not_refreshed() {
     let mut io = connected(config());
     let record = store::TokensRecord {
         access_token: Secret::new("AT-2"),
