@@ -108,19 +108,25 @@ pub struct Status {
     /// Set while the token endpoint refuses the client: its error code.
     #[serde(default)]
     pub client_error: Option<String>,
+    // The members below are left out while at their defaults: the gate
+    // parses the status on every call, so the common record stays short.
     /// Since when refreshes have failed without a break (Unix ms).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failing_since_ms: Option<u64>,
     /// Transient failures have lasted past the horizon: `stalled`.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub stalled: bool,
     /// The refresh request in flight, or whose outcome was lost.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub in_flight: Option<InFlight>,
     /// API 401s to an access token a refresh had just issued, since the
     /// last authorisation.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub fresh_rejections: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl Status {

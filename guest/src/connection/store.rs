@@ -123,7 +123,7 @@ pub struct TokensRecord {
     /// Found in storage after our refresh was rejected: the rejection may
     /// have made the server revoke the whole grant, so these tokens are
     /// never served until a refresh confirms the grant.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub unconfirmed: bool,
 }
 
