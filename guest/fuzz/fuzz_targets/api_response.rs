@@ -79,12 +79,26 @@ fuzz_target!(|data: &[u8]| {
         }
         Err(error) => {
             let index = error.value_index as usize;
-            assert!(index < www_values.len(), "error in value {index} of {}", www_values.len());
-            assert!(error.offset as usize <= www_values[index].len(), "{error:?}");
+            assert!(
+                index < www_values.len(),
+                "error in value {index} of {}",
+                www_values.len()
+            );
+            assert!(
+                error.offset as usize <= www_values[index].len(),
+                "{error:?}"
+            );
         }
     }
 
-    let outcome = api_response(Ok(&ResponseHead { status, headers: headers.clone() }), attempt, NOW);
+    let outcome = api_response(
+        Ok(&ResponseHead {
+            status,
+            headers: headers.clone(),
+        }),
+        attempt,
+        NOW,
+    );
     let retry = first_retry.and_then(|v| retry_after(v, NOW));
     if let Some(at) = retry {
         assert!(at >= NOW);
@@ -96,9 +110,8 @@ fuzz_target!(|data: &[u8]| {
         },
         403 => {
             let bearer = challenges.as_ref().ok().and_then(|cs| {
-                cs.iter().find(|c| {
-                    c.scheme == "bearer" && matches!(c.data, ChallengeData::Params(_))
-                })
+                cs.iter()
+                    .find(|c| c.scheme == "bearer" && matches!(c.data, ChallengeData::Params(_)))
             });
             match bearer {
                 Some(c) if c.param("error") == Some("insufficient_scope") => {
@@ -133,21 +146,39 @@ fn check_challenges(challenges: &[Challenge]) {
     assert!(challenges.len() <= MAX_CHALLENGES);
     for challenge in challenges {
         let scheme = challenge.scheme.as_bytes();
-        assert!(!scheme.is_empty() && scheme.iter().all(|&b| is_tchar(b) && !b.is_ascii_uppercase()));
+        assert!(
+            !scheme.is_empty()
+                && scheme
+                    .iter()
+                    .all(|&b| is_tchar(b) && !b.is_ascii_uppercase())
+        );
         match &challenge.data {
             ChallengeData::Token68(token) => {
                 let body = token.trim_end_matches('=');
                 assert!(!body.is_empty(), "empty token68");
-                assert!(body.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~+/".contains(&b)));
+                assert!(
+                    body.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-._~+/".contains(&b))
+                );
             }
             ChallengeData::Params(params) => {
                 assert!(params.len() <= MAX_PARAMS);
                 for (i, param) in params.iter().enumerate() {
                     let name = param.name.as_bytes();
-                    assert!(!name.is_empty() && name.iter().all(|&b| is_tchar(b) && !b.is_ascii_uppercase()));
-                    assert!(params[..i].iter().all(|p| p.name != param.name), "duplicate {}", param.name);
                     assert!(
-                        !param.value.chars().any(|c| c != '\t' && c.is_ascii_control()),
+                        !name.is_empty()
+                            && name.iter().all(|&b| is_tchar(b) && !b.is_ascii_uppercase())
+                    );
+                    assert!(
+                        params[..i].iter().all(|p| p.name != param.name),
+                        "duplicate {}",
+                        param.name
+                    );
+                    assert!(
+                        !param
+                            .value
+                            .chars()
+                            .any(|c| c != '\t' && c.is_ascii_control()),
                         "control character in a parameter value"
                     );
                 }

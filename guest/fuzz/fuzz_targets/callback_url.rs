@@ -9,8 +9,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use pleo_oauth_core::authorize::callback::{self, AuthorizationErrorCode, MAX_CALLBACK};
 use pleo_oauth_core::authorize::RejectionReason;
+use pleo_oauth_core::authorize::callback::{self, AuthorizationErrorCode, MAX_CALLBACK};
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);

@@ -16,8 +16,16 @@ fuzz_target!(|data: &[u8]| {
     let at_now = retry_after(&text, NOW);
     let at_zero = retry_after(&text, 0);
     let at_max = retry_after(&text, u64::MAX);
-    assert_eq!(at_now.is_some(), at_zero.is_some(), "validity depends on now");
-    assert_eq!(at_now.is_some(), at_max.is_some(), "validity depends on now");
+    assert_eq!(
+        at_now.is_some(),
+        at_zero.is_some(),
+        "validity depends on now"
+    );
+    assert_eq!(
+        at_now.is_some(),
+        at_max.is_some(),
+        "validity depends on now"
+    );
     let (Some(at_now), Some(at_zero), Some(at_max)) = (at_now, at_zero, at_max) else {
         return;
     };

@@ -20,7 +20,11 @@ use pleo_oauth_core::connection::store::{FlowRecord, TokensRecord};
 macro_rules! round_trip {
     ($type:ty, $bytes:expr) => {
         if let Ok(record) = serde_json::from_slice::<$type>($bytes) {
-            check::<$type>(&record, |r| serde_json::to_vec(r), |b| serde_json::from_slice(b));
+            check::<$type>(
+                &record,
+                |r| serde_json::to_vec(r),
+                |b| serde_json::from_slice(b),
+            );
         }
     };
 }

@@ -72,7 +72,10 @@ fuzz_target!(|data: &[u8]| {
                 assert_token(refresh.expose());
             }
             if let Some(seconds) = tokens.expires_in {
-                assert!((1..=MAX_EXPIRES_IN).contains(&seconds), "expires_in {seconds}");
+                assert!(
+                    (1..=MAX_EXPIRES_IN).contains(&seconds),
+                    "expires_in {seconds}"
+                );
             }
             for scope in tokens.scope.iter().flatten() {
                 assert!(
@@ -98,7 +101,10 @@ fuzz_target!(|data: &[u8]| {
             assert_error(&reauth.error);
         }
         TokenOutcome::ClientMisconfigured(error) | TokenOutcome::RequestInvalid(error) => {
-            assert!(error_member.is_some(), "an OAuth verdict without an error member");
+            assert!(
+                error_member.is_some(),
+                "an OAuth verdict without an error member"
+            );
             assert!(!matches!(error.code, ErrorCode::Other(_)));
             assert_eq!(Some(error.code.as_str()), error_member);
             assert_error(error);
