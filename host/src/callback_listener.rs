@@ -132,6 +132,11 @@ impl Listener {
 
 impl Drop for Listener {
     fn drop(&mut self) {
+        // Callbacks still queued (a reload of the page) get their default
+        // page now, so the graceful shutdown does not wait for them.
+        while let Ok(arrived) = self.arrived.try_recv() {
+            drop(arrived);
+        }
         if let Some(shutdown) = self.shutdown.take() {
             let _ = shutdown.send(());
         }
@@ -180,6 +185,13 @@ async fn receive(
         )
             .into_response();
     }
+    // One callback per authorisation: a second one (a reload) is answered
+    // like a stale one.
+    shared
+        .expected
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take();
     let (reply, verdict) = oneshot::channel();
     let url = format!("{}?{query}", shared.base);
     let sent = shared

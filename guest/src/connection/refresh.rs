@@ -36,6 +36,10 @@ use crate::types::Level;
 /// While storage fails, the rotated tokens' write is retried this often
 /// until the lease ends.
 pub const STORE_RETRY_MS: u32 = 1_000;
+/// The longest one storage write may take before it fails (the reference
+/// SQLite backend's busy timeout): a retry is started only if it ends
+/// before the lease does.
+pub const STORE_OP_MS: u64 = 5_000;
 /// A stalled connection probes the token endpoint this often.
 pub const STALLED_PROBE_MS: u64 = 15 * 60 * 1000;
 /// The `client-problem.error` when the host holds no client secret.
@@ -141,7 +145,7 @@ impl Attempt<'_> {
             if self.usable(&current.value) {
                 return Ok(Bearer::from(&current.value));
             }
-            return Err(self.grant_dead(io, Reason::NoRefreshToken, &[])?);
+            return Err(self.grant_dead(io, current.version, Reason::NoRefreshToken, &[])?);
         };
         // Tokens left unconfirmed by an earlier race (see `rejected`) are
         // being confirmed by this refresh.
@@ -196,7 +200,7 @@ impl Attempt<'_> {
                 self.rejected(io, refresh_token, &reauth.error, sent.earlier, confirming)
             }
             TokenOutcome::ClientMisconfigured(error) | TokenOutcome::RequestInvalid(error) => {
-                self.client_failure(io, &current.value, usable, &error)
+                self.client_failure(io, &current.value, usable, &error, sent.earlier)
             }
             TokenOutcome::CredentialsMissing => {
                 self.credentials_missing(io, &current.value, usable, sent.earlier)
@@ -303,11 +307,16 @@ impl Attempt<'_> {
             after_unauthorized: self.trigger == Trigger::Unauthorized,
             unconfirmed: false,
         };
+        let judged = current.version;
         match self.store_rotated(io, current, &record, used_refresh.as_ref()) {
             Ok(Stored::Ours) => {}
-            Ok(Stored::Theirs(theirs)) => return Ok(Bearer::from(&theirs)),
+            Ok(Stored::Theirs(theirs)) => {
+                return serve_or(self.usable(&theirs), &theirs, || {
+                    in_progress(self.now_ms.saturating_add(lease::POLL_MS))
+                });
+            }
             Ok(Stored::Gone) => return Err(self.refusal_without_tokens(io)?),
-            Err(error) => return Err(self.rotated_tokens_lost(io, &error)),
+            Err(error) => return Err(self.rotated_tokens_lost(io, judged, &error)),
         }
         let mut before = Status::new(self.now_ms);
         let recorded = status::update(io, self.connection, self.now_ms, |_, mut status| {
@@ -397,8 +406,13 @@ impl Attempt<'_> {
             if !matches!(error, StoreError::Unavailable(_)) {
                 return Err(error);
             }
+            // The next attempt must finish, storage's own wait included,
+            // before the lease ends: after that another worker may send.
             let now = self.clock(io);
-            if now.saturating_add(u64::from(STORE_RETRY_MS)) >= self.lease.until_ms() {
+            let attempt_ends = now
+                .saturating_add(u64::from(STORE_RETRY_MS))
+                .saturating_add(STORE_OP_MS);
+            if attempt_ends >= self.lease.until_ms() {
                 return Err(error);
             }
             if !retrying {
@@ -422,7 +436,7 @@ impl Attempt<'_> {
     /// The server rotated, and storage refused the new tokens until the
     /// lease ran out: they are lost, and with them the grant. Say so; record
     /// it if storage lets us.
-    fn rotated_tokens_lost(&self, io: &mut dyn Io, error: &StoreError) -> Refusal {
+    fn rotated_tokens_lost(&self, io: &mut dyn Io, judged: u64, error: &StoreError) -> Refusal {
         events::emit(
             io,
             Level::Error,
@@ -435,7 +449,7 @@ impl Attempt<'_> {
             "the server rotated the tokens but storage refused them until the lease ended: the grant is lost and the user must reconnect",
         );
         let cause = format!("rotated tokens not stored: {error}");
-        match self.grant_dead_with(io, Reason::RotationLost, Some(cause), &[]) {
+        match self.grant_dead_with(io, judged, Reason::RotationLost, Some(cause), &[]) {
             Ok(refusal) => refusal,
             // Storage is still down: the write-ahead record stays, so the
             // next refresh is rejected and recognised as a lost rotation.
@@ -462,12 +476,16 @@ impl Attempt<'_> {
         confirming: bool,
     ) -> Result<Bearer, Refusal> {
         let code = ("error", error.code.as_str().to_owned());
-        if confirming {
-            return Err(self.grant_dead(io, Reason::RefreshTokenReused, &[code])?);
-        }
-        if let Some(mut theirs) = self.read_tokens(io)?
-            && theirs.value.refresh_token.as_ref() != Some(used)
-        {
+        // Disconnected or forgotten meanwhile: the user's choice stands.
+        let Some(mut stored) = self.read_tokens(io)? else {
+            return Err(self.refusal_without_tokens(io)?);
+        };
+        if stored.value.refresh_token.as_ref() != Some(used) {
+            if confirming {
+                // Changed again while we confirmed: whoever changed it
+                // decides; the next call judges afresh.
+                return Err(in_progress(self.now_ms.saturating_add(lease::POLL_MS)));
+            }
             events::emit(
                 io,
                 Level::Warn,
@@ -476,19 +494,19 @@ impl Attempt<'_> {
                 &[code],
                 "our refresh token was rejected while storage held newer tokens; confirming them before use",
             );
-            let Some(their_refresh) = theirs.value.refresh_token.clone() else {
+            let Some(their_refresh) = stored.value.refresh_token.clone() else {
                 // Only an authorisation stores tokens without a refresh
                 // token (a refresh keeps the old one): a new grant, which
                 // our stale request cannot have harmed.
-                return serve_or(theirs.value.usable(self.now_ms), &theirs.value, || {
+                return serve_or(stored.value.usable(self.now_ms), &stored.value, || {
                     in_progress(self.now_ms.saturating_add(lease::POLL_MS))
                 });
             };
-            if !theirs.value.unconfirmed {
-                theirs.value.unconfirmed = true;
+            if !stored.value.unconfirmed {
+                stored.value.unconfirmed = true;
                 let key = store::tokens_key(self.connection);
-                match store::write(io, &key, &theirs.value, Some(theirs.version)) {
-                    Ok(version) => theirs.version = version,
+                match store::write(io, &key, &stored.value, Some(stored.version)) {
+                    Ok(version) => stored.version = version,
                     // Changed again: whoever changed it holds the lease now.
                     Err(StoreError::Conflict) => {
                         return Err(in_progress(self.now_ms.saturating_add(lease::POLL_MS)));
@@ -496,10 +514,14 @@ impl Attempt<'_> {
                     Err(error) => return Err(error.into()),
                 }
             }
-            return self.exchange(io, theirs, &their_refresh, true);
+            return self.exchange(io, stored, &their_refresh, true);
         }
-        match earlier {
-            Some(lost) => {
+        // Storage still holds the token that was rejected: the grant is
+        // dead. Which way it died decides the reason; an earlier request
+        // with no known outcome comes first (the rotation it made was lost).
+        let judged = stored.version;
+        match (earlier, confirming) {
+            (Some(lost), _) => {
                 let cause = lost
                     .cause
                     .unwrap_or_else(|| "no outcome recorded (the worker stopped)".into());
@@ -516,31 +538,47 @@ impl Attempt<'_> {
                     "an earlier refresh had no known outcome and the server has since rotated the tokens: the new tokens never reached storage",
                 );
                 let last = format!("rotation lost after: {cause}");
-                Err(self.grant_dead_with(io, Reason::RotationLost, Some(last), &[])?)
+                Err(self.grant_dead_with(io, judged, Reason::RotationLost, Some(last), &[])?)
             }
-            None => Err(self.grant_dead(io, Reason::RefreshTokenRejected, &[code])?),
+            (None, true) => {
+                Err(self.grant_dead(io, judged, Reason::RefreshTokenReused, &[code])?)
+            }
+            (None, false) => {
+                Err(self.grant_dead(io, judged, Reason::RefreshTokenRejected, &[code])?)
+            }
         }
     }
 
+    /// The grant whose tokens are at version `judged` is dead.
     fn grant_dead(
         &self,
         io: &mut dyn Io,
+        judged: u64,
         reason: Reason,
         fields: &[(&str, String)],
     ) -> Result<Refusal, StoreError> {
-        self.grant_dead_with(io, reason, None, fields)
+        self.grant_dead_with(io, judged, reason, None, fields)
     }
 
     fn grant_dead_with(
         &self,
         io: &mut dyn Io,
+        judged: u64,
         reason: Reason,
         last_error: Option<String>,
         fields: &[(&str, String)],
     ) -> Result<Refusal, StoreError> {
         let mut all = vec![("trigger", self.trigger.name().to_owned())];
         all.extend(fields.iter().cloned());
-        grant_dead(io, self.now_ms, self.connection, reason, last_error, &all)
+        grant_dead(
+            io,
+            self.now_ms,
+            self.connection,
+            judged,
+            reason,
+            last_error,
+            &all,
+        )
     }
 
     /// `invalid_client` and kin (or a request the server calls invalid):
@@ -552,9 +590,17 @@ impl Attempt<'_> {
         tokens: &TokensRecord,
         usable: bool,
         error: &OAuthError,
+        earlier: Option<InFlight>,
     ) -> Result<Bearer, Refusal> {
+        // The server refused the client before looking at the token: an
+        // earlier request's unknown outcome is still unknown.
         let code = error.code.as_str().to_owned();
-        let status = self.record_failure(io, Failure::Client(&code), None, InFlightAfter::Clear)?;
+        let status = self.record_failure(
+            io,
+            Failure::Client(&code),
+            None,
+            InFlightAfter::Restore(earlier),
+        )?;
         let retry_at = status.next_retry_ms;
         events::emit(
             io,
@@ -719,7 +765,6 @@ impl Attempt<'_> {
                 )),
             };
             status.in_flight = match &in_flight {
-                InFlightAfter::Clear => None,
                 InFlightAfter::Restore(earlier) => earlier.clone(),
                 InFlightAfter::Unknown(cause) => status.in_flight.take().map(|mut record| {
                     record.cause.get_or_insert_with(|| cause.clone());
@@ -763,8 +808,6 @@ enum Failure<'a> {
 
 /// What becomes of the write-ahead record after a failed request.
 enum InFlightAfter {
-    /// The server gave a verdict: nothing is in doubt.
-    Clear,
     /// The request never left: back to what it was before.
     Restore(Option<InFlight>),
     /// The server may have acted: keep it, with the first cause seen.
@@ -775,10 +818,15 @@ enum InFlightAfter {
 /// re-authentication is required, with its reason, so every gate refuses
 /// from now on; then both tokens are wiped. The configuration is kept.
 /// `last_error` keeps what led here, when it was not the user's doing.
+///
+/// Only the tokens judged dead (at version `judged`) are wiped: when an
+/// authorisation stored a new grant meanwhile, it stands, and the status
+/// goes back to what its tokens say.
 pub(super) fn grant_dead(
     io: &mut dyn Io,
     now_ms: u64,
     connection: &str,
+    judged: u64,
     reason: Reason,
     last_error: Option<String>,
     fields: &[(&str, String)],
@@ -793,7 +841,25 @@ pub(super) fn grant_dead(
         }
         Ok::<_, StoreError>(status)
     })?;
-    store::remove(io, &store::tokens_key(connection))?;
+    let key = store::tokens_key(connection);
+    match io.delete(&key, judged) {
+        Ok(()) => {}
+        Err(crate::types::StorageError::Conflict) => {
+            if store::read::<TokensRecord>(io, &key)?.is_some() {
+                // A new grant arrived while this one was judged: undo.
+                status::update(io, connection, now_ms, |_, mut status| {
+                    if status.reason == Some(reason) {
+                        status.reason = None;
+                        status.last_error = None;
+                        status.enter(status.token_state(), now_ms);
+                    }
+                    Ok::<_, StoreError>(status)
+                })?;
+                return Ok(in_progress(now_ms.saturating_add(lease::POLL_MS)));
+            }
+        }
+        Err(error) => return Err(error.into()),
+    }
     events::emit(
         io,
         Level::Warn,

@@ -1128,3 +1128,57 @@ fn an_abandoned_authorisation_stops_showing_as_in_progress() {
         (State::ReauthRequired, Some(Reason::RefreshTokenRejected))
     );
 }
+
+/// The user disconnects while a refresh is in flight, and the server
+/// rejects the refresh (the disconnect revoked it): the user's choice
+/// stands. Not a revocation, no `reauth-required`.
+#[test]
+fn a_disconnect_during_a_refresh_is_not_reported_as_a_revocation() {
+    let mut io = connected(config());
+    io.on_send = Some(Box::new(|store, version| {
+        store.remove("tokens/c1");
+        let mut status: Status =
+            serde_json::from_slice(&store.get("status/c1").unwrap().value).unwrap();
+        status.state = State::Disconnected;
+        *version += 1;
+        store.insert(
+            "status/c1".into(),
+            crate::types::Entry {
+                value: serde_json::to_vec(&status).unwrap(),
+                version: *version,
+            },
+        );
+    }));
+    io.respond(json(400, r#"{"error":"invalid_grant"}"#));
+    assert_eq!(
+        access_token(&mut io, NOW + HOUR, "c1"),
+        Err(Refusal::NotConnected(NotConnected::Disconnected))
+    );
+    let view = status(&mut io, NOW + HOUR);
+    assert_eq!((view.state, view.reason), (State::Disconnected, None));
+    assert!(!io.kinds().contains(&"revocation-detected"));
+}
+
+/// A refresh whose answer was lost (a 504), then `invalid_client` (the
+/// secret was rotated meanwhile): the client error says nothing about the
+/// lost request, so once the secret is fixed a rejection is still a lost
+/// rotation.
+#[test]
+fn a_client_error_keeps_an_earlier_unknown_outcome() {
+    let mut io = connected(config());
+    io.respond(json(504, "<html>gateway timeout</html>"));
+    let _ = access_token(&mut io, NOW + HOUR - 30_000, "c1");
+    io.respond(json(401, r#"{"error":"invalid_client"}"#));
+    let _ = access_token(&mut io, NOW + HOUR + 600_000, "c1");
+    assert!(
+        status(&mut io, NOW + HOUR + 600_000)
+            .refresh_outcome_unknown_since_ms
+            .is_some()
+    );
+    retry_now(&mut io, NOW + HOUR + 600_000, "c1").unwrap();
+    io.respond(json(400, r#"{"error":"invalid_grant"}"#));
+    assert_eq!(
+        access_token(&mut io, NOW + HOUR + 600_001, "c1"),
+        Err(Refusal::Reauthenticate(Reason::RotationLost))
+    );
+}
