@@ -312,12 +312,7 @@ impl Flow for Instance {
 
 /// The `state` parameter of an authorisation URL.
 pub fn state_of(authorization: &authorize::Authorization) -> String {
-    let url = url::Url::parse(authorization.url.expose()).expect("a URL");
-    url.query_pairs()
-        .find(|(k, _)| k == "state")
-        .expect("a state")
-        .1
-        .into_owned()
+    authorization.state().expect("a state").into_exposed()
 }
 
 /// The default configuration with a vector's changes merged in.

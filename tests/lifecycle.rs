@@ -1,4 +1,4 @@
-//! The connection lifecycle (DESIGN §1 policy, §2 states; RFC 6749 §6,
+//! The connection lifecycle (the README's policy and states; RFC 6749 §6,
 //! RFC 6750 §3.1, RFC 7009) through the component: the scenarios of
 //! `tests/vectors/lifecycle.json` natively and through the component, and
 //! the scenarios that need more than one worker: a lost rotation race
@@ -82,7 +82,8 @@ fn token(result: Result<pleo_oauth::connections::Bearer, Refusal>) -> String {
     lifecycle::access(&result)
 }
 
-/// DESIGN §1: transient failures never lead to re-authentication. Fifty in
+/// Pleo: transient failures are backed off, never a reason to
+/// re-authenticate. Fifty in
 /// a row through the component: the back-off ceiling grows to its 5-minute
 /// cap, the access token is served until it expires and refused (wait)
 /// after, nothing is sent during a back-off, and one success clears it all.

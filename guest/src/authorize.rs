@@ -1,5 +1,5 @@
 //! Authorisation: begin (the PKCE authorisation URL) and complete (the
-//! callback and the code exchange). DESIGN §1 step 3; RFC 6749 §4.1,
+//! callback and the code exchange): Pleo's re-authentication flow; RFC 6749 §4.1,
 //! RFC 7636, RFC 9207, RFC 9700 §2.1.
 
 pub mod callback;
@@ -55,6 +55,17 @@ pub struct Authorization {
     pub expires_at_ms: u64,
     /// The scopes requested.
     pub scopes: Vec<String>,
+}
+
+impl Authorization {
+    /// The `state` the URL carries: what a callback must bring back.
+    pub fn state(&self) -> Option<Secret> {
+        ::url::Url::parse(self.url.expose())
+            .ok()?
+            .query_pairs()
+            .find(|(k, _)| k == "state")
+            .map(|(_, v)| Secret::new(v))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -1,6 +1,7 @@
 //! Pure verdicts on what servers answer: the `classify` interface of the WIT.
 //!
-//! Policy (DESIGN §1): only a token endpoint that rejects the grant itself
+//! Policy (RFC 6749 §5.2 with Pleo's rule that a rejected refresh token
+//! is terminal): only a token endpoint that rejects the grant itself
 //! (`invalid_grant`, or Pleo's `invalid_token`) is a reason to discard
 //! tokens. Outages, garbage bodies, unknown error codes and transport errors
 //! are transient, however often they happen.

@@ -1,4 +1,4 @@
-//! Structured events (DESIGN §2). Every constructor takes only values that
+//! Structured events (the `log` import in `wit/imports.wit`). Every constructor takes only values that
 //! are safe to log: kinds, connection ids, reasons, error codes, counts and
 //! times. No token, secret, code, verifier or state can be passed in.
 

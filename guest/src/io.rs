@@ -38,7 +38,7 @@ pub(crate) mod fake {
 
     /// Runs when a request is sent, before the scripted answer: another
     /// worker acting on the shared store while this one waits on the network.
-    pub type SendHook = Box<dyn FnMut(&mut BTreeMap<String, Entry>, &mut u64)>;
+    pub type SendHook = Box<dyn FnMut(&mut BTreeMap<String, Entry>, &mut u64) + Send>;
 
     #[derive(Default)]
     pub struct FakeIo {

@@ -21,7 +21,7 @@ pub const API_BASE_SETTING: &str = "api-base";
 /// The setting naming how a confidential client presents its secret
 /// (`basic` or `post`), stored with the connection by `connect`.
 pub const CLIENT_AUTH_SETTING: &str = "client-auth";
-/// Pleo's APIs, by environment (DESIGN §1).
+/// Pleo's APIs, by environment (Pleo's developer documentation).
 pub const PRODUCTION_API: &str = "https://external.pleo.io";
 pub const STAGING_API: &str = "https://external.staging.pleo.io";
 /// Timeout of one API request.

@@ -544,15 +544,8 @@ fn connect(
     let authorization = instance.begin(&args.id, &BeginOptions::default())??;
     if let Some(listener) = &listener {
         // Before the URL is shown: the callback may come back at once.
-        let state = url::Url::parse(authorization.url.expose())
-            .ok()
-            .and_then(|u| {
-                u.query_pairs()
-                    .find(|(k, _)| k == "state")
-                    .map(|(_, v)| v.into_owned())
-            })
-            .unwrap_or_default();
-        listener.expect_state(&state);
+        let state = authorization.state().unwrap_or_else(|| Secret::new(""));
+        listener.expect_state(state.expose());
     }
     // Prompts go to stdout, apart from the log lines on stderr.
     println!("Open this URL in your browser to authorise {}:\n", args.id);

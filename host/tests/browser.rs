@@ -9,7 +9,9 @@
 //! `chromium-driver`; `.ci/run` installs them). Without them the test says
 //! so loudly and skips, except under `CI=true`, where a skip is a failure.
 
-use std::io::{BufRead, BufReader};
+mod common;
+
+use std::io::BufReader;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -23,14 +25,6 @@ const BIN: &str = env!("CARGO_BIN_EXE_pleo-oauth");
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 const SECRET: &str = "browser-client-secret-0123456789";
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// Whether the browser is here; under `CI=true` it must be.
 fn browser_available() -> bool {
@@ -59,7 +53,7 @@ struct Browser {
 
 impl Browser {
     fn start() -> Self {
-        let port = free_port();
+        let port = common::free_port();
         let driver = Command::new(CHROMEDRIVER)
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
@@ -190,7 +184,7 @@ impl Drop for Browser {
 /// command's exit code and its output.
 fn connect_in_the_browser(button: &str, expect_page: &str) -> (String, Option<i32>, String) {
     let dir = tempfile::tempdir().unwrap();
-    let redirect = format!("http://127.0.0.1:{}/callback", free_port());
+    let redirect = format!("http://127.0.0.1:{}/callback", common::free_port());
     let mut config = MockConfig::new(Arc::new(OffsetClock::new(0)));
     config.client_id = "browser-client".into();
     config.client_secret = Some(SECRET.into());
@@ -227,17 +221,7 @@ fn connect_in_the_browser(button: &str, expect_page: &str) -> (String, Option<i3
         .unwrap();
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
     let mut printed = String::new();
-    let url = loop {
-        let mut line = String::new();
-        assert!(
-            stdout.read_line(&mut line).unwrap() > 0,
-            "no URL:\n{printed}"
-        );
-        printed.push_str(&line);
-        if let Some(url) = line.trim().strip_prefix("http") {
-            break format!("http{url}");
-        }
-    };
+    let url = common::authorization_url(&mut stdout, &mut printed);
     let browser = Browser::start();
     browser.open(&url);
     browser.wait_for("Approve");

@@ -2,7 +2,9 @@
 //! HTTP against the mock Pleo server, with SQLite on disk. Processes see
 //! the future through `PLEO_OAUTH_CLOCK_OFFSET_MS` instead of sleeping.
 
-use std::io::{BufRead, BufReader};
+mod common;
+
+use std::io::BufReader;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
@@ -30,11 +32,7 @@ struct Setup {
 
 impl Setup {
     fn new() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = common::free_port();
         let redirect = format!("http://127.0.0.1:{port}/callback");
         let mut config = MockConfig::new(Arc::new(OffsetClock::new(0)));
         config.client_id = "e2e-client".into();
@@ -278,17 +276,7 @@ fn connect_from_the_command_line(setup: &Setup, extra: &[&str], log: &str) -> (S
     // The prompt (with the URL) comes on stdout, apart from the logs.
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
     let mut printed = String::new();
-    let url = loop {
-        let mut line = String::new();
-        assert!(
-            stdout.read_line(&mut line).unwrap() > 0,
-            "no URL in:\n{printed}"
-        );
-        printed.push_str(&line);
-        if let Some(url) = line.trim().strip_prefix("http") {
-            break format!("http{url}");
-        }
-    };
+    let url = common::authorization_url(&mut stdout, &mut printed);
     let callback = follow(&url);
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
@@ -1130,13 +1118,7 @@ fn command_line_error_paths_tell_the_right_story() {
         .spawn()
         .unwrap();
     let mut stdout = BufReader::new(first.stdout.take().unwrap());
-    let url = loop {
-        let mut line = String::new();
-        assert!(stdout.read_line(&mut line).unwrap() > 0, "no URL");
-        if let Some(url) = line.trim().strip_prefix("http") {
-            break format!("http{url}");
-        }
-    };
+    let url = common::authorization_url(&mut stdout, &mut String::new());
     let second = setup.run(0, &["connect", "c2", "--timeout", "5"]);
     assert_eq!(code(&second), Some(1), "{}", text(&second.stderr));
     assert!(text(&second.stderr).contains("another `pleo-oauth connect`"));

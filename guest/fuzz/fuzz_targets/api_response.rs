@@ -10,7 +10,7 @@
 //!   `X-Other` (with the whole line as value). The value is the rest.
 //!
 //! Beyond "no panic" it checks that the verdict is the one the policy gives
-//! for the status (DESIGN §1, RFC 6750 §3.1), that retry times are never
+//! for the status (RFC 6750 §3.1, Pleo's API statuses), that retry times are never
 //! before now and come from the first `Retry-After`, that parsed challenges
 //! respect the parser's limits and lowercase/unique names, that errors point
 //! inside the values, and that challenges written back out parse the same.

@@ -8,7 +8,7 @@
 //!   (lossy UTF-8; fewer if the input ends);
 //! - the rest: the body, as raw bytes.
 //!
-//! Beyond "no panic" it checks the classification policy (DESIGN §1): a
+//! Beyond "no panic" it checks the classification policy (RFC 6749 §5.2): a
 //! success holds only valid tokens, a retry time is never before now and is
 //! what `retry_after` says, and re-authentication happens exactly when the
 //! JSON `error` member is `invalid_grant` or `invalid_token`.

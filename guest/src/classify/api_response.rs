@@ -1,4 +1,5 @@
-//! Verdicts on API responses (RFC 6750 §3.1; DESIGN §1 for Pleo's statuses).
+//! Verdicts on API responses (RFC 6750 §3.1; Pleo's API statuses: 401 expired or
+//! invalid token, 403 missing access or scope, 5xx retry later).
 
 use super::retry_after::retry_after_header;
 use super::token_response::is_scope_token;

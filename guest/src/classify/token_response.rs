@@ -108,7 +108,7 @@ pub enum TokenOutcome {
 /// Classifies what a token-endpoint request produced.
 ///
 /// A JSON `error` member decides the verdict whatever the status, because
-/// some servers answer 200 or 401 with one (DESIGN §1). Without one, a 2xx
+/// some servers answer 200 or 401 with one (RFC 6749 §5.2 defines the member, not the status). Without one, a 2xx
 /// must be a valid Bearer token response (RFC 6749 §5.1), and anything else
 /// is transient: never a reason to discard tokens.
 pub fn token_response(

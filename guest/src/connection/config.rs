@@ -1,5 +1,5 @@
-//! A connection's configuration and its validation (DESIGN §1: Pleo's
-//! endpoints, scopes, redirect URI and client rules).
+//! A connection's configuration and its validation (Pleo's endpoints,
+//! `resource:permission` scopes, exact redirect URIs, client types).
 
 use serde::{Deserialize, Serialize};
 use url::{Host, Url};
@@ -259,8 +259,8 @@ pub fn endpoint_url(text: &str) -> Option<Url> {
     clean.then_some(url)
 }
 
-/// An absolute `https` URL, or `http` on a loopback host (DESIGN §1: plain
-/// http only for localhost).
+/// An absolute `https` URL, or `http` on a loopback host (Pleo and RFC 8252
+/// §7.3: plain http only for loopback).
 pub fn secure_url(text: &str) -> Option<Url> {
     let url = Url::parse(text).ok()?;
     let loopback = match url.host()? {

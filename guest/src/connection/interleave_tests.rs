@@ -18,6 +18,7 @@ use super::config::tests::config;
 use super::lease::{MAX_CLOCK_SKEW_MS, MAX_PAUSE_MS, REFRESH_TIMEOUT_MS};
 use super::{Refusal, access_token, configure};
 use crate::io::Io;
+use crate::io::fake::FakeIo;
 use crate::types::{Entry, Event, Header, Request, Response, StorageError, TransportError};
 
 const START: u64 = 1_700_000_000_000;
@@ -80,8 +81,8 @@ fn error(code: &str) -> Response {
 
 /// What the workers share, guarded by the scheduler's lock.
 struct World {
-    store: BTreeMap<String, Entry>,
-    last_version: u64,
+    /// The shared store: the core tests' in-memory compare-and-swap store.
+    store: FakeIo,
     server: Server,
     /// True time (Unix ms).
     time: u64,
@@ -205,16 +206,9 @@ fn wait_for<'a>(
 impl Io for Worker {
     fn get(&mut self, key: &str) -> Result<Option<Entry>, StorageError> {
         self.effect(Effect::Other, &format!("get {key}"), |w| {
-            Ok(w.store
-                .get(key)
-                .map(|e| (e.version, String::from_utf8_lossy(&e.value).into_owned())))
+            w.store.get(key).map(|found| found.map(Shown))
         })
-        .map(|found| {
-            found.map(|(version, value)| Entry {
-                value: value.into_bytes(),
-                version,
-            })
-        })
+        .map(|found| found.map(|shown| shown.0))
     }
 
     fn put(&mut self, key: &str, value: &[u8], expected: Option<u64>) -> Result<u64, StorageError> {
@@ -224,30 +218,12 @@ impl Io for Worker {
             Effect::Other
         };
         let what = format!("put {key} {expected:?} {}", String::from_utf8_lossy(value));
-        self.effect(effect, &what, |w| {
-            if w.store.get(key).map(|e| e.version) != expected {
-                return Err(StorageError::Conflict);
-            }
-            w.last_version += 1;
-            let version = w.last_version;
-            w.store.insert(
-                key.into(),
-                Entry {
-                    value: value.to_vec(),
-                    version,
-                },
-            );
-            Ok(version)
-        })
+        self.effect(effect, &what, |w| w.store.put(key, value, expected))
     }
 
     fn delete(&mut self, key: &str, expected: u64) -> Result<(), StorageError> {
         self.effect(Effect::Other, &format!("delete {key} {expected}"), |w| {
-            if w.store.get(key).map(|e| e.version) != Some(expected) {
-                return Err(StorageError::Conflict);
-            }
-            w.store.remove(key);
-            Ok(())
+            w.store.delete(key, expected)
         })
     }
 
@@ -284,6 +260,20 @@ impl Io for Worker {
     }
 }
 
+/// A stored entry as the trace shows it: its version and its text.
+struct Shown(Entry);
+
+impl std::fmt::Debug for Shown {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "v{} {}",
+            self.0.version,
+            String::from_utf8_lossy(&self.0.value)
+        )
+    }
+}
+
 /// A response as the trace shows it.
 struct ResponseText(Response);
 
@@ -301,8 +291,7 @@ impl std::fmt::Debug for ResponseText {
 /// Runs `workers` workers for `calls` gate calls each under one seed.
 fn run(seed: u64, workers: usize, calls: usize) -> World {
     let mut world = World {
-        store: BTreeMap::new(),
-        last_version: 0,
+        store: FakeIo::default(),
         server: Server {
             live: "RT-0".into(),
             ..Server::default()
@@ -399,7 +388,7 @@ fn schedule(scheduler: &Scheduler, workers: usize) {
 
 /// The connection as an authorisation left it: AT-0 / RT-0, due soon.
 fn seed_connection(world: &mut World) {
-    let mut io = crate::io::fake::FakeIo {
+    let mut io = FakeIo {
         clock: START,
         ..Default::default()
     };
@@ -414,8 +403,7 @@ fn seed_connection(world: &mut World) {
         unconfirmed: false,
     };
     super::store::write(&mut io, "tokens/c1", &tokens, None).unwrap();
-    world.store = io.store;
-    world.last_version = io.last_version;
+    world.store = io;
 }
 
 /// The invariant, over many seeds: five workers (two at the extremes of

@@ -170,16 +170,12 @@ impl Attempt<'_> {
             // The lease was taken over while we paused: the other worker
             // refreshes; we send nothing.
             Send::LeaseLost => {
-                return serve_or(usable, &current.value, || {
-                    in_progress(self.now_ms.saturating_add(lease::POLL_MS))
-                });
+                return serve_or(usable, &current.value, || self.holder_busy());
             }
             // Someone stored other tokens since we read them: ours are
             // stale, theirs stand.
             Send::Superseded(theirs) => {
-                return serve_or(self.usable(&theirs), &theirs, || {
-                    in_progress(self.now_ms.saturating_add(lease::POLL_MS))
-                });
+                return serve_or(self.usable(&theirs), &theirs, || self.holder_busy());
             }
         };
         match sent.outcome {
@@ -262,6 +258,12 @@ impl Attempt<'_> {
         Ok(Send::Sent(Sent { outcome, earlier }))
     }
 
+    /// Wait: another worker holds the lease or changed the tokens; look
+    /// again shortly.
+    fn holder_busy(&self) -> Refusal {
+        in_progress(self.now_ms.saturating_add(lease::POLL_MS))
+    }
+
     /// The clock now. A clock stepped back during the call reads as the
     /// call's start: time never runs backwards within one attempt.
     fn clock(&self, io: &mut dyn Io) -> u64 {
@@ -311,9 +313,7 @@ impl Attempt<'_> {
         match self.store_rotated(io, current, &record, used_refresh.as_ref()) {
             Ok(Stored::Ours) => {}
             Ok(Stored::Theirs(theirs)) => {
-                return serve_or(self.usable(&theirs), &theirs, || {
-                    in_progress(self.now_ms.saturating_add(lease::POLL_MS))
-                });
+                return serve_or(self.usable(&theirs), &theirs, || self.holder_busy());
             }
             Ok(Stored::Gone) => return Err(self.refusal_without_tokens(io)?),
             Err(error) => return Err(self.rotated_tokens_lost(io, judged, &error)),
@@ -484,7 +484,7 @@ impl Attempt<'_> {
             if confirming {
                 // Changed again while we confirmed: whoever changed it
                 // decides; the next call judges afresh.
-                return Err(in_progress(self.now_ms.saturating_add(lease::POLL_MS)));
+                return Err(self.holder_busy());
             }
             events::emit(
                 io,
@@ -499,7 +499,7 @@ impl Attempt<'_> {
                 // token (a refresh keeps the old one): a new grant, which
                 // our stale request cannot have harmed.
                 return serve_or(stored.value.usable(self.now_ms), &stored.value, || {
-                    in_progress(self.now_ms.saturating_add(lease::POLL_MS))
+                    self.holder_busy()
                 });
             };
             if !stored.value.unconfirmed {
@@ -509,7 +509,7 @@ impl Attempt<'_> {
                     Ok(version) => stored.version = version,
                     // Changed again: whoever changed it holds the lease now.
                     Err(StoreError::Conflict) => {
-                        return Err(in_progress(self.now_ms.saturating_add(lease::POLL_MS)));
+                        return Err(self.holder_busy());
                     }
                     Err(error) => return Err(error.into()),
                 }

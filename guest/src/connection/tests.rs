@@ -1,6 +1,6 @@
 //! The connection state machine, natively, with time as an input: every
-//! state and transition of DESIGN §2, the classification policy of §1 and
-//! Pleo's rotation rules. No test waits: the clock is a number.
+//! state and transition of the diagram in `wit/connections.wit`, the
+//! classification policy (README) and Pleo's rotation rules. No test waits: the clock is a number.
 
 use super::config::tests::config;
 use super::*;
@@ -97,7 +97,7 @@ fn hot_path_serves_a_valid_token_without_writing() {
     assert!(io.sent.is_empty() && io.events.is_empty());
 }
 
-/// DESIGN §1: refresh proactively before expiry (default margin 60 s);
+/// Pleo: refresh proactively before expiry (default margin 60 s);
 /// RFC 6749 §6 request; Pleo rotation: both tokens replaced in one write.
 #[test]
 fn rfc6749_6_proactive_refresh_rotates_both_tokens() {
@@ -306,7 +306,8 @@ fn unconfirmed_tokens_are_never_served() {
     assert!(io.kinds().contains(&"rotation-race-recovered"));
 }
 
-/// DESIGN §1: transient failures never lead to re-authentication, however
+/// Pleo: transient failures are retried with back-off, never a reason to
+/// re-authenticate, however
 /// many. 50 failures: the back-off grows to its cap with full jitter, the
 /// token is served until it expires, then callers wait; a success clears it.
 #[test]
@@ -386,7 +387,7 @@ fn retry_after_from_the_token_endpoint_is_honoured() {
     );
 }
 
-/// DESIGN §1: `invalid_client` is an operator problem: a client-error
+/// RFC 6749 §5.2: `invalid_client` is an operator problem: a client-error
 /// state, tokens kept, served while valid; a later success clears it.
 #[test]
 fn invalid_client_is_a_client_error_that_keeps_tokens() {
@@ -428,7 +429,7 @@ fn invalid_client_is_a_client_error_that_keeps_tokens() {
     }));
 }
 
-/// RFC 6750 §3.1 and DESIGN §1: a 401 refreshes once and says retry; the
+/// RFC 6750 §3.1: a 401 refreshes once and says retry; the
 /// next success ends the streak, so a later 401 refreshes again.
 #[test]
 fn rfc6750_api_401_refreshes_once_then_retry() {

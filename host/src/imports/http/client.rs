@@ -1,7 +1,7 @@
 //! The real `http` backend: a blocking HTTPS client (ureq with rustls).
 //!
 //! - https only, except for loopback hosts (127.0.0.0/8, ::1, localhost),
-//!   where plain http serves development and the mock server (DESIGN §1);
+//!   where plain http serves development and the mock server (RFC 8252 §7.3);
 //! - connect and total timeouts, the total being the request's own
 //!   `timeout-ms` when shorter;
 //! - a response-size cap, so a hostile server cannot exhaust memory;
