@@ -1,10 +1,23 @@
 //! Builds the guest for `wasm32-unknown-unknown` and encodes it as the
 //! pleo-oauth component, so `cargo build`, `cargo test` and `cargo run` need
 //! no separate step (the pattern of wasmtime's test-programs artifacts).
+//!
+//! What it writes: the component and its digest under `OUT_DIR`, and the
+//! guest's own build under `<cargo's target folder>/guest`, nowhere else.
+//! The guest is built by a nested cargo, which cannot share the outer
+//! build's target folder (cargo holds its lock for the whole build), and
+//! building it under each `OUT_DIR` would compile it once per host profile
+//! and feature set (dev, test, release, bench, clippy: a minute each on two
+//! cores). A sibling folder of cargo's own, found from `OUT_DIR`, is built
+//! once and shared, and goes away with `cargo clean`. The guest is a member
+//! of this workspace, so reading its sources to rebuild it is reading this
+//! package's inputs.
 
 use std::env;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+use sha2::{Digest, Sha256};
 
 const TARGET: &str = "wasm32-unknown-unknown";
 
@@ -24,31 +37,41 @@ fn main() {
     ] {
         println!("cargo:rerun-if-changed={}", root.join(input).display());
     }
-    println!("cargo:rerun-if-env-changed=CARGO_TARGET_DIR");
 
     ensure_wasm_target();
-    let module = build_guest(&root);
+    let module = build_guest(&root, &cargo_target_dir(&out_dir).join("guest"));
     let component = wit_component::ComponentEncoder::default()
         .module(&module)
         .and_then(|encoder| encoder.validate(true).encode())
         .unwrap_or_else(|e| panic!("encoding the guest as a component failed: {e:?}"));
     let path = out_dir.join("pleo_oauth.wasm");
-    std::fs::write(&path, component).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
+    std::fs::write(&path, &component).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
     println!(
         "cargo:rustc-env=PLEO_OAUTH_COMPONENT_PATH={}",
         path.display()
     );
+    let digest: String = Sha256::digest(&component)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    println!("cargo:rustc-env=PLEO_OAUTH_COMPONENT_SHA256={digest}");
 }
 
-/// Builds the guest crate with the `guest` profile in its own target folder
-/// (a nested cargo may not share the outer build's lock), shared by every
-/// profile of the host so the guest is built once.
-fn build_guest(root: &Path) -> Vec<u8> {
-    let target_dir = match env::var_os("CARGO_TARGET_DIR") {
-        Some(dir) => root.join(dir),
-        None => root.join("target"),
-    }
-    .join("guest");
+/// Cargo's target folder: the nearest ancestor of `OUT_DIR` that cargo
+/// tagged with `CACHEDIR.TAG`, whatever `--target-dir`, `CARGO_TARGET_DIR`
+/// or `build.target-dir` chose. `OUT_DIR` itself when none is (a layout
+/// cargo may change), at the price of a guest build per profile.
+fn cargo_target_dir(out_dir: &Path) -> PathBuf {
+    out_dir
+        .ancestors()
+        .skip(1)
+        .find(|dir| dir.join("CACHEDIR.TAG").is_file())
+        .unwrap_or(out_dir)
+        .to_path_buf()
+}
+
+/// Builds the guest crate with the `guest` profile in `target_dir`.
+fn build_guest(root: &Path, target_dir: &Path) -> Vec<u8> {
     let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let output = Command::new(cargo)
         .current_dir(root)
@@ -62,7 +85,7 @@ fn build_guest(root: &Path) -> Vec<u8> {
             TARGET,
         ])
         .arg("--target-dir")
-        .arg(&target_dir)
+        .arg(target_dir)
         // The outer build's flags and wrappers (clippy, coverage) are for the
         // host, not the guest.
         .env_remove("CARGO_ENCODED_RUSTFLAGS")

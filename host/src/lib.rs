@@ -21,17 +21,28 @@
 //! The layout mirrors the contract: one module per WIT interface under
 //! [`imports`], one per export ([`classify`]), and [`runtime`] for the
 //! engine, the compiled-code cache and instance recycling.
+//!
+//! The runtime needs only wasmtime. The real backends and the mock server
+//! are features, so an embedder gets nothing it did not ask for:
+//!
+//! | feature | adds |
+//! |---|---|
+//! | `https` | [`imports::http::HttpClient`], a blocking HTTPS client on rustls, with client secrets bound to origins |
+//! | `sqlite` | [`imports::storage::SqliteStorage`], SQLite compiled in |
+//! | `sealed` | [`imports::storage::SealedStorage`], tokens and flows encrypted at rest over any storage |
+//! | `mock` | [`mock`], a mock Pleo (authorisation server and API) on loopback, for demos and tests |
+//!
+//! The `pleo-oauth` command line (the `pleo-oauth-cli` crate in `host/cli`)
+//! turns them all on.
 
-pub mod app;
 pub mod authorize;
 mod bindings;
 pub mod cache;
-pub mod callback_listener;
 pub mod classify;
 pub mod connections;
-pub mod demo;
 pub mod files;
 pub mod imports;
+#[cfg(feature = "mock")]
 pub mod mock;
 pub mod native;
 pub mod runtime;
@@ -43,3 +54,8 @@ pub use runtime::{GuestError, Instance, Runtime, RuntimeConfig, RuntimeError};
 
 /// The pleo-oauth component, as built from `guest/` for this version.
 pub const COMPONENT: &[u8] = include_bytes!(env!("PLEO_OAUTH_COMPONENT_PATH"));
+
+/// The SHA-256 of [`COMPONENT`] in lower-case hex, computed when it was
+/// built: it names the compiled-code cache file without hashing the
+/// component on every start.
+pub const COMPONENT_SHA256: &str = env!("PLEO_OAUTH_COMPONENT_SHA256");

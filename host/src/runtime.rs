@@ -94,15 +94,20 @@ pub struct Runtime(Arc<Shared>);
 impl Runtime {
     /// A runtime for the embedded component.
     pub fn new(config: RuntimeConfig) -> Result<Self, RuntimeError> {
-        Self::with_component(config, crate::COMPONENT)
+        Self::load(config, crate::COMPONENT, crate::COMPONENT_SHA256)
     }
 
     /// A runtime for another build of the component (it must have the same
     /// world).
     pub fn with_component(config: RuntimeConfig, bytes: &[u8]) -> Result<Self, RuntimeError> {
+        Self::load(config, bytes, &cache::digest(bytes))
+    }
+
+    fn load(config: RuntimeConfig, bytes: &[u8], digest: &str) -> Result<Self, RuntimeError> {
         let engine = engine(&config)?;
-        let (component, cache_status) = cache::load(&engine, bytes, config.cache_dir.as_deref())
-            .map_err(|e| RuntimeError::Component(e.to_string()))?;
+        let (component, cache_status) =
+            cache::load(&engine, bytes, digest, config.cache_dir.as_deref())
+                .map_err(|e| RuntimeError::Component(e.to_string()))?;
         let mut linker = Linker::new(&engine);
         imports::add_to_linker(&mut linker).map_err(|e| RuntimeError::Component(e.to_string()))?;
         let pre = linker

@@ -1,7 +1,9 @@
 //! The `http` import: outbound requests.
 
+#[cfg(feature = "https")]
 mod client;
 
+#[cfg(feature = "https")]
 pub use client::{
     ClientAuthMethod, ClientSecrets, HttpClient, HttpLimits, InvalidOrigin, Refused, check_scheme,
     origin_of,

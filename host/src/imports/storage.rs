@@ -1,11 +1,15 @@
 //! The `storage` import: versioned values with compare-and-swap writes.
 
+#[cfg(feature = "sealed")]
 mod sealed;
+#[cfg(feature = "sqlite")]
 mod sqlite;
 
+#[cfg(feature = "sealed")]
 pub use sealed::{
     InvalidKey, KeyRing, SEALED_PREFIXES, SealedStorage, SealingKey, is_sealed_key, seal, unseal,
 };
+#[cfg(feature = "sqlite")]
 pub use sqlite::{BUSY_TIMEOUT, Durability, OpenError, SqliteStorage};
 
 use std::collections::{BTreeMap, VecDeque};

@@ -22,13 +22,39 @@ use pleo_oauth_core::types::{Header, Method, Request, Response, TransportError};
 use super::Http;
 
 /// How the client secret is presented at the token endpoint.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum ClientAuthMethod {
     /// `Authorization: Basic` (RFC 6749 §2.3.1; Pleo's default).
     #[default]
     Basic,
     /// `client_id` and `client_secret` in the form body.
     Post,
+}
+
+impl ClientAuthMethod {
+    /// Every method, in the order a user interface offers them.
+    pub const ALL: [Self; 2] = [Self::Basic, Self::Post];
+
+    /// The method's name in settings and on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Basic => "basic",
+            Self::Post => "post",
+        }
+    }
+}
+
+impl std::str::FromStr for ClientAuthMethod {
+    type Err = String;
+
+    fn from_str(name: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|m| m.as_str() == name)
+            .ok_or_else(|| {
+                format!("unknown client authentication method {name:?}: expected basic or post")
+            })
+    }
 }
 
 /// The client credentials the host holds: for each client id, its secret

@@ -1,5 +1,5 @@
 //! The lifecycle commands: connect, token, status, call, disconnect,
-//! forget, mock-server and demo, over [`pleo_oauth::app::App`].
+//! forget, mock-server and demo, over [`pleo_oauth_cli::app::App`].
 
 use std::error::Error;
 use std::io::BufRead;
@@ -9,9 +9,7 @@ use std::time::Duration;
 
 use clap::ValueEnum;
 use pleo_oauth::RuntimeConfig;
-use pleo_oauth::app::{self, App, AppConfig, Call, OperatorSecret, api_base};
 use pleo_oauth::authorize::{BeginOptions, CompleteError, ExchangeFailure};
-use pleo_oauth::callback_listener::{Listener, page};
 use pleo_oauth::connections::{
     ApiAction, ClientType, ConnectionConfig, CustomEndpoints, DisconnectError, Environment,
     NotConnected, Reason, Refusal, Revocation, StatusView, WaitReason,
@@ -23,6 +21,8 @@ use pleo_oauth::imports::storage::{KeyRing, SealedStorage, SealingKey};
 use pleo_oauth::mock::{Consent, MockConfig, MockServer};
 use pleo_oauth::secret::Secret;
 use pleo_oauth::types::Method;
+use pleo_oauth_cli::app::{self, App, AppConfig, Call, OperatorSecret, api_base};
+use pleo_oauth_cli::callback_listener::{Listener, page};
 use pleo_oauth_core::connection::config::validate_connection_id;
 use pleo_oauth_core::connection::refresh::NO_CREDENTIALS;
 use pleo_oauth_core::events::kebab;
@@ -126,7 +126,7 @@ pub fn run(logs: &Logs, command: Command) -> Result<ExitCode> {
     let global = |store: Store, secrets: Secrets| Global::new(logs, store, secrets);
     match command {
         Command::Demo => {
-            pleo_oauth::demo::run(&mut std::io::stdout())?;
+            pleo_oauth_cli::demo::run(&mut std::io::stdout())?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Classify(command) => {
@@ -776,14 +776,9 @@ fn connect_config(
         config
             .settings
             .retain(|(k, _)| k != app::CLIENT_AUTH_SETTING);
-        config.settings.push((
-            app::CLIENT_AUTH_SETTING.into(),
-            match method {
-                ClientAuthMethod::Basic => "basic",
-                ClientAuthMethod::Post => "post",
-            }
-            .into(),
-        ));
+        config
+            .settings
+            .push((app::CLIENT_AUTH_SETTING.into(), method.as_str().into()));
     }
     Ok(config)
 }
@@ -1010,13 +1005,13 @@ fn disconnect(app: &App, id: &str, revoke: bool) -> Result<ExitCode> {
 }
 
 /// How the user runs this program, for the commands it prints: the
-/// installed `pleo-oauth`, or `cargo run -p pleo-oauth --` when it runs
+/// installed `pleo-oauth`, or `cargo run -p pleo-oauth-cli --` when it runs
 /// from a build folder.
 fn invocation() -> String {
     let in_build = std::env::current_exe()
         .is_ok_and(|exe| exe.components().any(|c| c.as_os_str() == "target"));
     if in_build {
-        "cargo run -p pleo-oauth --".into()
+        "cargo run -p pleo-oauth-cli --".into()
     } else {
         "pleo-oauth".into()
     }
@@ -1079,7 +1074,7 @@ mod tests {
 
     /// The README's exit-code table, as `code -> meaning`.
     fn readme_table() -> std::collections::BTreeMap<u8, String> {
-        let readme = include_str!("../../README.md");
+        let readme = include_str!("../../../README.md");
         let table = readme
             .split("Exit codes (every command):")
             .nth(1)

@@ -11,7 +11,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pleo_oauth::RuntimeConfig;
-use pleo_oauth::app::{API_BASE_SETTING, App, AppConfig};
 use pleo_oauth::authorize::BeginOptions;
 use pleo_oauth::connections::{ClientType, ConnectionConfig, CustomEndpoints, Environment, State};
 use pleo_oauth::imports::clock::OffsetClock;
@@ -19,6 +18,7 @@ use pleo_oauth::imports::http::{ClientAuthMethod, ClientSecrets, HttpLimits};
 use pleo_oauth::imports::storage::{SqliteStorage, Storage};
 use pleo_oauth::mock::{Consent, Fault, MockConfig, MockServer};
 use pleo_oauth::secret::Secret;
+use pleo_oauth_cli::app::{API_BASE_SETTING, App, AppConfig};
 
 const BIN: &str = env!("CARGO_BIN_EXE_pleo-oauth");
 const SECRET: &str = "e2e-client-secret-0123456789";
@@ -169,7 +169,7 @@ fn text(bytes: &[u8]) -> String {
 #[test]
 fn demo_runs_the_whole_lifecycle() {
     let mut out = Vec::new();
-    let report = pleo_oauth::demo::run(&mut out).unwrap();
+    let report = pleo_oauth_cli::demo::run(&mut out).unwrap();
     let out = text(&out);
     assert_eq!(
         report.states,

@@ -74,7 +74,7 @@ pub struct Secrets {
     /// How the secret is sent to the token endpoint. `connect` stores it
     /// with the connection; other commands use the stored one.
     /// [default: basic]
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = client_auth_method())]
     pub client_auth: Option<ClientAuthMethod>,
     /// A server, besides Pleo's own, that may receive the client secret
     /// (e.g. the mock: http://127.0.0.1:8080); repeat, or separate with
@@ -241,6 +241,13 @@ enum Command {
         #[command(flatten)]
         store: Store,
     },
+}
+
+/// `--client-auth`: the library's method names, offered as possible values.
+fn client_auth_method() -> impl clap::builder::TypedValueParser<Value = ClientAuthMethod> {
+    use clap::builder::TypedValueParser as _;
+    clap::builder::PossibleValuesParser::new(ClientAuthMethod::ALL.map(ClientAuthMethod::as_str))
+        .try_map(|name| name.parse::<ClientAuthMethod>())
 }
 
 fn main() -> ExitCode {

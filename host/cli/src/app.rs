@@ -9,12 +9,12 @@ use std::sync::Arc;
 use pleo_oauth_core::connection::{ApiAction, ConnectionConfig, Environment, Refusal};
 use pleo_oauth_core::types::{Header, Method, Request, TransportError};
 
-use crate::imports::clock::Clock;
-use crate::imports::http::{ClientSecrets, Http, HttpClient, HttpLimits};
-use crate::imports::log::{LogStyle, TracingLog};
-use crate::imports::random::OsRandom;
-use crate::imports::storage::{KeyRing, OpenError, SealedStorage, SqliteStorage, Storage};
-use crate::{Backends, GuestError, Instance, Runtime, RuntimeConfig, RuntimeError};
+use pleo_oauth::imports::clock::Clock;
+use pleo_oauth::imports::http::{ClientSecrets, Http, HttpClient, HttpLimits};
+use pleo_oauth::imports::log::{LogStyle, TracingLog};
+use pleo_oauth::imports::random::OsRandom;
+use pleo_oauth::imports::storage::{KeyRing, OpenError, SealedStorage, SqliteStorage, Storage};
+use pleo_oauth::{Backends, GuestError, Instance, Runtime, RuntimeConfig, RuntimeError};
 
 /// The setting (in a connection's `settings`) naming the API base URL.
 pub const API_BASE_SETTING: &str = "api-base";
@@ -30,7 +30,7 @@ pub const API_TIMEOUT_MS: u32 = 30_000;
 /// Where the database lives unless told otherwise: `$XDG_DATA_HOME/pleo-oauth/pleo-oauth.db`,
 /// else `~/.local/share/pleo-oauth/pleo-oauth.db`, else `./pleo-oauth.db`.
 pub fn default_db_path() -> PathBuf {
-    crate::files::user_path("XDG_DATA_HOME", ".local/share", "pleo-oauth.db")
+    pleo_oauth::files::user_path("XDG_DATA_HOME", ".local/share", "pleo-oauth.db")
 }
 
 /// The operator's client secret for the connections an app serves, and
@@ -39,7 +39,7 @@ pub fn default_db_path() -> PathBuf {
 /// configuration's, so a configuration pointed elsewhere gets nothing.
 #[derive(Clone)]
 pub struct OperatorSecret {
-    pub secret: crate::secret::Secret,
+    pub secret: pleo_oauth::secret::Secret,
     /// URLs whose origins may receive it: Pleo's authorisation servers,
     /// plus any the operator names.
     pub origins: Vec<String>,
@@ -47,7 +47,7 @@ pub struct OperatorSecret {
 
 impl OperatorSecret {
     /// The secret for Pleo's own authorisation servers and `extra` origins.
-    pub fn new(secret: crate::secret::Secret, extra: &[String]) -> Self {
+    pub fn new(secret: pleo_oauth::secret::Secret, extra: &[String]) -> Self {
         let mut origins = vec![
             pleo_oauth_core::connection::config::PRODUCTION_AS.to_owned(),
             pleo_oauth_core::connection::config::STAGING_AS.to_owned(),
@@ -61,7 +61,7 @@ impl OperatorSecret {
 /// database: `$XDG_CONFIG_HOME/pleo-oauth/key`, else
 /// `~/.config/pleo-oauth/key`, else `./key`.
 pub fn default_key_path() -> PathBuf {
-    crate::files::user_path("XDG_CONFIG_HOME", ".config", "key")
+    pleo_oauth::files::user_path("XDG_CONFIG_HOME", ".config", "key")
 }
 
 /// What an [`App`] is made of.
@@ -111,7 +111,7 @@ impl App {
     pub fn open(config: AppConfig) -> Result<Self, AppError> {
         if let Some(operator) = &config.operator {
             for origin in &operator.origins {
-                if crate::imports::http::origin_of(origin).is_none() {
+                if pleo_oauth::imports::http::origin_of(origin).is_none() {
                     return Err(AppError::Origin(origin.clone()));
                 }
             }
@@ -154,10 +154,9 @@ impl App {
                 .settings
                 .iter()
                 .find(|(k, _)| k == CLIENT_AUTH_SETTING)
-                .and_then(|(_, v)| match v.as_str() {
-                    "basic" => Some(crate::imports::http::ClientAuthMethod::Basic),
-                    "post" => Some(crate::imports::http::ClientAuthMethod::Post),
-                    _ => None,
+                .and_then(|(_, v)| {
+                    v.parse::<pleo_oauth::imports::http::ClientAuthMethod>()
+                        .ok()
                 });
             self.http
                 .register(

@@ -15,14 +15,14 @@ use pleo_oauth_core::secret::Secret;
 use pleo_oauth_core::types::Method;
 
 use crate::app::{self, API_BASE_SETTING, Call};
-use crate::authorize::BeginOptions;
-use crate::imports::clock::{Clock, OffsetClock};
-use crate::imports::http::{ClientAuthMethod, ClientSecrets, HttpClient, HttpLimits};
-use crate::imports::log::CollectingLog;
-use crate::imports::random::OsRandom;
-use crate::imports::storage::SqliteStorage;
-use crate::mock::{Consent, Fault, MockConfig, MockServer, Stats};
-use crate::{Backends, Instance, Runtime, RuntimeConfig};
+use pleo_oauth::authorize::BeginOptions;
+use pleo_oauth::imports::clock::{Clock, OffsetClock};
+use pleo_oauth::imports::http::{ClientAuthMethod, ClientSecrets, HttpClient, HttpLimits};
+use pleo_oauth::imports::log::CollectingLog;
+use pleo_oauth::imports::random::OsRandom;
+use pleo_oauth::imports::storage::SqliteStorage;
+use pleo_oauth::mock::{Consent, Fault, MockConfig, MockServer, Stats};
+use pleo_oauth::{Backends, Instance, Runtime, RuntimeConfig};
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
@@ -223,7 +223,7 @@ impl Demo<'_> {
         let events = self.log.events();
         for event in &events[self.printed..] {
             // Instants in RFC 3339 beside their milliseconds, as in the logs.
-            let fields: Vec<String> = crate::imports::log::with_times(&event.fields)
+            let fields: Vec<String> = pleo_oauth::imports::log::with_times(&event.fields)
                 .iter()
                 .map(|(k, v)| format!("{k}={v}"))
                 .collect();
@@ -358,7 +358,7 @@ fn refusal_words(refusal: &Refusal, now: u64) -> String {
 /// `bytes` random bytes from the OS, in hex.
 fn random_hex(bytes: usize) -> String {
     let mut buf = vec![0u8; bytes];
-    crate::imports::random::Random::fill(&OsRandom, &mut buf);
+    pleo_oauth::imports::random::Random::fill(&OsRandom, &mut buf);
     buf.iter().map(|b| format!("{b:02x}")).collect()
 }
 
