@@ -3,7 +3,7 @@
 //! RFC 7636, RFC 9207, RFC 9700 §2.1.
 
 pub mod callback;
-pub mod pkce;
+mod pkce;
 pub mod url;
 
 use base64::Engine as _;
@@ -510,7 +510,7 @@ fn exchange_verdict(failure: &ExchangeFailure) -> &'static str {
 }
 
 /// `BASE64URL(SHA256(state))`: the key of a pending flow.
-pub fn hash_state(state: &Secret) -> String {
+pub(crate) fn hash_state(state: &Secret) -> String {
     state.fingerprint()
 }
 

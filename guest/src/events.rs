@@ -6,7 +6,7 @@ use crate::io::Io;
 use crate::types::{Event, Level};
 
 /// Builds and emits one event.
-pub fn emit(
+pub(crate) fn emit(
     io: &mut dyn Io,
     level: Level,
     kind: &str,

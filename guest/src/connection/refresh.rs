@@ -20,8 +20,11 @@
 //! 5. send, and act on the verdict.
 
 use super::backoff;
-use super::gate::{self, Bearer, Loaded, Refusal, WaitReason};
+use super::config::ConnectionConfig;
 use super::lease::{self, Acquire, Lease};
+use super::outcome::{
+    Bearer, Loaded, NO_CREDENTIALS, Refusal, Trigger, WaitReason, without_tokens,
+};
 use super::request;
 use super::status::{self, InFlight, Reason, Status};
 use super::store::{self, CAS_ATTEMPTS, StoreError, TokensRecord, Versioned};
@@ -42,27 +45,6 @@ pub const STORE_RETRY_MS: u32 = 1_000;
 pub const STORE_OP_MS: u64 = 5_000;
 /// A stalled connection probes the token endpoint this often.
 pub const STALLED_PROBE_MS: u64 = 15 * 60 * 1000;
-/// The `client-problem.error` when the host holds no client secret.
-pub const NO_CREDENTIALS: &str = "no-credentials";
-
-/// What made the refresh necessary.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Trigger {
-    /// The access token is within the refresh margin of expiry.
-    Expiry,
-    /// The API answered 401 to the current access token: it is dead,
-    /// whatever its expiry says.
-    Unauthorized,
-}
-
-impl Trigger {
-    fn name(self) -> &'static str {
-        match self {
-            Trigger::Expiry => "expiry",
-            Trigger::Unauthorized => "api-401",
-        }
-    }
-}
 
 /// Refreshes the connection's tokens, or says why the caller gets none.
 ///
@@ -110,7 +92,7 @@ pub(super) fn refresh(
 struct Attempt<'a> {
     connection: &'a str,
     now_ms: u64,
-    config: &'a super::config::ConnectionConfig,
+    config: &'a ConnectionConfig,
     trigger: Trigger,
     lease: Lease,
 }
@@ -280,7 +262,7 @@ impl Attempt<'_> {
 
     fn refusal_without_tokens(&self, io: &mut dyn Io) -> Result<Refusal, StoreError> {
         let (status, _) = status::read(io, self.connection, self.now_ms)?;
-        Ok(gate::without_tokens(&status))
+        Ok(without_tokens(&status))
     }
 
     /// RFC 6749 §5.1, §6: the new token set replaces the old in one

@@ -3,8 +3,9 @@
 
 use subtle::ConstantTimeEq;
 
-use super::gate::{self, Bearer, Refusal};
-use super::refresh::{self, Trigger};
+use super::gate;
+use super::outcome::{Bearer, Refusal, Trigger};
+use super::refresh;
 use super::status;
 use super::store::{self, StoreError};
 use crate::classify::{self, ApiAttempt, ApiOutcome};

@@ -951,7 +951,7 @@ fn a_missing_client_secret_is_a_client_error_without_back_off() {
     assert_eq!(
         access_token(&mut io, NOW + HOUR, "c1"),
         Err(Refusal::ClientMisconfigured {
-            error: refresh::NO_CREDENTIALS.into(),
+            error: NO_CREDENTIALS.into(),
             retry_at_ms: None
         })
     );
@@ -1074,7 +1074,7 @@ fn tokens_replaced_since_the_callers_read_are_served_not_refreshed() {
         .unwrap()
         .unwrap();
     store::replace(&mut io, "tokens/c1", &record).unwrap();
-    let loaded = gate::Loaded {
+    let loaded = outcome::Loaded {
         config: config(),
         status: Status::new(NOW),
         tokens: seen,
@@ -1087,7 +1087,7 @@ fn tokens_replaced_since_the_callers_read_are_served_not_refreshed() {
             NOW + HOUR,
             "c1",
             loaded,
-            refresh::Trigger::Expiry
+            outcome::Trigger::Expiry
         )),
         "AT-2"
     );
