@@ -199,7 +199,7 @@ pub fn begin(
     let flow = FlowRecord {
         connection: connection.to_owned(),
         state_hash: state_hash.clone(),
-        verifier: verifier.secret().clone(),
+        verifier: verifier.secret().clone().into(),
         scopes: scopes.clone(),
         redirect_uri: config.redirect_uri.clone(),
         return_to: options.return_to.clone(),
@@ -459,8 +459,8 @@ fn store_grant(
     let connection = flow.connection;
     let scopes = tokens.scope.unwrap_or(flow.scopes);
     let record = TokensRecord {
-        access_token: tokens.access_token,
-        refresh_token: tokens.refresh_token,
+        access_token: tokens.access_token.into(),
+        refresh_token: tokens.refresh_token.map(Into::into),
         expires_at_ms: tokens
             .expires_in
             .map(|s| now_ms.saturating_add(u64::from(s) * 1000)),
@@ -514,6 +514,7 @@ fn store_grant(
 
 /// `grant_type=authorization_code` (RFC 6749 §4.1.3, RFC 7636 §4.5).
 fn exchange_request(config: &ConnectionConfig, flow: &FlowRecord, code: &Secret) -> Request {
+    let verifier = flow.verifier.to_secret();
     request::form_post(
         config,
         config.token_url(),
@@ -521,7 +522,7 @@ fn exchange_request(config: &ConnectionConfig, flow: &FlowRecord, code: &Secret)
             ("grant_type", "authorization_code"),
             ("code", code.expose()),
             ("redirect_uri", &flow.redirect_uri),
-            ("code_verifier", flow.verifier.expose()),
+            ("code_verifier", verifier.expose()),
         ],
     )
 }

@@ -92,8 +92,8 @@ fn revoke_grant(
     tokens: &TokensRecord,
 ) -> Revocation {
     let (token, hint) = match &tokens.refresh_token {
-        Some(refresh) => (refresh, "refresh_token"),
-        None => (&tokens.access_token, "access_token"),
+        Some(refresh) => (refresh.to_secret(), "refresh_token"),
+        None => (tokens.access_token.to_secret(), "access_token"),
     };
     let request = request::form_post(
         config,

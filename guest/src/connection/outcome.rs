@@ -26,7 +26,7 @@ pub struct Bearer {
 impl From<&TokensRecord> for Bearer {
     fn from(tokens: &TokensRecord) -> Self {
         Self {
-            token: tokens.access_token.clone(),
+            token: tokens.access_token.to_secret(),
             expires_at_ms: tokens.expires_at_ms,
             scopes: tokens.scopes.clone(),
         }

@@ -33,7 +33,7 @@ use crate::classify::{
 };
 use crate::events::{self, kebab};
 use crate::io::Io;
-use crate::secret::Secret;
+use crate::secret::{Secret, StoredSecret};
 use crate::types::Level;
 
 /// While storage fails, the rotated tokens' write is retried this often
@@ -122,7 +122,12 @@ impl Attempt<'_> {
         if changed && fresh {
             return Ok(Bearer::from(&current.value));
         }
-        let Some(refresh_token) = current.value.refresh_token.clone() else {
+        let Some(refresh_token) = current
+            .value
+            .refresh_token
+            .as_ref()
+            .map(StoredSecret::to_secret)
+        else {
             // Nothing to renew the access token with.
             if self.usable(&current.value) {
                 return Ok(Bearer::from(&current.value));
@@ -281,8 +286,11 @@ impl Attempt<'_> {
     ) -> Result<Bearer, Refusal> {
         let used_refresh = current.value.refresh_token.clone();
         let record = TokensRecord {
-            access_token: set.access_token,
-            refresh_token: set.refresh_token.or_else(|| used_refresh.clone()),
+            access_token: set.access_token.into(),
+            refresh_token: set
+                .refresh_token
+                .map(StoredSecret::from)
+                .or_else(|| used_refresh.clone()),
             expires_at_ms: set
                 .expires_in
                 .map(|s| self.now_ms.saturating_add(u64::from(s) * 1000)),
@@ -358,7 +366,7 @@ impl Attempt<'_> {
         io: &mut dyn Io,
         mut current: Versioned<TokensRecord>,
         record: &TokensRecord,
-        used_refresh: Option<&Secret>,
+        used_refresh: Option<&StoredSecret>,
     ) -> Result<Stored, StoreError> {
         let key = store::tokens_key(self.connection);
         let mut conflicts = 0;
@@ -462,7 +470,12 @@ impl Attempt<'_> {
         let Some(mut stored) = self.read_tokens(io)? else {
             return Err(self.refusal_without_tokens(io)?);
         };
-        if stored.value.refresh_token.as_ref() != Some(used) {
+        if !stored
+            .value
+            .refresh_token
+            .as_ref()
+            .is_some_and(|token| token.holds(used))
+        {
             if confirming {
                 // Changed again while we confirmed: whoever changed it
                 // decides; the next call judges afresh.
@@ -476,7 +489,12 @@ impl Attempt<'_> {
                 &[code],
                 "our refresh token was rejected while storage held newer tokens; confirming them before use",
             );
-            let Some(their_refresh) = stored.value.refresh_token.clone() else {
+            let Some(their_refresh) = stored
+                .value
+                .refresh_token
+                .as_ref()
+                .map(StoredSecret::to_secret)
+            else {
                 // Only an authorisation stores tokens without a refresh
                 // token (a refresh keeps the old one): a new grant, which
                 // our stale request cannot have harmed.

@@ -1,8 +1,6 @@
 //! Reporting an API outcome (RFC 6750 §3.1; RFC 6749 §6): what the caller
 //! should do next, and what the connection learns.
 
-use subtle::ConstantTimeEq;
-
 use super::gate;
 use super::outcome::{Bearer, Refusal, Trigger};
 use super::refresh;
@@ -54,13 +52,7 @@ pub fn report(
 ) -> Result<ApiAction, Refusal> {
     let loaded = gate::load(io, now_ms, connection)?;
     let tokens = &loaded.tokens.value;
-    let current = bool::from(
-        tokens
-            .access_token
-            .expose()
-            .as_bytes()
-            .ct_eq(used_token.as_bytes()),
-    );
+    let current = tokens.access_token.matches(used_token);
     let attempt = if current && tokens.after_unauthorized {
         ApiAttempt::AfterRefresh
     } else {
