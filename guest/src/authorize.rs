@@ -21,7 +21,7 @@ use crate::connection::config::{self, ConfigError, ConnectionConfig};
 use crate::connection::request;
 use crate::connection::status::{self, State};
 use crate::connection::store::{self, FlowRecord, StoreError, TokensRecord};
-use crate::events::{self, kebab};
+use crate::events::{self, Kind, kebab};
 use crate::io::Io;
 use crate::secret::Secret;
 use crate::types::{Level, Request};
@@ -220,11 +220,11 @@ pub fn begin(
 
     let (kind, message) = match status.reason {
         Some(_) => (
-            "reauth-started",
+            Kind::ReauthStarted,
             "re-authentication started: the user was sent to authorise again",
         ),
         None => (
-            "authorization-started",
+            Kind::AuthorizationStarted,
             "authorisation started: the user was sent to authorise",
         ),
     };
@@ -351,7 +351,7 @@ fn validate_callback(
             events::emit(
                 io,
                 Level::Warn,
-                "authorization-failed",
+                Kind::AuthorizationFailed,
                 &connection,
                 &[("error", error.code.as_str().to_owned())],
                 "the authorisation server refused the authorisation",
@@ -431,7 +431,7 @@ fn exchange_code(
     events::emit(
         io,
         Level::Warn,
-        "authorization-failed",
+        Kind::AuthorizationFailed,
         &connection,
         &[
             ("stage", "code-exchange".into()),
@@ -489,7 +489,7 @@ fn store_grant(
             events::emit(
                 io,
                 Level::Info,
-                "reauth-completed",
+                Kind::ReauthCompleted,
                 &connection,
                 &fields,
                 "re-authentication completed: recovered",
@@ -498,7 +498,7 @@ fn store_grant(
         None => events::emit(
             io,
             Level::Info,
-            "connected",
+            Kind::Connected,
             &connection,
             &fields,
             "connected: tokens stored",
@@ -572,13 +572,14 @@ fn discard_flow(io: &mut dyn Io, state_hash: &str) {
 
 /// Records a rejected callback as a security event and builds the error.
 fn reject(io: &mut dyn Io, reason: RejectionReason, connection: Option<&str>) -> CompleteError {
-    io.emit(crate::types::Event {
-        level: Level::Warn,
-        kind: "state-mismatch".into(),
-        connection: connection.map(str::to_owned),
-        fields: vec![("reason".into(), kebab(&reason))],
-        message: "an authorisation callback was rejected before any code exchange".into(),
-    });
+    events::emit_for(
+        io,
+        Level::Warn,
+        Kind::StateMismatch,
+        connection,
+        &[("reason", kebab(&reason))],
+        "an authorisation callback was rejected before any code exchange",
+    );
     CompleteError::Rejected(Rejection {
         reason,
         connection: connection.map(str::to_owned),

@@ -37,7 +37,7 @@ pub use store::StoreError;
 pub use status::Status;
 pub use store::{FlowRecord, TokensRecord};
 
-use crate::events;
+use crate::events::{self, Kind};
 use crate::io::Io;
 use crate::types::Level;
 use store::Versioned;
@@ -221,7 +221,7 @@ pub fn retry_now(io: &mut dyn Io, now_ms: u64, connection: &str) -> Result<(), S
     events::emit(
         io,
         Level::Info,
-        "retry-now",
+        Kind::RetryNow,
         connection,
         &[(
             "cleared-retry-at-ms",

@@ -8,7 +8,7 @@ use super::request;
 use super::status::{self, State};
 use super::store::{self, StoreError, TokensRecord};
 use crate::classify::ErrorCode;
-use crate::events::{self, kebab};
+use crate::events::{self, Kind, kebab};
 use crate::io::Io;
 use crate::types::Level;
 
@@ -74,7 +74,7 @@ pub fn disconnect(
     events::emit(
         io,
         Level::Info,
-        "disconnected",
+        Kind::Disconnected,
         connection,
         &[("revocation", revocation_name(&revocation))],
         "disconnected by the user: tokens wiped, configuration kept",
@@ -145,7 +145,7 @@ pub fn forget(io: &mut dyn Io, connection: &str) -> Result<(), StoreError> {
         events::emit(
             io,
             Level::Info,
-            "forgotten",
+            Kind::Forgotten,
             connection,
             &[],
             "the connection and everything stored for it were deleted",

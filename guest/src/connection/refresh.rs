@@ -31,7 +31,7 @@ use super::store::{self, CAS_ATTEMPTS, StoreError, TokensRecord, Versioned};
 use crate::classify::{
     self, GrantKind, OAuthError, TokenOutcome, TokenSet, Transient, TransientCause,
 };
-use crate::events::{self, kebab};
+use crate::events::{self, Kind, kebab};
 use crate::io::Io;
 use crate::secret::{Secret, StoredSecret};
 use crate::types::Level;
@@ -171,7 +171,7 @@ impl Attempt<'_> {
                     events::emit(
                         io,
                         Level::Info,
-                        "rotation-race-recovered",
+                        Kind::RotationRaceRecovered,
                         self.connection,
                         &[],
                         "the tokens another worker stored were confirmed by a refresh; the grant is alive",
@@ -323,7 +323,7 @@ impl Attempt<'_> {
             events::emit(
                 io,
                 Level::Warn,
-                "status-not-stored",
+                Kind::StatusNotStored,
                 self.connection,
                 &[("error", store_error_kind(&error).into())],
                 "the refreshed tokens are stored, but the status could not be updated",
@@ -342,7 +342,7 @@ impl Attempt<'_> {
         events::emit(
             io,
             Level::Info,
-            "refresh-succeeded",
+            Kind::RefreshSucceeded,
             self.connection,
             &fields,
             "access token refreshed",
@@ -351,7 +351,7 @@ impl Attempt<'_> {
             events::emit(
                 io,
                 Level::Info,
-                "tokens-rotated",
+                Kind::TokensRotated,
                 self.connection,
                 &[],
                 "the refresh token rotated; the new tokens are stored",
@@ -410,7 +410,7 @@ impl Attempt<'_> {
                 events::emit(
                     io,
                     Level::Warn,
-                    "tokens-store-retrying",
+                    Kind::TokensStoreRetrying,
                     self.connection,
                     &[
                         ("error", store_error_kind(&error).into()),
@@ -430,7 +430,7 @@ impl Attempt<'_> {
         events::emit(
             io,
             Level::Error,
-            "rotated-tokens-lost",
+            Kind::RotatedTokensLost,
             self.connection,
             &[
                 ("trigger", self.trigger.name().to_owned()),
@@ -484,7 +484,7 @@ impl Attempt<'_> {
             events::emit(
                 io,
                 Level::Warn,
-                "rotation-race-detected",
+                Kind::RotationRaceDetected,
                 self.connection,
                 &[code],
                 "our refresh token was rejected while storage held newer tokens; confirming them before use",
@@ -528,7 +528,7 @@ impl Attempt<'_> {
                 events::emit(
                     io,
                     Level::Error,
-                    "rotation-lost",
+                    Kind::RotationLost,
                     self.connection,
                     &[
                         code,
@@ -605,7 +605,7 @@ impl Attempt<'_> {
         events::emit(
             io,
             Level::Error,
-            "client-misconfigured",
+            Kind::ClientMisconfigured,
             self.connection,
             &[
                 ("error", code.clone()),
@@ -639,7 +639,7 @@ impl Attempt<'_> {
         events::emit(
             io,
             Level::Error,
-            "client-credentials-missing",
+            Kind::ClientCredentialsMissing,
             self.connection,
             &[("attempt", status.failures.to_string())],
             "the host holds no client secret for this confidential client; nothing was sent (tokens are kept)",
@@ -675,7 +675,7 @@ impl Attempt<'_> {
         events::emit(
             io,
             Level::Warn,
-            "refresh-failed",
+            Kind::RefreshFailed,
             self.connection,
             &[
                 ("cause", cause),
@@ -697,7 +697,7 @@ impl Attempt<'_> {
             events::emit(
                 io,
                 Level::Error,
-                "refresh-stalled",
+                Kind::RefreshStalled,
                 self.connection,
                 &[
                     ("failing-since-ms", since.to_string()),
@@ -711,7 +711,7 @@ impl Attempt<'_> {
             events::emit(
                 io,
                 Level::Warn,
-                "access-token-expired",
+                Kind::AccessTokenExpired,
                 self.connection,
                 &[("retry-at-ms", retry_at.to_string())],
                 "the access token expired while refreshes are failing; API calls wait",
@@ -863,7 +863,7 @@ pub(super) fn grant_dead(
     events::emit(
         io,
         Level::Warn,
-        "revocation-detected",
+        Kind::RevocationDetected,
         connection,
         fields,
         "the grant is no longer valid; tokens wiped, configuration kept",
@@ -871,7 +871,7 @@ pub(super) fn grant_dead(
     events::emit(
         io,
         Level::Warn,
-        "reauth-required",
+        Kind::ReauthRequired,
         connection,
         &[("reason", kebab(&reason))],
         "API calls stop until the user re-authorises",

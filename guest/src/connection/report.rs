@@ -7,7 +7,7 @@ use super::refresh;
 use super::status;
 use super::store::{self, StoreError};
 use crate::classify::{self, ApiAttempt, ApiOutcome};
-use crate::events;
+use crate::events::{self, Kind};
 use crate::io::Io;
 use crate::types::{Level, ResponseHead};
 
@@ -72,7 +72,7 @@ pub fn report(
             events::emit(
                 io,
                 Level::Info,
-                "api-unauthorized",
+                Kind::ApiUnauthorized,
                 connection,
                 &[("status", response.status.to_string())],
                 "the API refused the access token; refreshing once",
@@ -88,7 +88,7 @@ pub fn report(
             events::emit(
                 io,
                 Level::Error,
-                "api-rejected-fresh-token",
+                Kind::ApiRejectedFreshToken,
                 connection,
                 &[
                     ("status", response.status.to_string()),
@@ -117,7 +117,7 @@ pub fn report(
             events::emit(
                 io,
                 Level::Info,
-                "scope-upgrade-needed",
+                Kind::ScopeUpgradeNeeded,
                 connection,
                 &[("scopes", missing.join(" "))],
                 "the API needs scopes the grant lacks; the next authorisation requests them",
