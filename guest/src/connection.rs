@@ -3,10 +3,12 @@
 //! reporting an API outcome, retry-now, disconnect and forget.
 //!
 //! The modules below depend on one another in one direction only: the
-//! storage model (`store`), then the status, the lease, the back-off and
-//! the requests; then the vocabulary of a call for a token (`outcome`);
-//! then the refresh, the gate on top of it, and the report on top of both.
-//! Only the operations and their types are public, re-exported here.
+//! configuration and the storage model (`config`, `store`) at the bottom,
+//! then the status, the lease, the back-off and the requests; then the
+//! vocabulary of a call for a token (`outcome`); then the refresh, the gate
+//! on top of it, and the report on top of both. Disconnect and forget
+//! (`lifecycle`) use only the lower layers. Only the operations and their
+//! types are public, re-exported here.
 
 mod backoff;
 pub(crate) mod config;

@@ -4,8 +4,8 @@
 //!
 //! Only the stored form serialises, so no serialisation of an in-memory
 //! value (into an event, a log line or a response) can carry a secret.
-//! Both compare in constant time (RFC 6749 §10.10, RFC 9700 §4.1: no timing
-//! side channel on secret material), and neither prints its value.
+//! Both compare in constant time, so that no comparison leaks how much of a
+//! secret a guess got right, and neither prints its value.
 
 use std::fmt;
 
