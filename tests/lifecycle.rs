@@ -17,7 +17,7 @@ use pleo_oauth::{Backends, Instance};
 use pleo_oauth_conformance::callback::{Fixture, Flow, Native, config_with, token_json};
 use pleo_oauth_conformance::lifecycle::{self, CONNECTION, Grant, LifecycleCase};
 use pleo_oauth_conformance::{check_all, expect_eq, load, runtime};
-use pleo_oauth_core::connection::lease::{LEASE_MS, MAX_CLOCK_SKEW_MS};
+use pleo_oauth_core::connection::{LEASE_MS, MAX_CLOCK_SKEW_MS};
 
 const NOW: u64 = 1_700_000_000_000;
 const HOUR: u64 = 3_600_000;

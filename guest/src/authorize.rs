@@ -3,7 +3,7 @@
 //! RFC 7636, RFC 9207, RFC 9700 §2.1.
 
 pub mod callback;
-pub mod pkce;
+mod pkce;
 pub mod url;
 
 use base64::Engine as _;
@@ -11,16 +11,17 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 
+use callback::Callback;
 pub use callback::{AuthorizationError, AuthorizationErrorCode, RejectionReason};
 pub use pkce::{Verifier, VerifierError};
 pub use url::{ParamError, UrlError, UrlParams};
 
-use crate::classify::{self, GrantKind, OAuthError, Reauth, TokenOutcome, Transient};
+use crate::classify::{self, GrantKind, OAuthError, Reauth, TokenOutcome, TokenSet, Transient};
 use crate::connection::config::{self, ConfigError, ConnectionConfig};
 use crate::connection::request;
 use crate::connection::status::{self, State};
 use crate::connection::store::{self, FlowRecord, StoreError, TokensRecord};
-use crate::events::{self, kebab};
+use crate::events::{self, Kind, kebab};
 use crate::io::Io;
 use crate::secret::Secret;
 use crate::types::{Level, Request};
@@ -198,7 +199,7 @@ pub fn begin(
     let flow = FlowRecord {
         connection: connection.to_owned(),
         state_hash: state_hash.clone(),
-        verifier: verifier.secret().clone(),
+        verifier: verifier.secret().clone().into(),
         scopes: scopes.clone(),
         redirect_uri: config.redirect_uri.clone(),
         return_to: options.return_to.clone(),
@@ -219,11 +220,11 @@ pub fn begin(
 
     let (kind, message) = match status.reason {
         Some(_) => (
-            "reauth-started",
+            Kind::ReauthStarted,
             "re-authentication started: the user was sent to authorise again",
         ),
         None => (
-            "authorization-started",
+            Kind::AuthorizationStarted,
             "authorisation started: the user was sent to authorise",
         ),
     };
@@ -277,21 +278,33 @@ pub fn complete(
     callback_text: &str,
     expected: Option<&str>,
 ) -> Result<Completed, CompleteError> {
-    let callback = callback::parse(callback_text).map_err(|reason| reject(io, reason, None))?;
-    let state_hash = hash_state(&callback.state);
-    let Some(flow) = store::read::<FlowRecord>(io, &store::flow_key(&state_hash))? else {
-        return Err(reject(io, RejectionReason::UnknownState, None));
-    };
-    // Consume first: whatever happens next, this state is spent.
-    match io.delete(&store::flow_key(&state_hash), flow.version) {
-        Ok(()) => {}
-        // Another callback with the same state won the race: a replay.
-        Err(crate::types::StorageError::Conflict) => {
-            return Err(reject(io, RejectionReason::UnknownState, None));
-        }
-        Err(error) => return Err(StoreError::from(error).into()),
-    }
-    let flow = flow.value;
+    let accepted = validate_callback(io, now_ms, callback_text, expected)?;
+    let tokens = exchange_code(io, now_ms, &accepted)?;
+    store_grant(io, now_ms, accepted, tokens)
+}
+
+/// A callback that passed validation, with the pending flow it consumed.
+struct Accepted {
+    flow: FlowRecord,
+    state_hash: String,
+    config: ConnectionConfig,
+    /// The authorisation code (RFC 6749 §4.1.2).
+    code: Secret,
+}
+
+/// Validates the authorisation response (RFC 6749 §4.1.2): the `state` must
+/// name a pending flow, which is consumed whatever follows (§10.12: a state
+/// is single-use), of the expected connection, not expired; the issuer is
+/// checked before anything else in the response (RFC 9207 §2.4); an error
+/// response (§4.1.2.1) ends the flow. A rejected callback ends the pending
+/// flow too, except when the state names none.
+fn validate_callback(
+    io: &mut dyn Io,
+    now_ms: u64,
+    callback_text: &str,
+    expected: Option<&str>,
+) -> Result<Accepted, CompleteError> {
+    let (callback, flow, state_hash) = consume_flow(io, callback_text)?;
     let connection = flow.connection.clone();
     // The lookup matched the hash already; compare again in constant time
     // so that no code path compares state material in variable time.
@@ -299,43 +312,37 @@ pub fn complete(
         return Err(reject(io, RejectionReason::UnknownState, Some(&connection)));
     }
     if expected.is_some_and(|expected| expected != connection) {
-        settle(io, &connection, &state_hash, now_ms)?;
-        return Err(reject(
+        let reason = RejectionReason::ConnectionMismatch;
+        return Err(settle_and_reject(
             io,
-            RejectionReason::ConnectionMismatch,
-            Some(&connection),
+            &connection,
+            &state_hash,
+            now_ms,
+            reason,
         ));
     }
     if now_ms >= flow.expires_at_ms {
-        settle(io, &connection, &state_hash, now_ms)?;
-        return Err(reject(io, RejectionReason::ExpiredState, Some(&connection)));
+        let reason = RejectionReason::ExpiredState;
+        return Err(settle_and_reject(
+            io,
+            &connection,
+            &state_hash,
+            now_ms,
+            reason,
+        ));
     }
     let Some(config) = store::read::<ConnectionConfig>(io, &store::config_key(&connection))? else {
         return Err(reject(io, RejectionReason::UnknownState, Some(&connection)));
     };
     let config = config.value;
-    // RFC 9207 §2.4: check `iss` before anything else in the response,
-    // error responses included.
-    if let Some(issuer) = &config.issuer {
-        match &callback.iss {
-            Some(iss) if iss != issuer => {
-                settle(io, &connection, &state_hash, now_ms)?;
-                return Err(reject(
-                    io,
-                    RejectionReason::IssuerMismatch,
-                    Some(&connection),
-                ));
-            }
-            None if config.require_iss => {
-                settle(io, &connection, &state_hash, now_ms)?;
-                return Err(reject(
-                    io,
-                    RejectionReason::IssuerMissing,
-                    Some(&connection),
-                ));
-            }
-            _ => {}
-        }
+    if let Err(reason) = check_issuer(&config, callback.iss.as_deref()) {
+        return Err(settle_and_reject(
+            io,
+            &connection,
+            &state_hash,
+            now_ms,
+            reason,
+        ));
     }
     let code = match callback.result {
         Ok(code) => code,
@@ -344,7 +351,7 @@ pub fn complete(
             events::emit(
                 io,
                 Level::Warn,
-                "authorization-failed",
+                Kind::AuthorizationFailed,
                 &connection,
                 &[("error", error.code.as_str().to_owned())],
                 "the authorisation server refused the authorisation",
@@ -352,45 +359,108 @@ pub fn complete(
             return Err(CompleteError::Denied { connection, error });
         }
     };
+    Ok(Accepted {
+        flow,
+        state_hash,
+        config,
+        code,
+    })
+}
 
-    let response = io.send(exchange_request(&config, &flow, &code));
-    let outcome = classify::token_response(GrantKind::AuthorizationCode, response.as_ref(), now_ms);
-    let tokens = match outcome {
-        TokenOutcome::Success(tokens) => tokens,
-        failure => {
-            settle(io, &connection, &state_hash, now_ms)?;
-            let failure = match failure {
-                TokenOutcome::Reauthenticate(reauth) => ExchangeFailure::Reauthenticate(reauth),
-                TokenOutcome::ClientMisconfigured(error) => {
-                    ExchangeFailure::ClientMisconfigured(error)
-                }
-                TokenOutcome::RequestInvalid(error) => ExchangeFailure::RequestInvalid(error),
-                TokenOutcome::Transient(transient) => ExchangeFailure::Transient(transient),
-                TokenOutcome::CredentialsMissing => ExchangeFailure::CredentialsMissing,
-                TokenOutcome::Success(_) => unreachable!("matched above"),
-            };
-            events::emit(
-                io,
-                Level::Warn,
-                "authorization-failed",
-                &connection,
-                &[
-                    ("stage", "code-exchange".into()),
-                    ("verdict", exchange_verdict(&failure).into()),
-                ],
-                "the authorisation code could not be exchanged for tokens",
-            );
-            return Err(CompleteError::ExchangeFailed {
-                connection,
-                failure,
-            });
-        }
+/// Parses the callback and looks up and consumes the pending flow its
+/// `state` names (RFC 6749 §4.1.2, §10.12): deleted first, so that whatever
+/// happens next the state is spent, and of two callbacks with one state
+/// only one goes on. Returns the callback, the flow and the state's hash.
+fn consume_flow(
+    io: &mut dyn Io,
+    callback_text: &str,
+) -> Result<(Callback, FlowRecord, String), CompleteError> {
+    let callback = callback::parse(callback_text).map_err(|reason| reject(io, reason, None))?;
+    let state_hash = hash_state(&callback.state);
+    let Some(flow) = store::read::<FlowRecord>(io, &store::flow_key(&state_hash))? else {
+        return Err(reject(io, RejectionReason::UnknownState, None));
     };
+    match io.delete(&store::flow_key(&state_hash), flow.version) {
+        Ok(()) => Ok((callback, flow.value, state_hash)),
+        // Another callback with the same state won the race: a replay.
+        Err(crate::types::StorageError::Conflict) => {
+            Err(reject(io, RejectionReason::UnknownState, None))
+        }
+        Err(error) => Err(StoreError::from(error).into()),
+    }
+}
 
-    let scopes = tokens.scope.clone().unwrap_or_else(|| flow.scopes.clone());
+/// RFC 9207 §2.4: with an issuer configured, a callback's `iss` must be
+/// that issuer, and (when the configuration requires it) present.
+fn check_issuer(config: &ConnectionConfig, iss: Option<&str>) -> Result<(), RejectionReason> {
+    let Some(issuer) = &config.issuer else {
+        return Ok(());
+    };
+    match iss {
+        Some(iss) if iss != issuer => Err(RejectionReason::IssuerMismatch),
+        None if config.require_iss => Err(RejectionReason::IssuerMissing),
+        _ => Ok(()),
+    }
+}
+
+/// Exchanges the authorisation code for tokens at the token endpoint
+/// (RFC 6749 §4.1.3, with the PKCE verifier, RFC 7636 §4.5) and takes the
+/// verdict on the response (§5.1, §5.2). A failed exchange ends the
+/// pending flow without new tokens.
+fn exchange_code(
+    io: &mut dyn Io,
+    now_ms: u64,
+    accepted: &Accepted,
+) -> Result<TokenSet, CompleteError> {
+    let response = io.send(exchange_request(
+        &accepted.config,
+        &accepted.flow,
+        &accepted.code,
+    ));
+    let failure =
+        match classify::token_response(GrantKind::AuthorizationCode, response.as_ref(), now_ms) {
+            TokenOutcome::Success(tokens) => return Ok(tokens),
+            TokenOutcome::Reauthenticate(reauth) => ExchangeFailure::Reauthenticate(reauth),
+            TokenOutcome::ClientMisconfigured(error) => ExchangeFailure::ClientMisconfigured(error),
+            TokenOutcome::RequestInvalid(error) => ExchangeFailure::RequestInvalid(error),
+            TokenOutcome::Transient(transient) => ExchangeFailure::Transient(transient),
+            TokenOutcome::CredentialsMissing => ExchangeFailure::CredentialsMissing,
+        };
+    let connection = accepted.flow.connection.clone();
+    settle(io, &connection, &accepted.state_hash, now_ms)?;
+    events::emit(
+        io,
+        Level::Warn,
+        Kind::AuthorizationFailed,
+        &connection,
+        &[
+            ("stage", "code-exchange".into()),
+            ("verdict", exchange_verdict(&failure).into()),
+        ],
+        "the authorisation code could not be exchanged for tokens",
+    );
+    Err(CompleteError::ExchangeFailed {
+        connection,
+        failure,
+    })
+}
+
+/// Stores the access token response (RFC 6749 §5.1) as the connection's
+/// tokens, replacing any earlier grant (an omitted `scope` means the
+/// scopes requested, §5.1), and the status: connected, the pending flow,
+/// the missing scopes it asked for and any earlier failure history cleared.
+fn store_grant(
+    io: &mut dyn Io,
+    now_ms: u64,
+    accepted: Accepted,
+    tokens: TokenSet,
+) -> Result<Completed, CompleteError> {
+    let Accepted { flow, .. } = accepted;
+    let connection = flow.connection;
+    let scopes = tokens.scope.unwrap_or(flow.scopes);
     let record = TokensRecord {
-        access_token: tokens.access_token,
-        refresh_token: tokens.refresh_token,
+        access_token: tokens.access_token.into(),
+        refresh_token: tokens.refresh_token.map(Into::into),
         expires_at_ms: tokens
             .expires_in
             .map(|s| now_ms.saturating_add(u64::from(s) * 1000)),
@@ -419,7 +489,7 @@ pub fn complete(
             events::emit(
                 io,
                 Level::Info,
-                "reauth-completed",
+                Kind::ReauthCompleted,
                 &connection,
                 &fields,
                 "re-authentication completed: recovered",
@@ -428,7 +498,7 @@ pub fn complete(
         None => events::emit(
             io,
             Level::Info,
-            "connected",
+            Kind::Connected,
             &connection,
             &fields,
             "connected: tokens stored",
@@ -444,6 +514,7 @@ pub fn complete(
 
 /// `grant_type=authorization_code` (RFC 6749 §4.1.3, RFC 7636 §4.5).
 fn exchange_request(config: &ConnectionConfig, flow: &FlowRecord, code: &Secret) -> Request {
+    let verifier = flow.verifier.to_secret();
     request::form_post(
         config,
         config.token_url(),
@@ -451,7 +522,7 @@ fn exchange_request(config: &ConnectionConfig, flow: &FlowRecord, code: &Secret)
             ("grant_type", "authorization_code"),
             ("code", code.expose()),
             ("redirect_uri", &flow.redirect_uri),
-            ("code_verifier", flow.verifier.expose()),
+            ("code_verifier", verifier.expose()),
         ],
     )
 }
@@ -476,6 +547,21 @@ fn settle(
     Ok(())
 }
 
+/// Ends the pending authorisation (see [`settle`]) and rejects the
+/// callback; a storage failure while settling is the error instead.
+fn settle_and_reject(
+    io: &mut dyn Io,
+    connection: &str,
+    state_hash: &str,
+    now_ms: u64,
+    reason: RejectionReason,
+) -> CompleteError {
+    match settle(io, connection, state_hash, now_ms) {
+        Ok(()) => reject(io, reason, Some(connection)),
+        Err(error) => error.into(),
+    }
+}
+
 /// Deletes a superseded pending flow; best effort (it expires anyway).
 fn discard_flow(io: &mut dyn Io, state_hash: &str) {
     let key = store::flow_key(state_hash);
@@ -486,13 +572,14 @@ fn discard_flow(io: &mut dyn Io, state_hash: &str) {
 
 /// Records a rejected callback as a security event and builds the error.
 fn reject(io: &mut dyn Io, reason: RejectionReason, connection: Option<&str>) -> CompleteError {
-    io.emit(crate::types::Event {
-        level: Level::Warn,
-        kind: "state-mismatch".into(),
-        connection: connection.map(str::to_owned),
-        fields: vec![("reason".into(), kebab(&reason))],
-        message: "an authorisation callback was rejected before any code exchange".into(),
-    });
+    events::emit_for(
+        io,
+        Level::Warn,
+        Kind::StateMismatch,
+        connection,
+        &[("reason", kebab(&reason))],
+        "an authorisation callback was rejected before any code exchange",
+    );
     CompleteError::Rejected(Rejection {
         reason,
         connection: connection.map(str::to_owned),
@@ -510,7 +597,7 @@ fn exchange_verdict(failure: &ExchangeFailure) -> &'static str {
 }
 
 /// `BASE64URL(SHA256(state))`: the key of a pending flow.
-pub fn hash_state(state: &Secret) -> String {
+pub(crate) fn hash_state(state: &Secret) -> String {
     state.fingerprint()
 }
 

@@ -1,24 +1,45 @@
-//! Connections: configuration, stored state and status.
+//! Connections: configuration, stored state and status, and the
+//! operations on them: configure, status, the API gate (`access_token`),
+//! reporting an API outcome, retry-now, disconnect and forget.
+//!
+//! The modules below depend on one another in one direction only: the
+//! configuration and the storage model (`config`, `store`) at the bottom,
+//! then the status, the lease, the back-off and the requests; then the
+//! vocabulary of a call for a token (`outcome`); then the refresh, the gate
+//! on top of it, and the report on top of both. Disconnect and forget
+//! (`lifecycle`) use only the lower layers. Only the operations and their
+//! types are public, re-exported here.
 
-pub mod backoff;
-pub mod config;
-pub mod gate;
-pub mod lease;
-pub mod lifecycle;
-pub mod refresh;
-pub mod report;
-pub mod request;
-pub mod status;
-pub mod store;
+mod backoff;
+pub(crate) mod config;
+mod gate;
+mod lease;
+mod lifecycle;
+mod outcome;
+mod refresh;
+mod report;
+pub(crate) mod request;
+pub(crate) mod status;
+pub(crate) mod store;
 
-pub use config::{ClientType, ConfigError, ConnectionConfig, CustomEndpoints, Environment};
-pub use gate::{Bearer, NotConnected, Refusal, WaitReason, access_token};
+pub use config::{
+    ClientType, ConfigError, ConnectionConfig, CustomEndpoints, Environment, PRODUCTION_AS,
+    STAGING_AS, secure_url, validate_connection_id,
+};
+pub use gate::access_token;
+pub use lease::{LEASE_MS, MAX_CLOCK_SKEW_MS};
 pub use lifecycle::{DisconnectError, Revocation, disconnect, forget};
+pub use outcome::{Bearer, NO_CREDENTIALS, NotConnected, Refusal, WaitReason};
 pub use report::{ApiAction, report};
-pub use status::{Reason, State, Status};
+pub use status::{Reason, State};
 pub use store::StoreError;
+// The stored records (`status/{id}`, `flow/{hash}`, `tokens/{id}`): their
+// JSON is the storage format, which the fuzz targets decode; their fields
+// are the core's business.
+pub use status::Status;
+pub use store::{FlowRecord, TokensRecord};
 
-use crate::events;
+use crate::events::{self, Kind};
 use crate::io::Io;
 use crate::types::Level;
 use store::Versioned;
@@ -141,9 +162,7 @@ pub fn status_view(
         (State::Stalled, _) => {
             "Refreshing has failed for a long time without a break; retrying slowly. An administrator should check the network path to Pleo; your settings and tokens are kept."
         }
-        (State::ClientError, _)
-            if status.client_error.as_deref() == Some(refresh::NO_CREDENTIALS) =>
-        {
+        (State::ClientError, _) if status.client_error.as_deref() == Some(NO_CREDENTIALS) => {
             "This integration's client secret is not configured. An administrator must provide it; your settings are kept."
         }
         (State::ClientError, _) => {
@@ -204,7 +223,7 @@ pub fn retry_now(io: &mut dyn Io, now_ms: u64, connection: &str) -> Result<(), S
     events::emit(
         io,
         Level::Info,
-        "retry-now",
+        Kind::RetryNow,
         connection,
         &[(
             "cleared-retry-at-ms",

@@ -2,22 +2,144 @@
 //! are safe to log: kinds, connection ids, reasons, error codes, counts and
 //! times. No token, secret, code, verifier or state can be passed in.
 
+use std::fmt;
+use std::str::FromStr;
+
 use crate::io::Io;
 use crate::types::{Event, Level};
 
-/// Builds and emits one event.
-pub fn emit(
+/// Declares [`Kind`] with each variant's name, so that the enum, its
+/// strings and its parser cannot drift apart.
+macro_rules! kinds {
+    ($($(#[doc = $doc:literal])* $variant:ident = $name:literal,)*) => {
+        /// Every kind of event the core emits. An event's `kind` is the
+        /// variant's stable kebab-case name ([`Kind::as_str`]); a host that
+        /// reacts to events parses the name back with [`str::parse`].
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum Kind {
+            $($(#[doc = $doc])* $variant,)*
+        }
+
+        impl Kind {
+            /// Every kind, in declaration order.
+            pub const ALL: &'static [Kind] = &[$(Kind::$variant,)*];
+
+            /// The kind's name, as events carry it.
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $(Kind::$variant => $name,)*
+                }
+            }
+        }
+
+        impl FromStr for Kind {
+            type Err = UnknownKind;
+
+            fn from_str(name: &str) -> Result<Self, UnknownKind> {
+                match name {
+                    $($name => Ok(Kind::$variant),)*
+                    _ => Err(UnknownKind),
+                }
+            }
+        }
+    };
+}
+
+kinds! {
+    /// An authorisation began: the user was sent to the authorisation server.
+    AuthorizationStarted = "authorization-started",
+    /// A re-authentication began for a connection that needed one.
+    ReauthStarted = "reauth-started",
+    /// An authorisation completed: tokens stored, connected.
+    Connected = "connected",
+    /// A re-authentication completed: the connection recovered.
+    ReauthCompleted = "reauth-completed",
+    /// The server refused the authorisation, or the code exchange failed.
+    AuthorizationFailed = "authorization-failed",
+    /// A callback was rejected before any code exchange (state, connection, expiry or issuer).
+    StateMismatch = "state-mismatch",
+    /// A refresh succeeded.
+    RefreshSucceeded = "refresh-succeeded",
+    /// The refresh token rotated; the new tokens are stored.
+    TokensRotated = "tokens-rotated",
+    /// A refresh failed for a transient reason; backing off, tokens kept.
+    RefreshFailed = "refresh-failed",
+    /// Refreshes have failed without a break for longer than the stall horizon.
+    RefreshStalled = "refresh-stalled",
+    /// The access token expired while refreshes are failing; API calls wait.
+    AccessTokenExpired = "access-token-expired",
+    /// The token endpoint refused the client: an operator must act.
+    ClientMisconfigured = "client-misconfigured",
+    /// The host holds no secret for a confidential client; nothing was sent.
+    ClientCredentialsMissing = "client-credentials-missing",
+    /// The grant is no longer valid; tokens wiped, configuration kept.
+    RevocationDetected = "revocation-detected",
+    /// API calls stop until the user re-authorises.
+    ReauthRequired = "reauth-required",
+    /// Our refresh token was rejected while storage held newer tokens.
+    RotationRaceDetected = "rotation-race-detected",
+    /// A refresh confirmed the tokens another worker stored: the grant is alive.
+    RotationRaceRecovered = "rotation-race-recovered",
+    /// An earlier refresh with no known outcome had rotated the tokens, which never reached storage.
+    RotationLost = "rotation-lost",
+    /// Storage refused the rotated tokens until the lease ended: the grant is lost.
+    RotatedTokensLost = "rotated-tokens-lost",
+    /// Storage refused the rotated tokens; retrying until the lease ends.
+    TokensStoreRetrying = "tokens-store-retrying",
+    /// The refreshed tokens are stored, but the status could not be updated.
+    StatusNotStored = "status-not-stored",
+    /// A refresh lease from a clock beyond the skew bound was taken over.
+    LeaseClockSkew = "lease-clock-skew",
+    /// The API refused the access token (401); refreshing once.
+    ApiUnauthorized = "api-unauthorized",
+    /// The API refused an access token the authorisation server had just issued.
+    ApiRejectedFreshToken = "api-rejected-fresh-token",
+    /// The API needs scopes the grant lacks; the next authorisation requests them.
+    ScopeUpgradeNeeded = "scope-upgrade-needed",
+    /// An operator cleared the back-off; the next call refreshes at once.
+    RetryNow = "retry-now",
+    /// The user disconnected: tokens wiped, configuration kept.
+    Disconnected = "disconnected",
+    /// The connection and everything stored for it were deleted.
+    Forgotten = "forgotten",
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An event kind the core does not emit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("unknown event kind")]
+pub struct UnknownKind;
+
+/// Builds and emits one event about `connection`.
+pub(crate) fn emit(
     io: &mut dyn Io,
     level: Level,
-    kind: &str,
+    kind: Kind,
     connection: &str,
+    fields: &[(&str, String)],
+    message: &str,
+) {
+    emit_for(io, level, kind, Some(connection), fields, message);
+}
+
+/// Builds and emits one event, about a connection when one is known.
+pub(crate) fn emit_for(
+    io: &mut dyn Io,
+    level: Level,
+    kind: Kind,
+    connection: Option<&str>,
     fields: &[(&str, String)],
     message: &str,
 ) {
     io.emit(Event {
         level,
-        kind: kind.to_owned(),
-        connection: Some(connection.to_owned()),
+        kind: kind.as_str().to_owned(),
+        connection: connection.map(str::to_owned),
         fields: fields
             .iter()
             .map(|(k, v)| ((*k).to_owned(), v.clone()))
@@ -33,4 +155,22 @@ pub fn kebab<T: serde::Serialize>(value: &T) -> String {
         .ok()
         .and_then(|v| v.as_str().map(str::to_owned))
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_parses_back_from_its_name() {
+        for &kind in Kind::ALL {
+            assert_eq!(kind.as_str().parse::<Kind>(), Ok(kind));
+            assert_eq!(kind.to_string(), kind.as_str());
+        }
+        let names: std::collections::BTreeSet<_> = Kind::ALL.iter().map(|k| k.as_str()).collect();
+        assert_eq!(names.len(), Kind::ALL.len(), "names are distinct");
+        assert_eq!("refresh-failed".parse(), Ok(Kind::RefreshFailed));
+        assert_eq!("refresh_failed".parse::<Kind>(), Err(UnknownKind));
+        assert_eq!("".parse::<Kind>(), Err(UnknownKind));
+    }
 }

@@ -11,9 +11,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use pleo_oauth_core::connection::ConnectionConfig;
-use pleo_oauth_core::connection::status::Status;
-use pleo_oauth_core::connection::store::{FlowRecord, TokensRecord};
+use pleo_oauth_core::connection::{ConnectionConfig, FlowRecord, Status, TokensRecord};
 
 /// `Serialize`/`Deserialize` are bounds of `serde_json` functions; a macro
 /// avoids naming them, and so a direct `serde` dependency.

@@ -31,12 +31,29 @@ pub enum GrantKind {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct TokenSet {
+    #[serde(deserialize_with = "secret")]
     pub access_token: Secret,
     /// Seconds, 1 to [`MAX_EXPIRES_IN`], when the server said.
     pub expires_in: Option<u32>,
+    #[serde(default, deserialize_with = "optional_secret")]
     pub refresh_token: Option<Secret>,
     /// The granted scopes; `None` means "as requested" (RFC 6749 §5.1).
     pub scope: Option<Vec<String>>,
+}
+
+/// The conformance vectors spell an expected token set out in JSON. The
+/// in-memory [`Secret`] has no `Deserialize` (nor `Serialize`) of its own,
+/// so that no other type holding one can be decoded or encoded by accident.
+fn secret<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Secret, D::Error> {
+    <String as serde::Deserialize>::deserialize(deserializer).map(Secret::new)
+}
+
+/// [`secret`], for the optional refresh token.
+fn optional_secret<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Secret>, D::Error> {
+    <Option<String> as serde::Deserialize>::deserialize(deserializer)
+        .map(|value| value.map(Secret::new))
 }
 
 /// Why the user must authorise again.

@@ -3,88 +3,12 @@
 //! token, or exactly why not and what to do. It never returns a token known
 //! to be dead.
 
-use serde::{Deserialize, Serialize};
-
 use super::config::{self, ConnectionConfig};
-use super::refresh::{self, Trigger};
-use super::status::{self, Reason, State, Status};
-use super::store::{self, StoreError, TokensRecord, Versioned};
+use super::outcome::{Bearer, Loaded, NotConnected, Refusal, Trigger, without_tokens};
+use super::refresh;
+use super::status;
+use super::store::{self, TokensRecord};
 use crate::io::Io;
-use crate::secret::Secret;
-
-/// A token to send as `Authorization: Bearer` (RFC 6750 §2.1).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Bearer {
-    pub token: Secret,
-    /// When it expires (Unix ms), when the server said.
-    pub expires_at_ms: Option<u64>,
-    /// The scopes granted to it.
-    pub scopes: Vec<String>,
-}
-
-impl From<&TokensRecord> for Bearer {
-    fn from(tokens: &TokensRecord) -> Self {
-        Self {
-            token: tokens.access_token.clone(),
-            expires_at_ms: tokens.expires_at_ms,
-            scopes: tokens.scopes.clone(),
-        }
-    }
-}
-
-/// Why a caller must wait.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum WaitReason {
-    /// Another worker holds the refresh lease; the rotated tokens follow.
-    RefreshInProgress,
-    /// Refreshes are failing for a transient reason; backing off.
-    BackingOff,
-    /// Refreshes have failed for longer than the stall horizon; the wait
-    /// runs to the next slow probe.
-    Stalled,
-}
-
-/// Why there is no connection to use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum NotConnected {
-    /// No connection with this id is configured.
-    UnknownConnection,
-    /// Configured, but never authorised (or the authorisation is pending).
-    NeverAuthorized,
-    /// The user disconnected it.
-    Disconnected,
-}
-
-/// Why the gate gives no token.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum Refusal {
-    #[error(
-        "re-authentication required ({0:?}): stop calling the API and ask the user to reconnect"
-    )]
-    Reauthenticate(Reason),
-    #[error("no token until {until_ms} ({why:?})")]
-    Wait { until_ms: u64, why: WaitReason },
-    #[error("the token endpoint refuses the client ({error}): an operator must act")]
-    ClientMisconfigured {
-        /// The OAuth error code.
-        error: String,
-        /// When the next refresh will be tried.
-        retry_at_ms: Option<u64>,
-    },
-    #[error("not connected ({0:?})")]
-    NotConnected(NotConnected),
-    #[error(transparent)]
-    Storage(#[from] StoreError),
-}
-
-/// A connection that holds tokens, as one call read it.
-pub(super) struct Loaded {
-    pub config: ConnectionConfig,
-    pub status: Status,
-    pub tokens: Versioned<TokensRecord>,
-}
 
 /// Reads what the gate needs, refusing when there are no tokens to use.
 /// A connection whose grant died refuses even if wiping its tokens failed.
@@ -106,15 +30,6 @@ pub(super) fn load(io: &mut dyn Io, now_ms: u64, connection: &str) -> Result<Loa
         status,
         tokens,
     })
-}
-
-/// The refusal for a connection with no tokens.
-pub(super) fn without_tokens(status: &Status) -> Refusal {
-    match (status.reason, status.state) {
-        (Some(reason), _) => Refusal::Reauthenticate(reason),
-        (None, State::Disconnected) => Refusal::NotConnected(NotConnected::Disconnected),
-        (None, _) => Refusal::NotConnected(NotConnected::NeverAuthorized),
-    }
 }
 
 /// The API gate. The hot path (a token not yet due for refresh) reads

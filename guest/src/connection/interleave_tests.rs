@@ -394,8 +394,8 @@ fn seed_connection(world: &mut World) {
     };
     configure(&mut io, "c1", &config()).unwrap();
     let tokens = super::store::TokensRecord {
-        access_token: crate::secret::Secret::new("AT-0"),
-        refresh_token: Some(crate::secret::Secret::new("RT-0")),
+        access_token: crate::secret::Secret::new("AT-0").into(),
+        refresh_token: Some(crate::secret::Secret::new("RT-0").into()),
         expires_at_ms: Some(START + ACCESS_TTL_S * 1000),
         scopes: vec!["users:read".into()],
         obtained_at_ms: START,

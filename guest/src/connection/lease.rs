@@ -35,7 +35,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::store::{self, StoreError};
-use crate::events;
+use crate::events::{self, Kind};
 use crate::io::Io;
 use crate::types::{Level, StorageError};
 
@@ -130,7 +130,7 @@ pub fn acquire(io: &mut dyn Io, connection: &str, now_ms: u64) -> Result<Acquire
             events::emit(
                 io,
                 Level::Warn,
-                "lease-clock-skew",
+                Kind::LeaseClockSkew,
                 connection,
                 &[("ahead-ms", (lease.until_ms - now_ms - LEASE_MS).to_string())],
                 "a refresh lease from a clock further ahead than the skew bound was taken over; check the hosts' clocks",

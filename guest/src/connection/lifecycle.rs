@@ -8,7 +8,7 @@ use super::request;
 use super::status::{self, State};
 use super::store::{self, StoreError, TokensRecord};
 use crate::classify::ErrorCode;
-use crate::events::{self, kebab};
+use crate::events::{self, Kind, kebab};
 use crate::io::Io;
 use crate::types::Level;
 
@@ -74,7 +74,7 @@ pub fn disconnect(
     events::emit(
         io,
         Level::Info,
-        "disconnected",
+        Kind::Disconnected,
         connection,
         &[("revocation", revocation_name(&revocation))],
         "disconnected by the user: tokens wiped, configuration kept",
@@ -92,8 +92,8 @@ fn revoke_grant(
     tokens: &TokensRecord,
 ) -> Revocation {
     let (token, hint) = match &tokens.refresh_token {
-        Some(refresh) => (refresh, "refresh_token"),
-        None => (&tokens.access_token, "access_token"),
+        Some(refresh) => (refresh.to_secret(), "refresh_token"),
+        None => (tokens.access_token.to_secret(), "access_token"),
     };
     let request = request::form_post(
         config,
@@ -145,7 +145,7 @@ pub fn forget(io: &mut dyn Io, connection: &str) -> Result<(), StoreError> {
         events::emit(
             io,
             Level::Info,
-            "forgotten",
+            Kind::Forgotten,
             connection,
             &[],
             "the connection and everything stored for it were deleted",

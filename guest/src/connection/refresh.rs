@@ -20,17 +20,20 @@
 //! 5. send, and act on the verdict.
 
 use super::backoff;
-use super::gate::{self, Bearer, Loaded, Refusal, WaitReason};
+use super::config::ConnectionConfig;
 use super::lease::{self, Acquire, Lease};
+use super::outcome::{
+    Bearer, Loaded, NO_CREDENTIALS, Refusal, Trigger, WaitReason, without_tokens,
+};
 use super::request;
 use super::status::{self, InFlight, Reason, Status};
 use super::store::{self, CAS_ATTEMPTS, StoreError, TokensRecord, Versioned};
 use crate::classify::{
     self, GrantKind, OAuthError, TokenOutcome, TokenSet, Transient, TransientCause,
 };
-use crate::events::{self, kebab};
+use crate::events::{self, Kind, kebab};
 use crate::io::Io;
-use crate::secret::Secret;
+use crate::secret::{Secret, StoredSecret};
 use crate::types::Level;
 
 /// While storage fails, the rotated tokens' write is retried this often
@@ -42,27 +45,6 @@ pub const STORE_RETRY_MS: u32 = 1_000;
 pub const STORE_OP_MS: u64 = 5_000;
 /// A stalled connection probes the token endpoint this often.
 pub const STALLED_PROBE_MS: u64 = 15 * 60 * 1000;
-/// The `client-problem.error` when the host holds no client secret.
-pub const NO_CREDENTIALS: &str = "no-credentials";
-
-/// What made the refresh necessary.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Trigger {
-    /// The access token is within the refresh margin of expiry.
-    Expiry,
-    /// The API answered 401 to the current access token: it is dead,
-    /// whatever its expiry says.
-    Unauthorized,
-}
-
-impl Trigger {
-    fn name(self) -> &'static str {
-        match self {
-            Trigger::Expiry => "expiry",
-            Trigger::Unauthorized => "api-401",
-        }
-    }
-}
 
 /// Refreshes the connection's tokens, or says why the caller gets none.
 ///
@@ -110,7 +92,7 @@ pub(super) fn refresh(
 struct Attempt<'a> {
     connection: &'a str,
     now_ms: u64,
-    config: &'a super::config::ConnectionConfig,
+    config: &'a ConnectionConfig,
     trigger: Trigger,
     lease: Lease,
 }
@@ -140,7 +122,12 @@ impl Attempt<'_> {
         if changed && fresh {
             return Ok(Bearer::from(&current.value));
         }
-        let Some(refresh_token) = current.value.refresh_token.clone() else {
+        let Some(refresh_token) = current
+            .value
+            .refresh_token
+            .as_ref()
+            .map(StoredSecret::to_secret)
+        else {
             // Nothing to renew the access token with.
             if self.usable(&current.value) {
                 return Ok(Bearer::from(&current.value));
@@ -184,7 +171,7 @@ impl Attempt<'_> {
                     events::emit(
                         io,
                         Level::Info,
-                        "rotation-race-recovered",
+                        Kind::RotationRaceRecovered,
                         self.connection,
                         &[],
                         "the tokens another worker stored were confirmed by a refresh; the grant is alive",
@@ -280,7 +267,7 @@ impl Attempt<'_> {
 
     fn refusal_without_tokens(&self, io: &mut dyn Io) -> Result<Refusal, StoreError> {
         let (status, _) = status::read(io, self.connection, self.now_ms)?;
-        Ok(gate::without_tokens(&status))
+        Ok(without_tokens(&status))
     }
 
     /// RFC 6749 §5.1, §6: the new token set replaces the old in one
@@ -299,8 +286,11 @@ impl Attempt<'_> {
     ) -> Result<Bearer, Refusal> {
         let used_refresh = current.value.refresh_token.clone();
         let record = TokensRecord {
-            access_token: set.access_token,
-            refresh_token: set.refresh_token.or_else(|| used_refresh.clone()),
+            access_token: set.access_token.into(),
+            refresh_token: set
+                .refresh_token
+                .map(StoredSecret::from)
+                .or_else(|| used_refresh.clone()),
             expires_at_ms: set
                 .expires_in
                 .map(|s| self.now_ms.saturating_add(u64::from(s) * 1000)),
@@ -333,7 +323,7 @@ impl Attempt<'_> {
             events::emit(
                 io,
                 Level::Warn,
-                "status-not-stored",
+                Kind::StatusNotStored,
                 self.connection,
                 &[("error", store_error_kind(&error).into())],
                 "the refreshed tokens are stored, but the status could not be updated",
@@ -352,7 +342,7 @@ impl Attempt<'_> {
         events::emit(
             io,
             Level::Info,
-            "refresh-succeeded",
+            Kind::RefreshSucceeded,
             self.connection,
             &fields,
             "access token refreshed",
@@ -361,7 +351,7 @@ impl Attempt<'_> {
             events::emit(
                 io,
                 Level::Info,
-                "tokens-rotated",
+                Kind::TokensRotated,
                 self.connection,
                 &[],
                 "the refresh token rotated; the new tokens are stored",
@@ -376,7 +366,7 @@ impl Attempt<'_> {
         io: &mut dyn Io,
         mut current: Versioned<TokensRecord>,
         record: &TokensRecord,
-        used_refresh: Option<&Secret>,
+        used_refresh: Option<&StoredSecret>,
     ) -> Result<Stored, StoreError> {
         let key = store::tokens_key(self.connection);
         let mut conflicts = 0;
@@ -420,7 +410,7 @@ impl Attempt<'_> {
                 events::emit(
                     io,
                     Level::Warn,
-                    "tokens-store-retrying",
+                    Kind::TokensStoreRetrying,
                     self.connection,
                     &[
                         ("error", store_error_kind(&error).into()),
@@ -440,7 +430,7 @@ impl Attempt<'_> {
         events::emit(
             io,
             Level::Error,
-            "rotated-tokens-lost",
+            Kind::RotatedTokensLost,
             self.connection,
             &[
                 ("trigger", self.trigger.name().to_owned()),
@@ -480,7 +470,12 @@ impl Attempt<'_> {
         let Some(mut stored) = self.read_tokens(io)? else {
             return Err(self.refusal_without_tokens(io)?);
         };
-        if stored.value.refresh_token.as_ref() != Some(used) {
+        if !stored
+            .value
+            .refresh_token
+            .as_ref()
+            .is_some_and(|token| token.holds(used))
+        {
             if confirming {
                 // Changed again while we confirmed: whoever changed it
                 // decides; the next call judges afresh.
@@ -489,12 +484,17 @@ impl Attempt<'_> {
             events::emit(
                 io,
                 Level::Warn,
-                "rotation-race-detected",
+                Kind::RotationRaceDetected,
                 self.connection,
                 &[code],
                 "our refresh token was rejected while storage held newer tokens; confirming them before use",
             );
-            let Some(their_refresh) = stored.value.refresh_token.clone() else {
+            let Some(their_refresh) = stored
+                .value
+                .refresh_token
+                .as_ref()
+                .map(StoredSecret::to_secret)
+            else {
                 // Only an authorisation stores tokens without a refresh
                 // token (a refresh keeps the old one): a new grant, which
                 // our stale request cannot have harmed.
@@ -528,7 +528,7 @@ impl Attempt<'_> {
                 events::emit(
                     io,
                     Level::Error,
-                    "rotation-lost",
+                    Kind::RotationLost,
                     self.connection,
                     &[
                         code,
@@ -605,7 +605,7 @@ impl Attempt<'_> {
         events::emit(
             io,
             Level::Error,
-            "client-misconfigured",
+            Kind::ClientMisconfigured,
             self.connection,
             &[
                 ("error", code.clone()),
@@ -639,7 +639,7 @@ impl Attempt<'_> {
         events::emit(
             io,
             Level::Error,
-            "client-credentials-missing",
+            Kind::ClientCredentialsMissing,
             self.connection,
             &[("attempt", status.failures.to_string())],
             "the host holds no client secret for this confidential client; nothing was sent (tokens are kept)",
@@ -675,7 +675,7 @@ impl Attempt<'_> {
         events::emit(
             io,
             Level::Warn,
-            "refresh-failed",
+            Kind::RefreshFailed,
             self.connection,
             &[
                 ("cause", cause),
@@ -697,7 +697,7 @@ impl Attempt<'_> {
             events::emit(
                 io,
                 Level::Error,
-                "refresh-stalled",
+                Kind::RefreshStalled,
                 self.connection,
                 &[
                     ("failing-since-ms", since.to_string()),
@@ -711,7 +711,7 @@ impl Attempt<'_> {
             events::emit(
                 io,
                 Level::Warn,
-                "access-token-expired",
+                Kind::AccessTokenExpired,
                 self.connection,
                 &[("retry-at-ms", retry_at.to_string())],
                 "the access token expired while refreshes are failing; API calls wait",
@@ -863,7 +863,7 @@ pub(super) fn grant_dead(
     events::emit(
         io,
         Level::Warn,
-        "revocation-detected",
+        Kind::RevocationDetected,
         connection,
         fields,
         "the grant is no longer valid; tokens wiped, configuration kept",
@@ -871,7 +871,7 @@ pub(super) fn grant_dead(
     events::emit(
         io,
         Level::Warn,
-        "reauth-required",
+        Kind::ReauthRequired,
         connection,
         &[("reason", kebab(&reason))],
         "API calls stop until the user re-authorises",

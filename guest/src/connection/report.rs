@@ -1,14 +1,13 @@
 //! Reporting an API outcome (RFC 6750 §3.1; RFC 6749 §6): what the caller
 //! should do next, and what the connection learns.
 
-use subtle::ConstantTimeEq;
-
-use super::gate::{self, Bearer, Refusal};
-use super::refresh::{self, Trigger};
+use super::gate;
+use super::outcome::{Bearer, Refusal, Trigger};
+use super::refresh;
 use super::status;
 use super::store::{self, StoreError};
 use crate::classify::{self, ApiAttempt, ApiOutcome};
-use crate::events;
+use crate::events::{self, Kind};
 use crate::io::Io;
 use crate::types::{Level, ResponseHead};
 
@@ -53,13 +52,7 @@ pub fn report(
 ) -> Result<ApiAction, Refusal> {
     let loaded = gate::load(io, now_ms, connection)?;
     let tokens = &loaded.tokens.value;
-    let current = bool::from(
-        tokens
-            .access_token
-            .expose()
-            .as_bytes()
-            .ct_eq(used_token.as_bytes()),
-    );
+    let current = tokens.access_token.matches(used_token);
     let attempt = if current && tokens.after_unauthorized {
         ApiAttempt::AfterRefresh
     } else {
@@ -79,7 +72,7 @@ pub fn report(
             events::emit(
                 io,
                 Level::Info,
-                "api-unauthorized",
+                Kind::ApiUnauthorized,
                 connection,
                 &[("status", response.status.to_string())],
                 "the API refused the access token; refreshing once",
@@ -95,7 +88,7 @@ pub fn report(
             events::emit(
                 io,
                 Level::Error,
-                "api-rejected-fresh-token",
+                Kind::ApiRejectedFreshToken,
                 connection,
                 &[
                     ("status", response.status.to_string()),
@@ -124,7 +117,7 @@ pub fn report(
             events::emit(
                 io,
                 Level::Info,
-                "scope-upgrade-needed",
+                Kind::ScopeUpgradeNeeded,
                 connection,
                 &[("scopes", missing.join(" "))],
                 "the API needs scopes the grant lacks; the next authorisation requests them",

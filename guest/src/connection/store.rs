@@ -15,7 +15,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::io::Io;
-use crate::secret::Secret;
+use crate::secret::StoredSecret;
 use crate::types::StorageError;
 
 /// How many times a read-modify-write retries after a conflict before
@@ -109,8 +109,8 @@ pub fn write<T: Serialize>(
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct TokensRecord {
-    pub access_token: Secret,
-    pub refresh_token: Option<Secret>,
+    pub access_token: StoredSecret,
+    pub refresh_token: Option<StoredSecret>,
     /// Unix ms; `None` when the server gave no `expires_in`.
     pub expires_at_ms: Option<u64>,
     pub scopes: Vec<String>,
@@ -153,7 +153,7 @@ pub struct FlowRecord {
     pub connection: String,
     /// The SHA-256 of the state, base64url: compared in constant time.
     pub state_hash: String,
-    pub verifier: Secret,
+    pub verifier: StoredSecret,
     pub scopes: Vec<String>,
     pub redirect_uri: String,
     pub return_to: Option<String>,

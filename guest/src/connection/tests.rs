@@ -75,7 +75,7 @@ fn status(io: &mut FakeIo, now: u64) -> StatusView {
 fn stored_refresh(io: &mut FakeIo) -> Option<String> {
     store::read::<store::TokensRecord>(io, "tokens/c1")
         .unwrap()
-        .and_then(|t| t.value.refresh_token.map(Secret::into_exposed))
+        .and_then(|t| t.value.refresh_token.map(|r| r.to_secret().into_exposed()))
 }
 
 /// No event field or message carries a secret the test used.
@@ -207,8 +207,8 @@ fn lose_the_race(io: &mut FakeIo) {
             return;
         }
         let record = store::TokensRecord {
-            access_token: Secret::new("AT-2"),
-            refresh_token: Some(Secret::new("RT-2")),
+            access_token: Secret::new("AT-2").into(),
+            refresh_token: Some(Secret::new("RT-2").into()),
             expires_at_ms: Some(NOW + 2 * HOUR),
             scopes: vec![],
             obtained_at_ms: NOW + HOUR,
@@ -951,7 +951,7 @@ fn a_missing_client_secret_is_a_client_error_without_back_off() {
     assert_eq!(
         access_token(&mut io, NOW + HOUR, "c1"),
         Err(Refusal::ClientMisconfigured {
-            error: refresh::NO_CREDENTIALS.into(),
+            error: NO_CREDENTIALS.into(),
             retry_at_ms: None
         })
     );
@@ -1062,8 +1062,8 @@ fn a_holder_paused_past_its_lease_renews_it_before_sending() {
 fn tokens_replaced_since_the_callers_read_are_served_not_refreshed() {
     let mut io = connected(config());
     let record = store::TokensRecord {
-        access_token: Secret::new("AT-2"),
-        refresh_token: Some(Secret::new("RT-2")),
+        access_token: Secret::new("AT-2").into(),
+        refresh_token: Some(Secret::new("RT-2").into()),
         expires_at_ms: Some(NOW + 2 * HOUR),
         scopes: vec![],
         obtained_at_ms: NOW + HOUR,
@@ -1074,7 +1074,7 @@ fn tokens_replaced_since_the_callers_read_are_served_not_refreshed() {
         .unwrap()
         .unwrap();
     store::replace(&mut io, "tokens/c1", &record).unwrap();
-    let loaded = gate::Loaded {
+    let loaded = outcome::Loaded {
         config: config(),
         status: Status::new(NOW),
         tokens: seen,
@@ -1087,7 +1087,7 @@ fn tokens_replaced_since_the_callers_read_are_served_not_refreshed() {
             NOW + HOUR,
             "c1",
             loaded,
-            refresh::Trigger::Expiry
+            outcome::Trigger::Expiry
         )),
         "AT-2"
     );

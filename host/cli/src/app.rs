@@ -49,8 +49,8 @@ impl OperatorSecret {
     /// The secret for Pleo's own authorisation servers and `extra` origins.
     pub fn new(secret: pleo_oauth::secret::Secret, extra: &[String]) -> Self {
         let mut origins = vec![
-            pleo_oauth_core::connection::config::PRODUCTION_AS.to_owned(),
-            pleo_oauth_core::connection::config::STAGING_AS.to_owned(),
+            pleo_oauth_core::connection::PRODUCTION_AS.to_owned(),
+            pleo_oauth_core::connection::STAGING_AS.to_owned(),
         ];
         origins.extend(extra.iter().cloned());
         Self { secret, origins }

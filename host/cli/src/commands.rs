@@ -23,8 +23,8 @@ use pleo_oauth::secret::Secret;
 use pleo_oauth::types::Method;
 use pleo_oauth_cli::app::{self, App, AppConfig, Call, OperatorSecret, api_base};
 use pleo_oauth_cli::callback_listener::{Listener, page};
-use pleo_oauth_core::connection::config::validate_connection_id;
-use pleo_oauth_core::connection::refresh::NO_CREDENTIALS;
+use pleo_oauth_core::connection::NO_CREDENTIALS;
+use pleo_oauth_core::connection::validate_connection_id;
 use pleo_oauth_core::events::kebab;
 
 use crate::{Command, Global, HttpMethod, Logs, Secrets, Store, classify_cmd};

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use super::HostState;
 use crate::bindings::pleo::oauth::log as wit;
 
+use pleo_oauth_core::events::Kind;
 pub use pleo_oauth_core::types::{Event, Level};
 
 pub trait Log: Send + Sync {
@@ -50,12 +51,12 @@ pub struct CounterValues {
 
 impl Counters {
     fn count(&self, kind: &str) {
-        let counter = match kind {
-            "refresh-succeeded" => &self.refreshes,
-            "refresh-failed" => &self.refresh_failures,
-            "client-misconfigured" => &self.client_errors,
-            "reauth-required" => &self.reauth_required,
-            "rotation-race-recovered" => &self.race_recoveries,
+        let counter = match kind.parse() {
+            Ok(Kind::RefreshSucceeded) => &self.refreshes,
+            Ok(Kind::RefreshFailed) => &self.refresh_failures,
+            Ok(Kind::ClientMisconfigured) => &self.client_errors,
+            Ok(Kind::ReauthRequired) => &self.reauth_required,
+            Ok(Kind::RotationRaceRecovered) => &self.race_recoveries,
             _ => return,
         };
         counter.fetch_add(1, Ordering::Relaxed);

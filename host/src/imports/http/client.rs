@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use pleo_oauth_core::connection::config::secure_url;
+use pleo_oauth_core::connection::secure_url;
 use pleo_oauth_core::secret::Secret;
 use pleo_oauth_core::types::{Header, Method, Request, Response, TransportError};
 
