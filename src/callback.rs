@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use pleo_oauth::authorize::{BeginOptions, CompleteError, ExchangeFailure};
 use pleo_oauth::connections::{
-    ApiAction, Bearer, ConnectionConfig, DisconnectError, Refusal, Revocation, StoreError,
+    ApiAction, Bearer, ConnectionConfig, DisconnectError, Refusal, Revocation, StorageError,
 };
 use pleo_oauth::imports::clock::ManualClock;
 use pleo_oauth::imports::http::ScriptedHttp;
@@ -168,8 +168,13 @@ pub trait Flow {
     ) -> Result<ApiAction, Refusal>;
     fn disconnect(&mut self, connection: &str, revoke: bool)
     -> Result<Revocation, DisconnectError>;
-    fn forget(&mut self, connection: &str) -> Result<(), StoreError>;
+    fn forget(&mut self, connection: &str) -> Result<(), StorageError>;
     fn retry_now(&mut self, connection: &str) -> Result<(), connection::StatusError>;
+    fn list(
+        &mut self,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<connection::ConnectionPage, StorageError>;
 }
 
 /// The core, natively, over the fixture's backends; time from its clock.
@@ -242,8 +247,17 @@ impl Flow for Native<'_> {
         connection::disconnect(&mut NativeIo(&self.0.backends), now, connection, revoke)
     }
 
-    fn forget(&mut self, connection: &str) -> Result<(), StoreError> {
+    fn forget(&mut self, connection: &str) -> Result<(), StorageError> {
         connection::forget(&mut NativeIo(&self.0.backends), connection)
+    }
+
+    fn list(
+        &mut self,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<connection::ConnectionPage, StorageError> {
+        let now = self.now();
+        connection::list(&mut NativeIo(&self.0.backends), now, after, limit)
     }
 
     fn retry_now(&mut self, connection: &str) -> Result<(), connection::StatusError> {
@@ -301,8 +315,16 @@ impl Flow for Instance {
         Instance::disconnect(self, connection, revoke).expect("no trap")
     }
 
-    fn forget(&mut self, connection: &str) -> Result<(), StoreError> {
+    fn forget(&mut self, connection: &str) -> Result<(), StorageError> {
         Instance::forget(self, connection).expect("no trap")
+    }
+
+    fn list(
+        &mut self,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<connection::ConnectionPage, StorageError> {
+        Instance::list(self, after, limit).expect("no trap")
     }
 
     fn retry_now(&mut self, connection: &str) -> Result<(), connection::StatusError> {

@@ -247,18 +247,9 @@ fn refused(refusal: &Refusal) -> String {
     match refusal {
         Refusal::Reauthenticate(reason) => format!("reauthenticate:{}", kebab(reason)),
         Refusal::Wait { why, .. } => format!("wait:{}", kebab(why)),
-        Refusal::ClientMisconfigured { error, .. } => format!("client-misconfigured:{error}"),
+        Refusal::ClientMisconfigured { fault, .. } => format!("client-misconfigured:{fault}"),
         Refusal::NotConnected(why) => format!("not-connected:{}", kebab(why)),
-        Refusal::Storage(error) => format!("storage:{}", storage_kind(error)),
-    }
-}
-
-fn storage_kind(error: &pleo_oauth::connections::StoreError) -> &'static str {
-    use pleo_oauth::connections::StoreError;
-    match error {
-        StoreError::Conflict => "conflict",
-        StoreError::Unavailable(_) => "unavailable",
-        StoreError::Corrupt(_) => "corrupt",
+        Refusal::Storage(error) => format!("storage:{}", error.kind()),
     }
 }
 
@@ -287,7 +278,7 @@ fn revocation(result: &Result<Revocation, DisconnectError>) -> String {
         Ok(Revocation::Failed(why)) => format!("failed:{why}"),
         Ok(other) => kebab(other),
         Err(DisconnectError::UnknownConnection) => "unknown-connection".into(),
-        Err(DisconnectError::Storage(error)) => format!("storage:{}", storage_kind(error)),
+        Err(DisconnectError::Storage(error)) => format!("storage:{}", error.kind()),
     }
 }
 

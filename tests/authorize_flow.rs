@@ -207,7 +207,7 @@ fn no_secret_reaches_an_event() {
             if let Some(hash) = key.strip_prefix("flow/") {
                 secrets.push(hash.to_owned());
                 let value: serde_json::Value = serde_json::from_slice(&entry.value).unwrap();
-                secrets.push(value["verifier"].as_str().unwrap().to_owned());
+                secrets.push(value["record"]["verifier"].as_str().unwrap().to_owned());
             }
         }
         let logged = format!("{:?}", fixture.log.events());

@@ -17,10 +17,10 @@ pub use pkce::{Verifier, VerifierError};
 pub use url::{ParamError, UrlError, UrlParams};
 
 use crate::classify::{self, GrantKind, OAuthError, Reauth, TokenOutcome, TokenSet, Transient};
-use crate::connection::config::{self, ConfigError, ConnectionConfig};
+use crate::connection::config::{self, ConnectionConfig, InvalidConfig};
 use crate::connection::request;
 use crate::connection::status::{self, State};
-use crate::connection::store::{self, FlowRecord, StoreError, TokensRecord};
+use crate::connection::store::{self, FlowRecord, StorageError, TokensRecord};
 use crate::events::{self, Kind, kebab};
 use crate::io::Io;
 use crate::secret::Secret;
@@ -74,11 +74,11 @@ pub enum BeginError {
     #[error("no connection with this id is configured")]
     UnknownConnection,
     #[error("the configuration is invalid: {0}")]
-    InvalidConfig(#[from] ConfigError),
+    InvalidConfig(#[from] InvalidConfig),
     #[error("invalid option: {0}")]
     InvalidOption(#[from] OptionError),
     #[error(transparent)]
-    Storage(#[from] StoreError),
+    Storage(#[from] StorageError),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
@@ -139,7 +139,7 @@ pub enum CompleteError {
         failure: ExchangeFailure,
     },
     #[error(transparent)]
-    Storage(#[from] StoreError),
+    Storage(#[from] StorageError),
 }
 
 /// Starts an authorisation for a configured connection: a fresh verifier
@@ -181,7 +181,7 @@ pub fn begin(
     // The configuration and the options are validated above, and the state
     // and challenge are well formed by construction.
     let endpoint =
-        config::endpoint_url(&config.authorize_url()).ok_or(ConfigError::InvalidEndpoint)?;
+        config::endpoint_url(&config.authorize_url()).ok_or(InvalidConfig::InvalidEndpoint)?;
     let url = url::assemble(
         endpoint,
         &UrlParams {
@@ -212,7 +212,7 @@ pub fn begin(
     let status = status::update(io, connection, now_ms, |_, mut status| {
         superseded = status.flow.replace(state_hash.clone());
         status.enter(State::Authorizing, now_ms);
-        Ok::<_, StoreError>(status)
+        Ok::<_, StorageError>(status)
     })?;
     if let Some(old) = superseded.filter(|old| *old != state_hash) {
         discard_flow(io, &old);
@@ -386,7 +386,7 @@ fn consume_flow(
         Err(crate::types::StorageError::Conflict) => {
             Err(reject(io, RejectionReason::UnknownState, None))
         }
-        Err(error) => Err(StoreError::from(error).into()),
+        Err(error) => Err(error.into()),
     }
 }
 
@@ -479,7 +479,7 @@ fn store_grant(
         status.in_flight = None;
         status.fresh_rejections = 0;
         status.enter(State::Connected, now_ms);
-        Ok::<_, StoreError>(status)
+        Ok::<_, StorageError>(status)
     })?;
     let recovered = reason.is_some();
     let mut fields = vec![("scopes", scopes.join(" "))];
@@ -536,13 +536,13 @@ fn settle(
     connection: &str,
     state_hash: &str,
     now_ms: u64,
-) -> Result<(), StoreError> {
+) -> Result<(), StorageError> {
     let has_tokens = status::has_tokens(io, connection)?;
     status::update(io, connection, now_ms, |_, mut status| {
         if status.flow.as_deref() == Some(state_hash) {
             status.settle(has_tokens, now_ms);
         }
-        Ok::<_, StoreError>(status)
+        Ok::<_, StorageError>(status)
     })?;
     Ok(())
 }
@@ -668,7 +668,7 @@ mod tests {
         }
         assert_eq!(
             begin(&mut io, NOW, "c1", &BeginOptions::default()),
-            Err(BeginError::Storage(StoreError::Conflict))
+            Err(BeginError::Storage(StorageError::Conflict))
         );
     }
 }

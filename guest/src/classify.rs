@@ -16,8 +16,8 @@ pub use api_response::{ApiAttempt, ApiOutcome, api_response};
 pub use oauth_error::{ErrorCode, OAuthError};
 pub use retry_after::{retry_after, retry_after_header};
 pub use token_response::{
-    GrantKind, InvalidResponse, MAX_EXPIRES_IN, MAX_TOKEN_BODY, MAX_TOKEN_LEN, Reauth,
-    ReauthReason, TokenOutcome, TokenSet, Transient, TransientCause, token_response,
+    GrantKind, GrantRejection, InvalidResponse, MAX_EXPIRES_IN, MAX_TOKEN_BODY, MAX_TOKEN_LEN,
+    Reauth, TokenOutcome, TokenSet, Transient, TransientCause, token_response,
 };
 pub use www_authenticate::{
     AuthParam, Challenge, ChallengeData, ChallengeError, ChallengeErrorKind, MAX_CHALLENGES,

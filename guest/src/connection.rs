@@ -22,17 +22,17 @@ pub(crate) mod request;
 pub(crate) mod status;
 pub(crate) mod store;
 
+pub use crate::types::StorageError;
 pub use config::{
-    ClientType, ConfigError, ConnectionConfig, CustomEndpoints, Environment, PRODUCTION_AS,
+    ClientType, ConnectionConfig, CustomEndpoints, Environment, InvalidConfig, PRODUCTION_AS,
     STAGING_AS, secure_url, validate_connection_id,
 };
 pub use gate::access_token;
 pub use lease::{LEASE_MS, MAX_CLOCK_SKEW_MS};
 pub use lifecycle::{DisconnectError, Revocation, disconnect, forget};
-pub use outcome::{Bearer, NO_CREDENTIALS, NotConnected, Refusal, WaitReason};
+pub use outcome::{Bearer, ClientFault, NO_CREDENTIALS, NotConnected, Refusal, WaitReason};
 pub use report::{ApiAction, report};
 pub use status::{Reason, State};
-pub use store::StoreError;
 // The stored records (`status/{id}`, `flow/{hash}`, `tokens/{id}`): their
 // JSON is the storage format, which the fuzz targets decode; their fields
 // are the core's business.
@@ -60,7 +60,7 @@ pub fn configure(
 pub fn get_config(
     io: &mut dyn Io,
     connection: &str,
-) -> Result<Option<ConnectionConfig>, StoreError> {
+) -> Result<Option<ConnectionConfig>, StorageError> {
     Ok(store::read(io, &store::config_key(connection))?
         .map(|v: Versioned<ConnectionConfig>| v.value))
 }
@@ -68,9 +68,71 @@ pub fn get_config(
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigureError {
     #[error(transparent)]
-    Invalid(#[from] ConfigError),
+    Invalid(#[from] InvalidConfig),
     #[error(transparent)]
-    Storage(#[from] StoreError),
+    Storage(#[from] StorageError),
+}
+
+/// One connection in a listing (`connections.list`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionSummary {
+    pub connection: String,
+    pub state: State,
+    pub reason: Option<Reason>,
+}
+
+/// One page of a listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionPage {
+    /// In ascending (bytewise) order of id.
+    pub connections: Vec<ConnectionSummary>,
+    /// The `after` of the next page; `None` on the last one.
+    pub next_after: Option<String>,
+}
+
+/// The most connections one page of [`list`] holds.
+pub const MAX_PAGE: u32 = 1000;
+
+/// Lists the configured connections after the id `after`, at most `limit`
+/// (clamped to 1 to [`MAX_PAGE`]) per page, each with the state and reason
+/// [`status_view`] gives: the listing a host shows without reading storage
+/// itself. A connection forgotten while the page is read is left out.
+pub fn list(
+    io: &mut dyn Io,
+    now_ms: u64,
+    after: Option<&str>,
+    limit: u32,
+) -> Result<ConnectionPage, StorageError> {
+    const PREFIX: &str = "config/";
+    let limit = limit.clamp(1, MAX_PAGE) as usize;
+    let after = after.map(store::config_key);
+    // One more than a page, to know whether another follows.
+    let keys = io.keys(PREFIX, after.as_deref(), limit as u32 + 1)?;
+    let more = keys.len() > limit;
+    let mut connections = Vec::with_capacity(limit.min(keys.len()));
+    for id in keys
+        .iter()
+        .take(limit)
+        .filter_map(|k| k.strip_prefix(PREFIX))
+    {
+        match status_view(io, now_ms, id) {
+            Ok(view) => connections.push(ConnectionSummary {
+                connection: id.to_owned(),
+                state: view.state,
+                reason: view.reason,
+            }),
+            Err(StatusError::UnknownConnection) => {}
+            Err(StatusError::Storage(error)) => return Err(error),
+        }
+    }
+    let next_after = more
+        .then(|| keys.get(limit - 1).and_then(|k| k.strip_prefix(PREFIX)))
+        .flatten()
+        .map(str::to_owned);
+    Ok(ConnectionPage {
+        connections,
+        next_after,
+    })
 }
 
 /// A connection's status as the `connections.status` export reports it.
@@ -107,7 +169,7 @@ pub enum StatusError {
     #[error("no connection with this id is configured")]
     UnknownConnection,
     #[error(transparent)]
-    Storage(#[from] StoreError),
+    Storage(#[from] StorageError),
 }
 
 /// Reads everything a user interface shows about a connection.
@@ -218,7 +280,7 @@ pub fn retry_now(io: &mut dyn Io, now_ms: u64, connection: &str) -> Result<(), S
     let mut cleared = None;
     status::update(io, connection, now_ms, |_, mut status| {
         cleared = status.next_retry_ms.take();
-        Ok::<_, StoreError>(status)
+        Ok::<_, StorageError>(status)
     })?;
     events::emit(
         io,

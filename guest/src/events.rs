@@ -136,7 +136,11 @@ pub(crate) fn emit_for(
     fields: &[(&str, String)],
     message: &str,
 ) {
+    // Read when the event happens: an operation may have waited (a lease,
+    // a slow token endpoint) since it began.
+    let at_ms = io.now_ms();
     io.emit(Event {
+        at_ms,
         level,
         kind: kind.as_str().to_owned(),
         connection: connection.map(str::to_owned),

@@ -14,6 +14,14 @@ pub trait Io {
     fn put(&mut self, key: &str, value: &[u8], expected: Option<u64>) -> Result<u64, StorageError>;
     /// `storage.delete`: deletes when the key is at `expected`.
     fn delete(&mut self, key: &str, expected: u64) -> Result<(), StorageError>;
+    /// `storage.keys`: at most `limit` keys starting with `prefix`, in byte
+    /// order, after `after` when given.
+    fn keys(
+        &mut self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<String>, StorageError>;
     /// `http.send`.
     fn send(&mut self, request: Request) -> Result<Response, TransportError>;
     /// `random.bytes`: fills `buf` from a CSPRNG.
@@ -118,6 +126,27 @@ pub(crate) mod fake {
             }
             self.store.remove(key);
             Ok(())
+        }
+
+        fn keys(
+            &mut self,
+            prefix: &str,
+            after: Option<&str>,
+            limit: u32,
+        ) -> Result<Vec<String>, StorageError> {
+            use std::ops::Bound;
+            let start = match after {
+                Some(after) if after >= prefix => Bound::Excluded(after),
+                _ => Bound::Included(prefix),
+            };
+            Ok(self
+                .store
+                .range::<str, _>((start, Bound::Unbounded))
+                .map(|(key, _)| key)
+                .take_while(|key| key.starts_with(prefix))
+                .take(limit as usize)
+                .cloned()
+                .collect())
         }
 
         fn send(&mut self, request: Request) -> Result<Response, TransportError> {

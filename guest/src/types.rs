@@ -183,15 +183,40 @@ impl fmt::Debug for Entry {
     }
 }
 
-/// Why a storage operation failed. Nothing was written in either case.
+/// Why a storage operation failed: the `storage-error` of `wit/types.wit`,
+/// one type for what the storage import returns and what the exports
+/// report.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StorageError {
     /// The version was not the expected one.
     #[error("the stored version was not the expected one")]
     Conflict,
-    /// The store failed; the text never holds a stored value.
+    /// The store failed and nothing was written; the text never holds a
+    /// stored value.
     #[error("storage unavailable: {0}")]
     Unavailable(String),
+    /// The operation was sent and its outcome is unknown: a write may or may
+    /// not have taken effect. Re-read before acting again.
+    #[error("storage outcome unknown: {0}")]
+    OutcomeUnknown(String),
+    /// A stored value could not be read: a newer record format, or
+    /// damage. Found by the core (a store never inspects values); the text
+    /// names the key and the format, never the value.
+    #[error("a stored value could not be read: {0}")]
+    Corrupt(String),
+}
+
+impl StorageError {
+    /// The case's name in the WIT, for events and logs (the text may be
+    /// long; the kind is what operators count).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Conflict => "conflict",
+            Self::Unavailable(_) => "unavailable",
+            Self::OutcomeUnknown(_) => "outcome-unknown",
+            Self::Corrupt(_) => "corrupt",
+        }
+    }
 }
 
 /// Severity of an event (the `log` import).
@@ -208,6 +233,8 @@ pub enum Level {
 /// a verifier or a state value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Event {
+    /// When it happened (Unix ms, by the `clock` import).
+    pub at_ms: u64,
     pub level: Level,
     /// A stable kebab-case name, e.g. `reauth-completed`.
     pub kind: String,

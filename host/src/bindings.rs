@@ -2,7 +2,7 @@
 
 wasmtime::component::bindgen!({
     path: "../wit",
-    world: "component",
+    world: "token-lifecycle",
     imports: {
         // Asking for more randomness than the contract allows is a guest bug:
         // it traps rather than returning a short or long buffer.

@@ -135,8 +135,10 @@ impl FromWit<wit::TokenOutcome> for TokenOutcome {
 pub(crate) fn reauth(reauth: wit::Reauth) -> Reauth {
     Reauth {
         reason: match reauth.reason {
-            wit::ReauthReason::RefreshTokenRejected => ReauthReason::RefreshTokenRejected,
-            wit::ReauthReason::AuthorizationCodeRejected => ReauthReason::AuthorizationCodeRejected,
+            wit::GrantRejection::RefreshTokenRejected => GrantRejection::RefreshTokenRejected,
+            wit::GrantRejection::AuthorizationCodeRejected => {
+                GrantRejection::AuthorizationCodeRejected
+            }
         },
         error: oauth_error(reauth.error),
     }
@@ -157,7 +159,14 @@ pub(crate) fn transient(transient: wit::Transient) -> Transient {
 }
 
 pub(crate) fn oauth_error(error: wit::OauthError) -> OAuthError {
-    let code = match error.code {
+    OAuthError {
+        code: error_code(error.code),
+        description: error.description,
+    }
+}
+
+pub(crate) fn error_code(code: wit::ErrorCode) -> ErrorCode {
+    match code {
         wit::ErrorCode::InvalidRequest => ErrorCode::InvalidRequest,
         wit::ErrorCode::InvalidClient => ErrorCode::InvalidClient,
         wit::ErrorCode::InvalidGrant => ErrorCode::InvalidGrant,
@@ -168,10 +177,6 @@ pub(crate) fn oauth_error(error: wit::OauthError) -> OAuthError {
         wit::ErrorCode::ServerError => ErrorCode::ServerError,
         wit::ErrorCode::TemporarilyUnavailable => ErrorCode::TemporarilyUnavailable,
         wit::ErrorCode::Other(code) => ErrorCode::Other(code),
-    };
-    OAuthError {
-        code,
-        description: error.description,
     }
 }
 

@@ -1,9 +1,10 @@
 //! The `connections` export.
 
 pub use pleo_oauth_core::connection::{
-    ApiAction, Bearer, ClientType, ConfigError, ConfigureError, ConnectionConfig, CustomEndpoints,
-    DisconnectError, Environment, NotConnected, Reason, Refusal, Revocation, State, StatusError,
-    StatusView, StoreError, WaitReason,
+    ApiAction, Bearer, ClientFault, ClientType, ConfigureError, ConnectionConfig, ConnectionPage,
+    ConnectionSummary, CustomEndpoints, DisconnectError, Environment, InvalidConfig, MAX_PAGE,
+    NotConnected, Reason, Refusal, Revocation, State, StatusError, StatusView, StorageError,
+    WaitReason,
 };
 use pleo_oauth_core::secret::Secret;
 use pleo_oauth_core::types::Header;
@@ -34,7 +35,7 @@ impl Instance {
     pub fn get_config(
         &mut self,
         connection: &str,
-    ) -> Result<Result<Option<ConnectionConfig>, StoreError>, GuestError> {
+    ) -> Result<Result<Option<ConnectionConfig>, StorageError>, GuestError> {
         let result = self.call(|store, c| {
             c.pleo_oauth_connections()
                 .call_get_config(store, connection)
@@ -158,8 +159,33 @@ impl Instance {
             }))
     }
 
+    /// `connections.list`: one page of the configured connections, after
+    /// the id `after`, at most `limit` (1 to [`MAX_PAGE`]).
+    pub fn list(
+        &mut self,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Result<ConnectionPage, StorageError>, GuestError> {
+        let result =
+            self.call(|store, c| c.pleo_oauth_connections().call_list(store, after, limit))?;
+        Ok(result
+            .map(|page| ConnectionPage {
+                connections: page
+                    .connections
+                    .into_iter()
+                    .map(|summary| ConnectionSummary {
+                        connection: summary.connection,
+                        state: summary.state.into(),
+                        reason: summary.reason.map(Into::into),
+                    })
+                    .collect(),
+                next_after: page.next_after,
+            })
+            .map_err(Into::into))
+    }
+
     /// `connections.forget`.
-    pub fn forget(&mut self, connection: &str) -> Result<Result<(), StoreError>, GuestError> {
+    pub fn forget(&mut self, connection: &str) -> Result<Result<(), StorageError>, GuestError> {
         let result =
             self.call(|store, c| c.pleo_oauth_connections().call_forget(store, connection))?;
         Ok(result.map_err(Into::into))
@@ -195,7 +221,12 @@ impl From<wit::Refusal> for Refusal {
                 why: wait.why.into(),
             },
             wit::Refusal::ClientMisconfigured(problem) => Self::ClientMisconfigured {
-                error: problem.error,
+                fault: match problem.fault {
+                    wit::ClientFault::Rejected(code) => {
+                        ClientFault::Rejected(crate::classify::error_code(code))
+                    }
+                    wit::ClientFault::NoCredentials => ClientFault::NoCredentials,
+                },
                 retry_at_ms: problem.retry_at_ms,
             },
             wit::Refusal::NotConnected(why) => Self::NotConnected(why.into()),
@@ -230,27 +261,17 @@ record_into!(
     }
 );
 
-impl From<wit::ConfigError> for ConfigError {
-    fn from(error: wit::ConfigError) -> Self {
+impl From<wit::InvalidConfig> for InvalidConfig {
+    fn from(error: wit::InvalidConfig) -> Self {
         match error {
-            wit::ConfigError::InvalidConnectionId => Self::InvalidConnectionId,
-            wit::ConfigError::InvalidClientId => Self::InvalidClientId,
-            wit::ConfigError::InvalidRedirectUri => Self::InvalidRedirectUri,
-            wit::ConfigError::InvalidEndpoint => Self::InvalidEndpoint,
-            wit::ConfigError::InvalidScope(scope) => Self::InvalidScope(scope),
-            wit::ConfigError::NoScopes => Self::NoScopes,
-            wit::ConfigError::InvalidIssuer => Self::InvalidIssuer,
-            wit::ConfigError::InvalidTiming => Self::InvalidTiming,
-        }
-    }
-}
-
-impl From<wit::StorageFailure> for StoreError {
-    fn from(error: wit::StorageFailure) -> Self {
-        match error {
-            wit::StorageFailure::Conflict => Self::Conflict,
-            wit::StorageFailure::Unavailable(why) => Self::Unavailable(why),
-            wit::StorageFailure::Corrupt(why) => Self::Corrupt(why),
+            wit::InvalidConfig::InvalidConnectionId => Self::InvalidConnectionId,
+            wit::InvalidConfig::InvalidClientId => Self::InvalidClientId,
+            wit::InvalidConfig::InvalidRedirectUri => Self::InvalidRedirectUri,
+            wit::InvalidConfig::InvalidEndpoint => Self::InvalidEndpoint,
+            wit::InvalidConfig::InvalidScope(scope) => Self::InvalidScope(scope),
+            wit::InvalidConfig::NoScopes => Self::NoScopes,
+            wit::InvalidConfig::InvalidIssuer => Self::InvalidIssuer,
+            wit::InvalidConfig::InvalidTiming => Self::InvalidTiming,
         }
     }
 }

@@ -22,6 +22,15 @@ impl Io for NativeIo<'_> {
         self.0.storage.delete(key, expected)
     }
 
+    fn keys(
+        &mut self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<String>, StorageError> {
+        self.0.storage.keys(prefix, after, limit)
+    }
+
     fn send(&mut self, request: Request) -> Result<Response, TransportError> {
         self.0.http.send(request)
     }

@@ -74,7 +74,7 @@ pub enum GuestError {
 
 struct Shared {
     engine: Engine,
-    pre: bindings::ComponentPre<HostState>,
+    pre: bindings::TokenLifecyclePre<HostState>,
     config: RuntimeConfig,
     cache_status: CacheStatus,
     stop_ticker: Arc<AtomicBool>,
@@ -112,7 +112,7 @@ impl Runtime {
         imports::add_to_linker(&mut linker).map_err(|e| RuntimeError::Component(e.to_string()))?;
         let pre = linker
             .instantiate_pre(&component)
-            .and_then(bindings::ComponentPre::new)
+            .and_then(bindings::TokenLifecyclePre::new)
             .map_err(|e| RuntimeError::Component(e.to_string()))?;
         let stop_ticker = Arc::new(AtomicBool::new(false));
         spawn_ticker(engine.clone(), config.epoch_tick, stop_ticker.clone());
@@ -150,7 +150,7 @@ impl Runtime {
         self.0.cache_status
     }
 
-    /// The component's imports, by name, e.g. `pleo:oauth/http@0.1.0`.
+    /// The component's imports, by name, e.g. `pleo:oauth/http@0.2.0`.
     pub fn imports(&self) -> Vec<String> {
         let component = self.0.pre.instance_pre().component();
         component
@@ -234,7 +234,7 @@ fn spawn_ticker(engine: Engine, tick: Duration, stop: Arc<AtomicBool>) {
 
 struct Live {
     store: Store<HostState>,
-    bindings: bindings::Component,
+    bindings: bindings::TokenLifecycle,
 }
 
 /// One guest instance with its own store and backends. Calls are
@@ -274,7 +274,7 @@ impl Instance {
     /// Runs one export call under the runtime's limits.
     pub(crate) fn call<R>(
         &mut self,
-        f: impl FnOnce(&mut Store<HostState>, &bindings::Component) -> wasmtime::Result<R>,
+        f: impl FnOnce(&mut Store<HostState>, &bindings::TokenLifecycle) -> wasmtime::Result<R>,
     ) -> Result<R, GuestError> {
         let config = self.runtime.0.config.clone();
         let live = self.live()?;

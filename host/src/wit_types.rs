@@ -1,6 +1,6 @@
 //! Conversions for the shared `types` interface.
 
-use pleo_oauth_core::types::{Header, TransportError};
+use pleo_oauth_core::types::{Header, StorageError, TransportError};
 
 use crate::bindings::pleo::oauth::types as wit;
 
@@ -48,6 +48,17 @@ impl From<TransportError> for wit::TransportError {
             TransportError::Other(why) => Self::Other(why),
             TransportError::ConnectionLost => Self::ConnectionLost,
             TransportError::NoCredentials => Self::NoCredentials,
+        }
+    }
+}
+
+impl From<wit::StorageError> for StorageError {
+    fn from(error: wit::StorageError) -> Self {
+        match error {
+            wit::StorageError::Conflict => Self::Conflict,
+            wit::StorageError::Unavailable(why) => Self::Unavailable(why),
+            wit::StorageError::OutcomeUnknown(why) => Self::OutcomeUnknown(why),
+            wit::StorageError::Corrupt(why) => Self::Corrupt(why),
         }
     }
 }

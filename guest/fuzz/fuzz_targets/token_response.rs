@@ -16,7 +16,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use pleo_oauth_core::classify::{
-    ErrorCode, GrantKind, MAX_EXPIRES_IN, MAX_TOKEN_BODY, MAX_TOKEN_LEN, OAuthError, ReauthReason,
+    ErrorCode, GrantKind, MAX_EXPIRES_IN, MAX_TOKEN_BODY, MAX_TOKEN_LEN, OAuthError, GrantRejection,
     TokenOutcome, retry_after, token_response,
 };
 use pleo_oauth_core::types::{Header, Response};
@@ -94,8 +94,8 @@ fuzz_target!(|data: &[u8]| {
             );
             assert_eq!(Some(reauth.error.code.as_str()), error_member);
             let expected = match grant {
-                GrantKind::RefreshToken => ReauthReason::RefreshTokenRejected,
-                GrantKind::AuthorizationCode => ReauthReason::AuthorizationCodeRejected,
+                GrantKind::RefreshToken => GrantRejection::RefreshTokenRejected,
+                GrantKind::AuthorizationCode => GrantRejection::AuthorizationCodeRejected,
             };
             assert_eq!(reauth.reason, expected);
             assert_error(&reauth.error);

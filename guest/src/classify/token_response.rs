@@ -59,7 +59,7 @@ fn optional_secret<'de, D: serde::Deserializer<'de>>(
 /// Why the user must authorise again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum ReauthReason {
+pub enum GrantRejection {
     /// Refresh answered `invalid_grant` or `invalid_token` (RFC 6749 §5.2, §6).
     RefreshTokenRejected,
     /// Code exchange answered `invalid_grant` or `invalid_token` (RFC 6749 §4.1.3).
@@ -69,7 +69,7 @@ pub enum ReauthReason {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct Reauth {
-    pub reason: ReauthReason,
+    pub reason: GrantRejection,
     pub error: OAuthError,
 }
 
@@ -194,8 +194,8 @@ fn judge_error(grant: GrantKind, error: OAuthError, retry_at_ms: Option<u64>) ->
         // Pleo: a rejected refresh token is terminal; do not retry.
         ErrorCode::InvalidGrant | ErrorCode::InvalidToken => TokenOutcome::Reauthenticate(Reauth {
             reason: match grant {
-                GrantKind::RefreshToken => ReauthReason::RefreshTokenRejected,
-                GrantKind::AuthorizationCode => ReauthReason::AuthorizationCodeRejected,
+                GrantKind::RefreshToken => GrantRejection::RefreshTokenRejected,
+                GrantKind::AuthorizationCode => GrantRejection::AuthorizationCodeRejected,
             },
             error,
         }),

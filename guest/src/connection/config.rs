@@ -90,7 +90,7 @@ pub const STALL_AFTER_RANGE: std::ops::RangeInclusive<u32> = 3_600..=2_592_000;
 /// Why a configuration or an option was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum ConfigError {
+pub enum InvalidConfig {
     #[error("a connection id is 1 to 128 characters of A-Z a-z 0-9 - _ . :")]
     InvalidConnectionId,
     #[error("the client id must be 1 to 256 visible ASCII characters")]
@@ -117,35 +117,37 @@ pub enum ConfigError {
 
 impl ConnectionConfig {
     /// Checks every rule; the first broken one is the error.
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    pub fn validate(&self) -> Result<(), InvalidConfig> {
         if self.client_id.is_empty()
             || self.client_id.len() > MAX_CLIENT_ID
             || !self.client_id.bytes().all(|b| (0x21..=0x7e).contains(&b))
         {
-            return Err(ConfigError::InvalidClientId);
+            return Err(InvalidConfig::InvalidClientId);
         }
-        let redirect = secure_url(&self.redirect_uri).ok_or(ConfigError::InvalidRedirectUri)?;
+        let redirect = secure_url(&self.redirect_uri).ok_or(InvalidConfig::InvalidRedirectUri)?;
         // RFC 6749 §3.1.2: the redirection endpoint has no fragment.
         if redirect.fragment().is_some() {
-            return Err(ConfigError::InvalidRedirectUri);
+            return Err(InvalidConfig::InvalidRedirectUri);
         }
         if let Environment::Custom(endpoints) = &self.environment {
             for endpoint in [&endpoints.authorize_url, &endpoints.token_url] {
-                endpoint_url(endpoint).ok_or(ConfigError::InvalidEndpoint)?;
+                endpoint_url(endpoint).ok_or(InvalidConfig::InvalidEndpoint)?;
             }
         }
         if let Some(revocation) = &self.revocation_url {
-            endpoint_url(revocation).ok_or(ConfigError::InvalidEndpoint)?;
+            endpoint_url(revocation).ok_or(InvalidConfig::InvalidEndpoint)?;
         }
         if self.scopes.is_empty() {
-            return Err(ConfigError::NoScopes);
+            return Err(InvalidConfig::NoScopes);
         }
         if let Some(scope) = self.scopes.iter().find(|s| !is_pleo_scope(s)) {
-            return Err(ConfigError::InvalidScope(scope.clone()));
+            return Err(InvalidConfig::InvalidScope(scope.clone()));
         }
         match &self.issuer {
-            Some(issuer) if secure_url(issuer).is_none() => return Err(ConfigError::InvalidIssuer),
-            None if self.require_iss => return Err(ConfigError::InvalidIssuer),
+            Some(issuer) if secure_url(issuer).is_none() => {
+                return Err(InvalidConfig::InvalidIssuer);
+            }
+            None if self.require_iss => return Err(InvalidConfig::InvalidIssuer),
             _ => {}
         }
         let margin_ok = self
@@ -158,7 +160,7 @@ impl ConnectionConfig {
             .stall_after_seconds
             .is_none_or(|s| STALL_AFTER_RANGE.contains(&s));
         if !(margin_ok && backoff_ok && stall_ok) {
-            return Err(ConfigError::InvalidTiming);
+            return Err(InvalidConfig::InvalidTiming);
         }
         Ok(())
     }
@@ -208,7 +210,7 @@ impl ConnectionConfig {
 
 /// A connection id: 1 to 128 characters of `A-Z a-z 0-9 - _ . :`. The id
 /// becomes part of storage keys, so it is kept to a safe alphabet.
-pub fn validate_connection_id(id: &str) -> Result<(), ConfigError> {
+pub fn validate_connection_id(id: &str) -> Result<(), InvalidConfig> {
     let valid = !id.is_empty()
         && id.len() <= MAX_CONNECTION_ID
         && id
@@ -217,7 +219,7 @@ pub fn validate_connection_id(id: &str) -> Result<(), ConfigError> {
     if valid {
         Ok(())
     } else {
-        Err(ConfigError::InvalidConnectionId)
+        Err(InvalidConfig::InvalidConnectionId)
     }
 }
 
@@ -323,7 +325,7 @@ pub(crate) mod tests {
                 ..config()
             }
             .validate();
-            assert_eq!(result, Err(ConfigError::InvalidRedirectUri), "{bad}");
+            assert_eq!(result, Err(InvalidConfig::InvalidRedirectUri), "{bad}");
         }
     }
 
@@ -338,14 +340,14 @@ pub(crate) mod tests {
             ..config()
         }
         .validate();
-        assert_eq!(result, Err(ConfigError::InvalidScope("users".into())));
+        assert_eq!(result, Err(InvalidConfig::InvalidScope("users".into())));
         assert_eq!(
             ConnectionConfig {
                 scopes: vec![],
                 ..config()
             }
             .validate(),
-            Err(ConfigError::NoScopes)
+            Err(InvalidConfig::NoScopes)
         );
     }
 
@@ -357,7 +359,7 @@ pub(crate) mod tests {
                 ..config()
             }
             .validate(),
-            Err(ConfigError::InvalidClientId)
+            Err(InvalidConfig::InvalidClientId)
         );
         assert_eq!(
             ConnectionConfig {
@@ -365,7 +367,7 @@ pub(crate) mod tests {
                 ..config()
             }
             .validate(),
-            Err(ConfigError::InvalidIssuer)
+            Err(InvalidConfig::InvalidIssuer)
         );
         let custom = Environment::Custom(CustomEndpoints {
             authorize_url: "http://auth.example/authorize".into(),
@@ -377,7 +379,7 @@ pub(crate) mod tests {
                 ..config()
             }
             .validate(),
-            Err(ConfigError::InvalidEndpoint)
+            Err(InvalidConfig::InvalidEndpoint)
         );
         assert_eq!(
             config().token_url(),

@@ -227,6 +227,17 @@ impl Io for Worker {
         })
     }
 
+    fn keys(
+        &mut self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<String>, StorageError> {
+        self.effect(Effect::Other, &format!("keys {prefix}"), |w| {
+            w.store.keys(prefix, after, limit)
+        })
+    }
+
     fn send(&mut self, request: Request) -> Result<Response, TransportError> {
         let what = format!("send {}", String::from_utf8_lossy(&request.body));
         // Mostly quick; sometimes slow, never past the timeout.

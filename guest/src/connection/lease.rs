@@ -34,7 +34,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::store::{self, StoreError};
+use super::store;
 use crate::events::{self, Kind};
 use crate::io::Io;
 use crate::types::{Level, StorageError};
@@ -112,14 +112,22 @@ fn honoured_until(lease: &LeaseRecord, now_ms: u64) -> Option<u64> {
     (now_ms < end && within_bound).then_some(end)
 }
 
-/// Takes the lease unless another caller holds a live one. An unreadable
-/// lease is stale: it must not block refreshes forever.
-pub fn acquire(io: &mut dyn Io, connection: &str, now_ms: u64) -> Result<Acquire, StoreError> {
+/// A stored lease: `None` when damaged (a damaged lease is stale: it must
+/// not block refreshes forever); a lease of a newer record format is an
+/// error, because a worker of a newer release may hold it.
+fn decode_lease(key: &str, bytes: &[u8]) -> Result<Option<LeaseRecord>, StorageError> {
+    store::check_format(key, bytes)?;
+    Ok(store::decode(key, bytes).ok())
+}
+
+/// Takes the lease unless another caller holds a live one.
+pub fn acquire(io: &mut dyn Io, connection: &str, now_ms: u64) -> Result<Acquire, StorageError> {
     let key = store::lease_key(connection);
     let current = io.get(&key)?;
-    let record = current
-        .as_ref()
-        .and_then(|entry| serde_json::from_slice::<LeaseRecord>(&entry.value).ok());
+    let record = match &current {
+        Some(entry) => decode_lease(&key, &entry.value)?,
+        None => None,
+    };
     if let Some(lease) = &record {
         if let Some(end) = honoured_until(lease, now_ms) {
             return Ok(Acquire::Held {
@@ -153,7 +161,7 @@ pub fn acquire(io: &mut dyn Io, connection: &str, now_ms: u64) -> Result<Acquire
             until_ms,
         })),
         // Another caller took it between our read and our write.
-        Err(StoreError::Conflict) => Ok(Acquire::Held {
+        Err(StorageError::Conflict) => Ok(Acquire::Held {
             retry_at_ms: now_ms.saturating_add(POLL_MS),
         }),
         Err(error) => Err(error),
@@ -165,7 +173,7 @@ pub fn acquire(io: &mut dyn Io, connection: &str, now_ms: u64) -> Result<Acquire
 ///
 /// The compare-and-swap on the version this caller holds is the proof of
 /// ownership; it does not depend on any clock.
-pub fn renew(io: &mut dyn Io, lease: &mut Lease, now_ms: u64) -> Result<bool, StoreError> {
+pub fn renew(io: &mut dyn Io, lease: &mut Lease, now_ms: u64) -> Result<bool, StorageError> {
     let until_ms = now_ms.saturating_add(LEASE_MS);
     let record = LeaseRecord {
         holder: lease.holder.clone(),
@@ -177,7 +185,7 @@ pub fn renew(io: &mut dyn Io, lease: &mut Lease, now_ms: u64) -> Result<bool, St
             lease.until_ms = until_ms;
             Ok(true)
         }
-        Err(StoreError::Conflict) => Ok(false),
+        Err(StorageError::Conflict) => Ok(false),
         Err(error) => Err(error),
     }
 }
@@ -185,9 +193,7 @@ pub fn renew(io: &mut dyn Io, lease: &mut Lease, now_ms: u64) -> Result<bool, St
 /// Gives the lease back. Best effort: a lease that cannot be deleted
 /// lapses at its expiry, and one that changed hands is not ours to delete.
 pub fn release(io: &mut dyn Io, lease: Lease) {
-    match io.delete(&lease.key, lease.version) {
-        Ok(()) | Err(StorageError::Conflict) | Err(StorageError::Unavailable(_)) => {}
-    }
+    let _ = io.delete(&lease.key, lease.version);
 }
 
 /// Until when (by our clock) a live lease keeps refreshes out, for status;
@@ -196,13 +202,12 @@ pub fn held_until(
     io: &mut dyn Io,
     connection: &str,
     now_ms: u64,
-) -> Result<Option<u64>, StoreError> {
-    let Some(entry) = io.get(&store::lease_key(connection))? else {
+) -> Result<Option<u64>, StorageError> {
+    let key = store::lease_key(connection);
+    let Some(entry) = io.get(&key)? else {
         return Ok(None);
     };
-    Ok(serde_json::from_slice::<LeaseRecord>(&entry.value)
-        .ok()
-        .and_then(|lease| honoured_until(&lease, now_ms)))
+    Ok(decode_lease(&key, &entry.value)?.and_then(|lease| honoured_until(&lease, now_ms)))
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use super::config::{self, ConnectionConfig};
 use super::request;
 use super::status::{self, State};
-use super::store::{self, StoreError, TokensRecord};
+use super::store::{self, StorageError, TokensRecord};
 use crate::classify::ErrorCode;
 use crate::events::{self, Kind, kebab};
 use crate::io::Io;
@@ -34,7 +34,7 @@ pub enum DisconnectError {
     #[error("no connection with this id is configured")]
     UnknownConnection,
     #[error(transparent)]
-    Storage(#[from] StoreError),
+    Storage(#[from] StorageError),
 }
 
 /// Disconnects: optionally revokes the grant (RFC 7009), wipes the tokens,
@@ -64,7 +64,7 @@ pub fn disconnect(
         status.reason = None;
         status.clear_failures();
         status.enter(State::Disconnected, now_ms);
-        Ok::<_, StoreError>(status)
+        Ok::<_, StorageError>(status)
     })?;
     if let Some(hash) = pending {
         // Best effort: an orphaned flow expires, and its callback finds the
@@ -127,7 +127,7 @@ fn revocation_name(revocation: &Revocation) -> String {
 /// last, the configuration, so that a failure part-way leaves a connection
 /// that can still be forgotten. Forgetting an unknown connection succeeds.
 /// It does not revoke: disconnect with revocation first for that.
-pub fn forget(io: &mut dyn Io, connection: &str) -> Result<(), StoreError> {
+pub fn forget(io: &mut dyn Io, connection: &str) -> Result<(), StorageError> {
     if config::validate_connection_id(connection).is_err() {
         return Ok(());
     }

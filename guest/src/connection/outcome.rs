@@ -3,11 +3,12 @@
 //! refreshes, and the answer: a bearer token (RFC 6750 §2.1) or a refusal
 //! that says why not and what to do.
 
+use crate::classify::ErrorCode;
 use serde::{Deserialize, Serialize};
 
 use super::config::ConnectionConfig;
 use super::status::{Reason, State, Status};
-use super::store::{StoreError, TokensRecord, Versioned};
+use super::store::{StorageError, TokensRecord, Versioned};
 use crate::secret::Secret;
 
 /// The `client-problem.error` when the host holds no client secret.
@@ -58,6 +59,37 @@ pub enum NotConnected {
     Disconnected,
 }
 
+/// What is wrong with the client (`client-fault` in the WIT).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientFault {
+    /// The token endpoint refused the client with this code.
+    Rejected(ErrorCode),
+    /// The host holds no secret it may send for this confidential client:
+    /// nothing was sent.
+    NoCredentials,
+}
+
+impl ClientFault {
+    /// The fault the status recorded (`client-error`: a code, or
+    /// [`NO_CREDENTIALS`]).
+    pub(crate) fn from_recorded(code: &str) -> Self {
+        if code == NO_CREDENTIALS {
+            Self::NoCredentials
+        } else {
+            Self::Rejected(ErrorCode::parse(code))
+        }
+    }
+}
+
+impl std::fmt::Display for ClientFault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Rejected(code) => f.write_str(code.as_str()),
+            Self::NoCredentials => f.write_str(NO_CREDENTIALS),
+        }
+    }
+}
+
 /// Why the gate gives no token.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Refusal {
@@ -67,17 +99,16 @@ pub enum Refusal {
     Reauthenticate(Reason),
     #[error("no token until {until_ms} ({why:?})")]
     Wait { until_ms: u64, why: WaitReason },
-    #[error("the token endpoint refuses the client ({error}): an operator must act")]
+    #[error("the token endpoint refuses the client ({fault}): an operator must act")]
     ClientMisconfigured {
-        /// The OAuth error code, or [`NO_CREDENTIALS`].
-        error: String,
+        fault: ClientFault,
         /// When the next refresh will be tried.
         retry_at_ms: Option<u64>,
     },
     #[error("not connected ({0:?})")]
     NotConnected(NotConnected),
     #[error(transparent)]
-    Storage(#[from] StoreError),
+    Storage(#[from] StorageError),
 }
 
 /// The refusal for a connection with no tokens.

@@ -23,11 +23,11 @@ use super::backoff;
 use super::config::ConnectionConfig;
 use super::lease::{self, Acquire, Lease};
 use super::outcome::{
-    Bearer, Loaded, NO_CREDENTIALS, Refusal, Trigger, WaitReason, without_tokens,
+    Bearer, ClientFault, Loaded, NO_CREDENTIALS, Refusal, Trigger, WaitReason, without_tokens,
 };
 use super::request;
 use super::status::{self, InFlight, Reason, Status};
-use super::store::{self, CAS_ATTEMPTS, StoreError, TokensRecord, Versioned};
+use super::store::{self, CAS_ATTEMPTS, StorageError, TokensRecord, Versioned};
 use crate::classify::{
     self, GrantKind, OAuthError, TokenOutcome, TokenSet, Transient, TransientCause,
 };
@@ -224,7 +224,7 @@ impl Attempt<'_> {
                 since_ms: at_ms,
                 cause: None,
             }));
-            Ok::<_, StoreError>(status)
+            Ok::<_, StorageError>(status)
         })?;
         match self.read_tokens(io)? {
             // The same tokens (at most the 401-streak flag changed).
@@ -261,11 +261,14 @@ impl Attempt<'_> {
         self.trigger == Trigger::Expiry && tokens.usable(self.now_ms)
     }
 
-    fn read_tokens(&self, io: &mut dyn Io) -> Result<Option<Versioned<TokensRecord>>, StoreError> {
+    fn read_tokens(
+        &self,
+        io: &mut dyn Io,
+    ) -> Result<Option<Versioned<TokensRecord>>, StorageError> {
         store::read(io, &store::tokens_key(self.connection))
     }
 
-    fn refusal_without_tokens(&self, io: &mut dyn Io) -> Result<Refusal, StoreError> {
+    fn refusal_without_tokens(&self, io: &mut dyn Io) -> Result<Refusal, StorageError> {
         let (status, _) = status::read(io, self.connection, self.now_ms)?;
         Ok(without_tokens(&status))
     }
@@ -315,7 +318,7 @@ impl Attempt<'_> {
             status.in_flight = None;
             status.last_refresh_ms = Some(self.now_ms);
             status.enter_token_state(self.now_ms);
-            Ok::<_, StoreError>(status)
+            Ok::<_, StorageError>(status)
         });
         if let Err(error) = recorded {
             // The tokens are safe; only the history is stale. The write-ahead
@@ -325,7 +328,7 @@ impl Attempt<'_> {
                 Level::Warn,
                 Kind::StatusNotStored,
                 self.connection,
-                &[("error", store_error_kind(&error).into())],
+                &[("error", error.kind().into())],
                 "the refreshed tokens are stored, but the status could not be updated",
             );
         }
@@ -367,16 +370,30 @@ impl Attempt<'_> {
         mut current: Versioned<TokensRecord>,
         record: &TokensRecord,
         used_refresh: Option<&StoredSecret>,
-    ) -> Result<Stored, StoreError> {
+    ) -> Result<Stored, StorageError> {
         let key = store::tokens_key(self.connection);
         let mut conflicts = 0;
         let mut retrying = false;
         loop {
             let error = match store::write(io, &key, record, Some(current.version)) {
                 Ok(_) => return Ok(Stored::Ours),
-                Err(StoreError::Conflict) if conflicts < CAS_ATTEMPTS => {
+                // A conflict, or a write whose outcome is unknown (the
+                // storage contract: re-read before acting again).
+                Err(error @ (StorageError::Conflict | StorageError::OutcomeUnknown(_)))
+                    if conflicts < CAS_ATTEMPTS =>
+                {
                     conflicts += 1;
                     match self.read_tokens(io) {
+                        // Our write landed after all.
+                        Ok(Some(now)) if now.value == *record => return Ok(Stored::Ours),
+                        // Not written: try again from what is stored.
+                        Ok(Some(now))
+                            if matches!(error, StorageError::OutcomeUnknown(_))
+                                && now.value.refresh_token.as_ref() == used_refresh =>
+                        {
+                            current = now;
+                            error
+                        }
                         // Only the 401-streak flag changed: same grant.
                         Ok(Some(now)) if now.value.refresh_token.as_ref() == used_refresh => {
                             current = now;
@@ -393,7 +410,10 @@ impl Attempt<'_> {
                 }
                 Err(error) => error,
             };
-            if !matches!(error, StoreError::Unavailable(_)) {
+            if !matches!(
+                error,
+                StorageError::Unavailable(_) | StorageError::OutcomeUnknown(_)
+            ) {
                 return Err(error);
             }
             // The next attempt must finish, storage's own wait included,
@@ -413,7 +433,7 @@ impl Attempt<'_> {
                     Kind::TokensStoreRetrying,
                     self.connection,
                     &[
-                        ("error", store_error_kind(&error).into()),
+                        ("error", error.kind().into()),
                         ("until-ms", self.lease.until_ms().to_string()),
                     ],
                     "storage refused the rotated tokens; retrying until the lease ends",
@@ -426,7 +446,7 @@ impl Attempt<'_> {
     /// The server rotated, and storage refused the new tokens until the
     /// lease ran out: they are lost, and with them the grant. Say so; record
     /// it if storage lets us.
-    fn rotated_tokens_lost(&self, io: &mut dyn Io, judged: u64, error: &StoreError) -> Refusal {
+    fn rotated_tokens_lost(&self, io: &mut dyn Io, judged: u64, error: &StorageError) -> Refusal {
         events::emit(
             io,
             Level::Error,
@@ -434,7 +454,7 @@ impl Attempt<'_> {
             self.connection,
             &[
                 ("trigger", self.trigger.name().to_owned()),
-                ("error", store_error_kind(error).into()),
+                ("error", error.kind().into()),
             ],
             "the server rotated the tokens but storage refused them until the lease ended: the grant is lost and the user must reconnect",
         );
@@ -508,7 +528,7 @@ impl Attempt<'_> {
                 match store::write(io, &key, &stored.value, Some(stored.version)) {
                     Ok(version) => stored.version = version,
                     // Changed again: whoever changed it holds the lease now.
-                    Err(StoreError::Conflict) => {
+                    Err(StorageError::Conflict) => {
                         return Err(self.holder_busy());
                     }
                     Err(error) => return Err(error.into()),
@@ -556,7 +576,7 @@ impl Attempt<'_> {
         judged: u64,
         reason: Reason,
         fields: &[(&str, String)],
-    ) -> Result<Refusal, StoreError> {
+    ) -> Result<Refusal, StorageError> {
         self.grant_dead_with(io, judged, reason, None, fields)
     }
 
@@ -567,7 +587,7 @@ impl Attempt<'_> {
         reason: Reason,
         last_error: Option<String>,
         fields: &[(&str, String)],
-    ) -> Result<Refusal, StoreError> {
+    ) -> Result<Refusal, StorageError> {
         let mut all = vec![("trigger", self.trigger.name().to_owned())];
         all.extend(fields.iter().cloned());
         grant_dead(
@@ -615,7 +635,7 @@ impl Attempt<'_> {
             "the token endpoint refused the client: an operator must check the client id and secret (tokens are kept)",
         );
         serve_or(usable, tokens, || Refusal::ClientMisconfigured {
-            error: code,
+            fault: ClientFault::from_recorded(&code),
             retry_at_ms: retry_at,
         })
     }
@@ -645,7 +665,7 @@ impl Attempt<'_> {
             "the host holds no client secret for this confidential client; nothing was sent (tokens are kept)",
         );
         serve_or(usable, tokens, || Refusal::ClientMisconfigured {
-            error: NO_CREDENTIALS.into(),
+            fault: ClientFault::NoCredentials,
             retry_at_ms: None,
         })
     }
@@ -726,7 +746,7 @@ impl Attempt<'_> {
         failure: Failure<'_>,
         retry_after_ms: Option<u64>,
         in_flight: InFlightAfter,
-    ) -> Result<Status, StoreError> {
+    ) -> Result<Status, StorageError> {
         let cap = self.config.max_backoff_ms();
         let stall_after = self.config.stall_after_ms();
         let mut failure = failure;
@@ -772,7 +792,7 @@ impl Attempt<'_> {
                 }),
             };
             status.enter_token_state(self.now_ms);
-            Ok::<_, StoreError>(status)
+            Ok::<_, StorageError>(status)
         })
     }
 }
@@ -830,7 +850,7 @@ pub(super) fn grant_dead(
     reason: Reason,
     last_error: Option<String>,
     fields: &[(&str, String)],
-) -> Result<Refusal, StoreError> {
+) -> Result<Refusal, StorageError> {
     status::update(io, connection, now_ms, |_, mut status| {
         status.reason = Some(reason);
         status.clear_failures();
@@ -839,7 +859,7 @@ pub(super) fn grant_dead(
         if status.state != status::State::Authorizing {
             status.enter(status::State::ReauthRequired, now_ms);
         }
-        Ok::<_, StoreError>(status)
+        Ok::<_, StorageError>(status)
     })?;
     let key = store::tokens_key(connection);
     match io.delete(&key, judged) {
@@ -853,12 +873,12 @@ pub(super) fn grant_dead(
                         status.last_error = None;
                         status.enter(status.token_state(), now_ms);
                     }
-                    Ok::<_, StoreError>(status)
+                    Ok::<_, StorageError>(status)
                 })?;
                 return Ok(in_progress(now_ms.saturating_add(lease::POLL_MS)));
             }
         }
-        Err(error) => return Err(error.into()),
+        Err(error) => return Err(error),
     }
     events::emit(
         io,
@@ -902,7 +922,7 @@ fn in_progress(until_ms: u64) -> Refusal {
 pub(super) fn backing_off(status: &Status, retry_at_ms: u64) -> Refusal {
     match &status.client_error {
         Some(code) => Refusal::ClientMisconfigured {
-            error: code.clone(),
+            fault: ClientFault::from_recorded(code),
             retry_at_ms: Some(retry_at_ms),
         },
         None => Refusal::Wait {
@@ -919,14 +939,6 @@ pub(super) fn backing_off(status: &Status, retry_at_ms: u64) -> Refusal {
 /// Whether a transient failure proves the request never reached the server.
 fn never_sent(transient: &Transient) -> bool {
     matches!(&transient.cause, TransientCause::Transport(error) if error.never_sent())
-}
-
-fn store_error_kind(error: &StoreError) -> &'static str {
-    match error {
-        StoreError::Conflict => "conflict",
-        StoreError::Unavailable(_) => "unavailable",
-        StoreError::Corrupt(_) => "corrupt",
-    }
 }
 
 /// A transient cause in words for operators: a status, an error code, what

@@ -5,7 +5,7 @@ use super::gate;
 use super::outcome::{Bearer, Refusal, Trigger};
 use super::refresh;
 use super::status;
-use super::store::{self, StoreError};
+use super::store::{self, StorageError};
 use crate::classify::{self, ApiAttempt, ApiOutcome};
 use crate::events::{self, Kind};
 use crate::io::Io;
@@ -83,7 +83,7 @@ pub fn report(
         ApiOutcome::RejectedAfterRefresh => {
             let status = status::update(io, connection, now_ms, |_, mut status| {
                 status.fresh_rejections = status.fresh_rejections.saturating_add(1);
-                Ok::<_, StoreError>(status)
+                Ok::<_, StorageError>(status)
             })?;
             events::emit(
                 io,
@@ -112,7 +112,7 @@ pub fn report(
                         status.missing_scopes.push(scope.clone());
                     }
                 }
-                Ok::<_, StoreError>(status)
+                Ok::<_, StorageError>(status)
             })?;
             events::emit(
                 io,

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::store::{self, CAS_ATTEMPTS, StoreError, TokensRecord, Versioned};
+use super::store::{self, CAS_ATTEMPTS, StorageError, TokensRecord, Versioned};
 use crate::io::Io;
 
 /// Where a connection is in its lifecycle (the state diagram in
@@ -209,7 +209,7 @@ pub fn read(
     io: &mut dyn Io,
     connection: &str,
     now_ms: u64,
-) -> Result<(Status, Option<u64>), StoreError> {
+) -> Result<(Status, Option<u64>), StorageError> {
     Ok(
         match store::read::<Status>(io, &store::status_key(connection))? {
             Some(Versioned { value, version }) => (value, Some(version)),
@@ -221,7 +221,7 @@ pub fn read(
 /// Read-modify-write of the status with a bounded compare-and-swap retry.
 /// `change` sees the current status each attempt and returns the new one
 /// (or an error that stops the update).
-pub fn update<E: From<StoreError>>(
+pub fn update<E: From<StorageError>>(
     io: &mut dyn Io,
     connection: &str,
     now_ms: u64,
@@ -233,14 +233,14 @@ pub fn update<E: From<StoreError>>(
         let next = change(io, current)?;
         match store::write(io, &key, &next, expected) {
             Ok(_) => return Ok(next),
-            Err(StoreError::Conflict) => continue,
+            Err(StorageError::Conflict) => continue,
             Err(error) => return Err(error.into()),
         }
     }
-    Err(StoreError::Conflict.into())
+    Err(StorageError::Conflict.into())
 }
 
 /// Whether tokens are stored for the connection.
-pub fn has_tokens(io: &mut dyn Io, connection: &str) -> Result<bool, StoreError> {
+pub fn has_tokens(io: &mut dyn Io, connection: &str) -> Result<bool, StorageError> {
     Ok(store::read::<TokensRecord>(io, &store::tokens_key(connection))?.is_some())
 }

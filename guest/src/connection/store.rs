@@ -16,10 +16,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::io::Io;
 use crate::secret::StoredSecret;
-use crate::types::StorageError;
+pub(crate) use crate::types::StorageError;
 
 /// How many times a read-modify-write retries after a conflict before
-/// giving up with [`StoreError::Conflict`].
+/// giving up with [`StorageError::Conflict`].
 pub const CAS_ATTEMPTS: usize = 4;
 
 pub fn config_key(connection: &str) -> String {
@@ -42,27 +42,6 @@ pub fn lease_key(connection: &str) -> String {
     format!("lease/{connection}")
 }
 
-/// A storage failure as the exports report it.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum StoreError {
-    #[error("another writer kept changing the value; nothing was written")]
-    Conflict,
-    #[error("storage unavailable: {0}")]
-    Unavailable(String),
-    #[error("a stored value could not be read: {0}")]
-    Corrupt(String),
-}
-
-impl From<StorageError> for StoreError {
-    fn from(error: StorageError) -> Self {
-        match error {
-            StorageError::Conflict => StoreError::Conflict,
-            StorageError::Unavailable(why) => StoreError::Unavailable(why),
-        }
-    }
-}
-
 /// A value read from storage, with the version to write it back against.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Versioned<T> {
@@ -70,25 +49,95 @@ pub struct Versioned<T> {
     pub version: u64,
 }
 
-/// Reads and decodes a JSON record. The error names the key, never the value.
-pub fn read<T: DeserializeOwned>(
-    io: &mut dyn Io,
-    key: &str,
-) -> Result<Option<Versioned<T>>, StoreError> {
-    let Some(entry) = io.get(key)? else {
-        return Ok(None);
+/// The format of the records this release writes, and the newest it
+/// reads. Every stored value is `{"format":N,"record":{...}}`, `format`
+/// first, so that a later release can change a record's shape and an
+/// earlier one refuses it instead of misreading it. A value without the
+/// envelope is a record of format 1 written before records carried one.
+pub const RECORD_FORMAT: u32 = 1;
+
+const ENVELOPE_START: &[u8] = b"{\"format\":";
+
+#[derive(Serialize)]
+struct Envelope<'a, T> {
+    format: u32,
+    record: &'a T,
+}
+
+#[derive(Deserialize)]
+struct Opened<T> {
+    format: u32,
+    record: T,
+}
+
+/// Only the format, for a record whose body this release cannot parse.
+#[derive(Deserialize)]
+struct FormatOnly {
+    format: u32,
+}
+
+/// A record of a newer format than this release reads: refused, never
+/// misread. The text names the key's kind and the formats, so that an
+/// operator knows to upgrade every worker that shares the store.
+fn newer_format(key: &str, format: u32) -> StorageError {
+    StorageError::Corrupt(format!(
+        "{key}: record format {format} was written by a newer release; this one reads format {RECORD_FORMAT} at most: upgrade every worker sharing the store"
+    ))
+}
+
+/// Refuses a record of a newer format, whatever else is wrong with it;
+/// anything else passes (decoding judges it).
+pub(crate) fn check_format(key: &str, bytes: &[u8]) -> Result<(), StorageError> {
+    match serde_json::from_slice::<FormatOnly>(bytes) {
+        Ok(only) if only.format > RECORD_FORMAT => Err(newer_format(key, only.format)),
+        _ => Ok(()),
+    }
+}
+
+/// Encodes a record in the current format.
+pub(crate) fn encode<T: Serialize>(key: &str, record: &T) -> Result<Vec<u8>, StorageError> {
+    let envelope = Envelope {
+        format: RECORD_FORMAT,
+        record,
     };
-    // Only the error's category and position: serde_json's message can
-    // quote the stored value, which may be a token.
-    let value = serde_json::from_slice(&entry.value).map_err(|e| {
-        StoreError::Corrupt(format!(
+    serde_json::to_vec(&envelope)
+        .map_err(|e| StorageError::Corrupt(format!("{key}: {:?} error", e.classify())))
+}
+
+/// Decodes a stored value: a record of a format this release reads, or
+/// `Corrupt` naming the key (never quoting the value: serde_json's
+/// message can, and the value may be a token).
+pub(crate) fn decode<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T, StorageError> {
+    let damaged = |e: serde_json::Error| {
+        StorageError::Corrupt(format!(
             "{key}: {:?} error at column {}",
             e.classify(),
             e.column()
         ))
-    })?;
+    };
+    if !bytes.starts_with(ENVELOPE_START) {
+        return serde_json::from_slice(bytes).map_err(damaged);
+    }
+    match serde_json::from_slice::<Opened<T>>(bytes) {
+        Ok(opened) if opened.format <= RECORD_FORMAT => Ok(opened.record),
+        Ok(opened) => Err(newer_format(key, opened.format)),
+        Err(error) => {
+            check_format(key, bytes)?;
+            Err(damaged(error))
+        }
+    }
+}
+
+/// Reads and decodes a record.
+pub fn read<T: DeserializeOwned>(
+    io: &mut dyn Io,
+    key: &str,
+) -> Result<Option<Versioned<T>>, StorageError> {
+    let Some(entry) = io.get(key)? else {
+        return Ok(None);
+    };
     Ok(Some(Versioned {
-        value,
+        value: decode(key, &entry.value)?,
         version: entry.version,
     }))
 }
@@ -99,10 +148,9 @@ pub fn write<T: Serialize>(
     key: &str,
     value: &T,
     expected: Option<u64>,
-) -> Result<u64, StoreError> {
-    let bytes = serde_json::to_vec(value)
-        .map_err(|e| StoreError::Corrupt(format!("{key}: {:?} error", e.classify())))?;
-    Ok(io.put(key, &bytes, expected)?)
+) -> Result<u64, StorageError> {
+    let bytes = encode(key, value)?;
+    io.put(key, &bytes, expected)
 }
 
 /// The stored token set (`tokens/{id}`).
@@ -163,18 +211,19 @@ pub struct FlowRecord {
 
 /// Deletes `key` whatever its version, retrying a bounded number of times
 /// on conflict. Absent is success.
-pub fn remove(io: &mut dyn Io, key: &str) -> Result<(), StoreError> {
+pub fn remove(io: &mut dyn Io, key: &str) -> Result<(), StorageError> {
     for _ in 0..CAS_ATTEMPTS {
         let Some(entry) = io.get(key)? else {
             return Ok(());
         };
         match io.delete(key, entry.version) {
             Ok(()) => return Ok(()),
-            Err(StorageError::Conflict) => continue,
-            Err(error) => return Err(error.into()),
+            // Re-read: gone now is success, whoever deleted it.
+            Err(StorageError::Conflict | StorageError::OutcomeUnknown(_)) => continue,
+            Err(error) => return Err(error),
         }
     }
-    Err(StoreError::Conflict)
+    Err(StorageError::Conflict)
 }
 
 /// Writes `value` over whatever is stored at `key` (or creates it), in one
@@ -183,14 +232,88 @@ pub fn replace<T: Serialize + DeserializeOwned>(
     io: &mut dyn Io,
     key: &str,
     value: &T,
-) -> Result<(), StoreError> {
+) -> Result<(), StorageError> {
+    let bytes = encode(key, value)?;
     for _ in 0..CAS_ATTEMPTS {
-        let expected = read::<T>(io, key)?.map(|v| v.version);
-        match write(io, key, value, expected) {
+        let current = io.get(key)?;
+        // Our earlier attempt, whose outcome was unknown, landed.
+        if current.as_ref().is_some_and(|e| e.value == bytes) {
+            return Ok(());
+        }
+        // Never overwrite what this release cannot read (a newer format).
+        if let Some(entry) = &current {
+            decode::<T>(key, &entry.value)?;
+        }
+        match io.put(key, &bytes, current.map(|e| e.version)) {
             Ok(_) => return Ok(()),
-            Err(StoreError::Conflict) => continue,
+            Err(StorageError::Conflict | StorageError::OutcomeUnknown(_)) => continue,
             Err(error) => return Err(error),
         }
     }
-    Err(StoreError::Conflict)
+    Err(StorageError::Conflict)
+}
+
+#[cfg(test)]
+mod format_tests {
+    use super::*;
+
+    fn tokens() -> TokensRecord {
+        TokensRecord {
+            access_token: crate::secret::Secret::new("AT-1").into(),
+            refresh_token: None,
+            expires_at_ms: Some(2),
+            scopes: vec!["users:read".into()],
+            obtained_at_ms: 1,
+            after_unauthorized: false,
+            unconfirmed: false,
+        }
+    }
+
+    #[test]
+    fn records_are_written_in_an_envelope_that_names_their_format_first() {
+        let bytes = encode("tokens/c1", &tokens()).unwrap();
+        let text = String::from_utf8(bytes.clone()).unwrap();
+        assert!(
+            text.starts_with(r#"{"format":1,"record":{"access-token":"AT-1""#),
+            "{text}"
+        );
+        assert_eq!(
+            decode::<TokensRecord>("tokens/c1", &bytes).unwrap(),
+            tokens()
+        );
+    }
+
+    #[test]
+    fn a_record_from_before_the_envelope_reads_as_format_1() {
+        let bare = serde_json::to_vec(&tokens()).unwrap();
+        assert_eq!(
+            decode::<TokensRecord>("tokens/c1", &bare).unwrap(),
+            tokens()
+        );
+    }
+
+    #[test]
+    fn a_record_of_a_newer_format_is_refused_never_misread() {
+        let current = String::from_utf8(encode("tokens/c1", &tokens()).unwrap()).unwrap();
+        // Same shape, newer format: it would parse, and must not be used.
+        let same_shape = current.replacen(r#""format":1"#, r#""format":2"#, 1);
+        // A shape this release cannot parse at all.
+        let new_shape = r#"{"format":7,"record":{"tokens":[{"kind":"access"}]}}"#;
+        for (bytes, format) in [(same_shape.as_bytes(), 2), (new_shape.as_bytes(), 7)] {
+            let Err(StorageError::Corrupt(why)) = decode::<TokensRecord>("tokens/c1", bytes) else {
+                panic!("a format {format} record was read");
+            };
+            assert!(why.contains(&format!("format {format}")) && why.contains("tokens/c1"));
+            assert!(!why.contains("AT-1"), "the error quotes no value: {why}");
+        }
+    }
+
+    #[test]
+    fn a_damaged_record_is_corrupt_and_its_value_is_not_quoted() {
+        let damaged = br#"{"format":1,"record":{"access-token":"AT-secret""#;
+        let Err(StorageError::Corrupt(why)) = decode::<TokensRecord>("tokens/c1", damaged) else {
+            panic!("a damaged record was read");
+        };
+        assert!(!why.contains("AT-secret"), "{why}");
+    }
 }

@@ -407,7 +407,7 @@ fn invalid_client_is_a_client_error_that_keeps_tokens() {
     assert_eq!(
         result,
         Err(Refusal::ClientMisconfigured {
-            error: "unauthorized_client".into(),
+            fault: ClientFault::Rejected(crate::classify::ErrorCode::UnauthorizedClient),
             retry_at_ms: Some(retry_at)
         })
     );
@@ -649,7 +649,7 @@ fn storage_fault_during_refresh_keeps_rotated_tokens_while_the_lease_lasts() {
         .push_back(StorageError::Unavailable("down".into()));
     assert!(matches!(
         access_token(&mut io, NOW + HOUR, "c1"),
-        Err(Refusal::Storage(StoreError::Unavailable(_)))
+        Err(Refusal::Storage(StorageError::Unavailable(_)))
     ));
     assert!(io.sent.is_empty());
 }
@@ -907,7 +907,7 @@ fn a_worker_that_stopped_mid_refresh_leaves_a_record_that_names_it() {
             since_ms: NOW + HOUR,
             cause: None,
         });
-        Ok::<_, StoreError>(s)
+        Ok::<_, StorageError>(s)
     })
     .unwrap();
     let later = NOW + HOUR + lease::LEASE_MS + lease::MAX_CLOCK_SKEW_MS;
@@ -951,7 +951,7 @@ fn a_missing_client_secret_is_a_client_error_without_back_off() {
     assert_eq!(
         access_token(&mut io, NOW + HOUR, "c1"),
         Err(Refusal::ClientMisconfigured {
-            error: NO_CREDENTIALS.into(),
+            fault: ClientFault::NoCredentials,
             retry_at_ms: None
         })
     );
@@ -1139,7 +1139,8 @@ fn a_disconnect_during_a_refresh_is_not_reported_as_a_revocation() {
     io.on_send = Some(Box::new(|store, version| {
         store.remove("tokens/c1");
         let mut status: Status =
-            serde_json::from_slice(&store.get("status/c1").unwrap().value).unwrap();
+            crate::connection::store::decode("status/c1", &store.get("status/c1").unwrap().value)
+                .unwrap();
         status.state = State::Disconnected;
         *version += 1;
         store.insert(

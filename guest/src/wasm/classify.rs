@@ -124,9 +124,9 @@ impl From<c::Reauth> for w::Reauth {
     fn from(reauth: c::Reauth) -> Self {
         Self {
             reason: match reauth.reason {
-                c::ReauthReason::RefreshTokenRejected => w::ReauthReason::RefreshTokenRejected,
-                c::ReauthReason::AuthorizationCodeRejected => {
-                    w::ReauthReason::AuthorizationCodeRejected
+                c::GrantRejection::RefreshTokenRejected => w::GrantRejection::RefreshTokenRejected,
+                c::GrantRejection::AuthorizationCodeRejected => {
+                    w::GrantRejection::AuthorizationCodeRejected
                 }
             },
             error: reauth.error.into(),
@@ -150,22 +150,27 @@ impl From<c::Transient> for w::Transient {
     }
 }
 
+impl From<c::ErrorCode> for w::ErrorCode {
+    fn from(code: c::ErrorCode) -> Self {
+        match code {
+            c::ErrorCode::InvalidRequest => Self::InvalidRequest,
+            c::ErrorCode::InvalidClient => Self::InvalidClient,
+            c::ErrorCode::InvalidGrant => Self::InvalidGrant,
+            c::ErrorCode::UnauthorizedClient => Self::UnauthorizedClient,
+            c::ErrorCode::UnsupportedGrantType => Self::UnsupportedGrantType,
+            c::ErrorCode::InvalidScope => Self::InvalidScope,
+            c::ErrorCode::InvalidToken => Self::InvalidToken,
+            c::ErrorCode::ServerError => Self::ServerError,
+            c::ErrorCode::TemporarilyUnavailable => Self::TemporarilyUnavailable,
+            c::ErrorCode::Other(code) => Self::Other(code),
+        }
+    }
+}
+
 impl From<c::OAuthError> for w::OauthError {
     fn from(error: c::OAuthError) -> Self {
-        let code = match error.code {
-            c::ErrorCode::InvalidRequest => w::ErrorCode::InvalidRequest,
-            c::ErrorCode::InvalidClient => w::ErrorCode::InvalidClient,
-            c::ErrorCode::InvalidGrant => w::ErrorCode::InvalidGrant,
-            c::ErrorCode::UnauthorizedClient => w::ErrorCode::UnauthorizedClient,
-            c::ErrorCode::UnsupportedGrantType => w::ErrorCode::UnsupportedGrantType,
-            c::ErrorCode::InvalidScope => w::ErrorCode::InvalidScope,
-            c::ErrorCode::InvalidToken => w::ErrorCode::InvalidToken,
-            c::ErrorCode::ServerError => w::ErrorCode::ServerError,
-            c::ErrorCode::TemporarilyUnavailable => w::ErrorCode::TemporarilyUnavailable,
-            c::ErrorCode::Other(code) => w::ErrorCode::Other(code),
-        };
         Self {
-            code,
+            code: error.code.into(),
             description: error.description,
         }
     }

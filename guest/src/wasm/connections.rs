@@ -14,7 +14,7 @@ impl w::Guest for Component {
         })
     }
 
-    fn get_config(connection: String) -> Result<Option<w::ConnectionConfig>, w::StorageFailure> {
+    fn get_config(connection: String) -> Result<Option<w::ConnectionConfig>, w::StorageError> {
         Ok(c::get_config(&mut Imports, &connection)?.map(Into::into))
     }
 
@@ -92,8 +92,24 @@ impl w::Guest for Component {
         })
     }
 
-    fn forget(connection: String) -> Result<(), w::StorageFailure> {
+    fn forget(connection: String) -> Result<(), w::StorageError> {
         Ok(c::forget(&mut Imports, &connection)?)
+    }
+
+    fn list(after: Option<String>, limit: u32) -> Result<w::ConnectionPage, w::StorageError> {
+        let page = c::list(&mut Imports, clock::now_ms(), after.as_deref(), limit)?;
+        Ok(w::ConnectionPage {
+            connections: page
+                .connections
+                .into_iter()
+                .map(|summary| w::ConnectionSummary {
+                    connection: summary.connection,
+                    state: summary.state.into(),
+                    reason: summary.reason.map(Into::into),
+                })
+                .collect(),
+            next_after: page.next_after,
+        })
     }
 }
 
@@ -122,8 +138,14 @@ impl From<c::Refusal> for w::Refusal {
                 until_ms,
                 why: why.into(),
             }),
-            c::Refusal::ClientMisconfigured { error, retry_at_ms } => {
-                Self::ClientMisconfigured(w::ClientProblem { error, retry_at_ms })
+            c::Refusal::ClientMisconfigured { fault, retry_at_ms } => {
+                Self::ClientMisconfigured(w::ClientProblem {
+                    fault: match fault {
+                        c::ClientFault::Rejected(code) => w::ClientFault::Rejected(code.into()),
+                        c::ClientFault::NoCredentials => w::ClientFault::NoCredentials,
+                    },
+                    retry_at_ms,
+                })
             }
             c::Refusal::NotConnected(why) => Self::NotConnected(why.into()),
             c::Refusal::Storage(error) => Self::Storage(error.into()),
@@ -170,27 +192,17 @@ record_into!(
     }
 );
 
-impl From<c::ConfigError> for w::ConfigError {
-    fn from(error: c::ConfigError) -> Self {
+impl From<c::InvalidConfig> for w::InvalidConfig {
+    fn from(error: c::InvalidConfig) -> Self {
         match error {
-            c::ConfigError::InvalidConnectionId => Self::InvalidConnectionId,
-            c::ConfigError::InvalidClientId => Self::InvalidClientId,
-            c::ConfigError::InvalidRedirectUri => Self::InvalidRedirectUri,
-            c::ConfigError::InvalidEndpoint => Self::InvalidEndpoint,
-            c::ConfigError::InvalidScope(scope) => Self::InvalidScope(scope),
-            c::ConfigError::NoScopes => Self::NoScopes,
-            c::ConfigError::InvalidIssuer => Self::InvalidIssuer,
-            c::ConfigError::InvalidTiming => Self::InvalidTiming,
-        }
-    }
-}
-
-impl From<c::StoreError> for w::StorageFailure {
-    fn from(error: c::StoreError) -> Self {
-        match error {
-            c::StoreError::Conflict => Self::Conflict,
-            c::StoreError::Unavailable(why) => Self::Unavailable(why),
-            c::StoreError::Corrupt(why) => Self::Corrupt(why),
+            c::InvalidConfig::InvalidConnectionId => Self::InvalidConnectionId,
+            c::InvalidConfig::InvalidClientId => Self::InvalidClientId,
+            c::InvalidConfig::InvalidRedirectUri => Self::InvalidRedirectUri,
+            c::InvalidConfig::InvalidEndpoint => Self::InvalidEndpoint,
+            c::InvalidConfig::InvalidScope(scope) => Self::InvalidScope(scope),
+            c::InvalidConfig::NoScopes => Self::NoScopes,
+            c::InvalidConfig::InvalidIssuer => Self::InvalidIssuer,
+            c::InvalidConfig::InvalidTiming => Self::InvalidTiming,
         }
     }
 }

@@ -7,11 +7,24 @@ use crate::types::{Entry, Event, Level, Method, Request, Response, StorageError,
 /// The imports, as the core's `Io`.
 pub(super) struct Imports;
 
-impl From<storage::StorageError> for StorageError {
-    fn from(error: storage::StorageError) -> Self {
+impl From<wt::StorageError> for StorageError {
+    fn from(error: wt::StorageError) -> Self {
         match error {
-            storage::StorageError::Conflict => StorageError::Conflict,
-            storage::StorageError::Unavailable(why) => StorageError::Unavailable(why),
+            wt::StorageError::Conflict => Self::Conflict,
+            wt::StorageError::Unavailable(why) => Self::Unavailable(why),
+            wt::StorageError::OutcomeUnknown(why) => Self::OutcomeUnknown(why),
+            wt::StorageError::Corrupt(why) => Self::Corrupt(why),
+        }
+    }
+}
+
+impl From<StorageError> for wt::StorageError {
+    fn from(error: StorageError) -> Self {
+        match error {
+            StorageError::Conflict => Self::Conflict,
+            StorageError::Unavailable(why) => Self::Unavailable(why),
+            StorageError::OutcomeUnknown(why) => Self::OutcomeUnknown(why),
+            StorageError::Corrupt(why) => Self::Corrupt(why),
         }
     }
 }
@@ -30,6 +43,15 @@ impl Io for Imports {
 
     fn delete(&mut self, key: &str, expected: u64) -> Result<(), StorageError> {
         Ok(storage::delete(key, expected)?)
+    }
+
+    fn keys(
+        &mut self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<String>, StorageError> {
+        Ok(storage::keys(prefix, after, limit)?)
     }
 
     fn send(&mut self, request: Request) -> Result<Response, TransportError> {
@@ -71,6 +93,7 @@ impl Io for Imports {
 
     fn emit(&mut self, event: Event) {
         log::emit(&log::Event {
+            at_ms: event.at_ms,
             level: match event.level {
                 Level::Trace => log::Level::Trace,
                 Level::Debug => log::Level::Debug,

@@ -9,7 +9,7 @@ mod io;
 pub(crate) mod bindings {
     wit_bindgen::generate!({
         path: "../wit",
-        world: "component",
+        world: "token-lifecycle",
     });
 }
 

@@ -13,7 +13,9 @@ use pleo_oauth::imports::clock::Clock;
 use pleo_oauth::imports::http::{ClientSecrets, Http, HttpClient, HttpLimits};
 use pleo_oauth::imports::log::{LogStyle, TracingLog};
 use pleo_oauth::imports::random::OsRandom;
-use pleo_oauth::imports::storage::{KeyRing, OpenError, SealedStorage, SqliteStorage, Storage};
+use pleo_oauth::imports::storage::{
+    InvalidNamespace, KeyRing, Namespaced, OpenError, SealedStorage, SqliteStorage, Storage,
+};
 use pleo_oauth::{Backends, GuestError, Instance, Runtime, RuntimeConfig, RuntimeError};
 
 /// The setting (in a connection's `settings`) naming the API base URL.
@@ -67,6 +69,9 @@ pub fn default_key_path() -> PathBuf {
 /// What an [`App`] is made of.
 pub struct AppConfig {
     pub db: PathBuf,
+    /// Keeps this deployment's connections apart from others sharing the
+    /// database (the storage contract's namespaces).
+    pub namespace: Option<String>,
     /// Credentials registered up front, each with its origins.
     pub secrets: ClientSecrets,
     /// The operator's secret, registered for a connection's client id by
@@ -89,6 +94,10 @@ pub enum AppError {
     Runtime(#[from] RuntimeError),
     #[error(transparent)]
     Guest(#[from] GuestError),
+    #[error(transparent)]
+    Namespace(#[from] InvalidNamespace),
+    #[error("storage failed: {0}")]
+    Listing(#[from] pleo_oauth_core::types::StorageError),
     #[error(
         "{0} is not an origin a client secret may go to: it must be an https URL (or http on a loopback address)"
     )]
@@ -122,10 +131,13 @@ impl App {
         let sealed = config
             .sealing
             .map(|ring| Arc::new(SealedStorage::new(storage.clone(), ring)));
-        let guest_storage: Arc<dyn Storage> = match &sealed {
+        let mut guest_storage: Arc<dyn Storage> = match &sealed {
             Some(sealed) => sealed.clone(),
             None => storage.clone(),
         };
+        if let Some(namespace) = &config.namespace {
+            guest_storage = Arc::new(Namespaced::new(guest_storage, namespace)?);
+        }
         let backends = Backends {
             http: http.clone(),
             storage: guest_storage,
@@ -183,14 +195,20 @@ impl App {
         self.storage.path()
     }
 
-    /// The ids of every configured connection, sorted.
-    pub fn connection_ids(&self) -> Result<Vec<String>, pleo_oauth_core::types::StorageError> {
-        Ok(self
-            .storage
-            .keys("config/")?
-            .into_iter()
-            .filter_map(|k| k.strip_prefix("config/").map(str::to_owned))
-            .collect())
+    /// The ids of every configured connection, sorted, page by page
+    /// through the component's `connections.list`.
+    pub fn connection_ids(&self) -> Result<Vec<String>, AppError> {
+        let mut instance = self.instance()?;
+        let mut ids = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let page = instance.list(after.as_deref(), pleo_oauth::connections::MAX_PAGE)??;
+            ids.extend(page.connections.into_iter().map(|c| c.connection));
+            match page.next_after {
+                Some(next) => after = Some(next),
+                None => return Ok(ids),
+            }
+        }
     }
 }
 

@@ -11,8 +11,8 @@ use clap::ValueEnum;
 use pleo_oauth::RuntimeConfig;
 use pleo_oauth::authorize::{BeginOptions, CompleteError, ExchangeFailure};
 use pleo_oauth::connections::{
-    ApiAction, ClientType, ConnectionConfig, CustomEndpoints, DisconnectError, Environment,
-    NotConnected, Reason, Refusal, Revocation, StatusView, WaitReason,
+    ApiAction, ClientFault, ClientType, ConnectionConfig, CustomEndpoints, DisconnectError,
+    Environment, NotConnected, Reason, Refusal, Revocation, StatusView, WaitReason,
 };
 use pleo_oauth::imports::clock::{Clock, OffsetClock};
 use pleo_oauth::imports::http::{ClientAuthMethod, ClientSecrets, HttpLimits};
@@ -23,7 +23,6 @@ use pleo_oauth::secret::Secret;
 use pleo_oauth::types::Method;
 use pleo_oauth_cli::app::{self, App, AppConfig, Call, OperatorSecret, api_base};
 use pleo_oauth_cli::callback_listener::{Listener, page};
-use pleo_oauth_core::connection::NO_CREDENTIALS;
 use pleo_oauth_core::connection::validate_connection_id;
 use pleo_oauth_core::events::kebab;
 
@@ -263,6 +262,7 @@ fn open(global: &Global) -> Result<App> {
     let clock: Arc<dyn Clock> = Arc::new(OffsetClock::new(offset));
     Ok(App::open(AppConfig {
         db: global.db.clone().unwrap_or_else(app::default_db_path),
+        namespace: global.namespace.clone(),
         secrets: ClientSecrets::new(global.client_auth.unwrap_or_default()),
         operator,
         sealing: Some(KeyRing::new(sealing_key(global)?)),
@@ -358,7 +358,7 @@ fn rekey(global: &Global, new_key_file: &std::path::Path) -> Result<ExitCode> {
     let new = key_file(new_key_file)?;
     let db = global.db.clone().unwrap_or_else(app::default_db_path);
     let sqlite = Arc::new(pleo_oauth::imports::storage::SqliteStorage::open(&db)?);
-    let keys = sqlite.keys("")?;
+    let keys = pleo_oauth::imports::storage::all_keys(sqlite.as_ref(), "")?;
     let sealed = SealedStorage::new(
         sqlite,
         KeyRing::new(new.clone()).with_previous(current.clone()),
@@ -401,16 +401,19 @@ fn refusal(id: &str, refusal: &Refusal, now_ms: u64) -> (u8, String) {
                 app::when(*until_ms, now_ms)
             ),
         ),
-        Refusal::ClientMisconfigured { error, .. } if error == NO_CREDENTIALS => (
+        Refusal::ClientMisconfigured {
+            fault: ClientFault::NoCredentials,
+            ..
+        } => (
             EXIT_CLIENT,
             format!(
                 "{id} is a confidential client and the host holds no client secret it may send to its token endpoint: nothing was sent. Set {SECRET_ENV} or pass --client-secret-file; a server other than Pleo's must also be named with {SECRET_ORIGINS_ENV} or --secret-origin. Then run `pleo-oauth token {id}` again"
             ),
         ),
-        Refusal::ClientMisconfigured { error, retry_at_ms } => (
+        Refusal::ClientMisconfigured { fault, retry_at_ms } => (
             EXIT_CLIENT,
             format!(
-                "Pleo refuses this client ({error}): check the client id and the secret ({SECRET_ENV} or --client-secret-file). {}",
+                "Pleo refuses this client ({fault}): check the client id and the secret ({SECRET_ENV} or --client-secret-file). {}",
                 match retry_at_ms {
                     Some(at) if *at > now_ms => format!(
                         "The next automatic retry is {}; after fixing, run `pleo-oauth retry-now {id}` to retry at once",
@@ -1070,7 +1073,7 @@ fn mock_server(args: MockArgs) -> Result<ExitCode> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use pleo_oauth::connections::{Reason, StoreError, WaitReason};
+    use pleo_oauth::connections::{Reason, StorageError, WaitReason};
 
     /// The README's exit-code table, as `code -> meaning`.
     fn readme_table() -> std::collections::BTreeMap<u8, String> {
@@ -1163,7 +1166,7 @@ mod tests {
             ),
             (
                 Refusal::ClientMisconfigured {
-                    error: "invalid_client".into(),
+                    fault: ClientFault::Rejected(pleo_oauth::classify::ErrorCode::InvalidClient),
                     retry_at_ms: Some(later),
                 },
                 EXIT_CLIENT,
@@ -1171,7 +1174,7 @@ mod tests {
             ),
             (
                 Refusal::ClientMisconfigured {
-                    error: NO_CREDENTIALS.into(),
+                    fault: ClientFault::NoCredentials,
                     retry_at_ms: None,
                 },
                 EXIT_CLIENT,
@@ -1193,7 +1196,7 @@ mod tests {
                 "pleo-oauth connect c1",
             ),
             (
-                Refusal::Storage(StoreError::Unavailable("disk".into())),
+                Refusal::Storage(StorageError::Unavailable("disk".into())),
                 EXIT_FAILED,
                 "try again",
             ),

@@ -347,7 +347,7 @@ fn refusal_words(refusal: &Refusal, now: u64) -> String {
             app::relative_time(Some(*until_ms), now),
             kebab(why)
         ),
-        Refusal::ClientMisconfigured { error, .. } => format!("client misconfigured ({error})"),
+        Refusal::ClientMisconfigured { fault, .. } => format!("client misconfigured ({fault})"),
         Refusal::NotConnected(why) => {
             format!("not connected ({})", kebab(why))
         }

@@ -1,8 +1,8 @@
 //! Verdicts in words, for the command line. Tokens are never printed.
 
 use pleo_oauth::classify::{
-    ApiOutcome, Challenge, ChallengeData, ChallengeError, InvalidResponse, OAuthError,
-    ReauthReason, TokenOutcome, TransientCause,
+    ApiOutcome, Challenge, ChallengeData, ChallengeError, GrantRejection, InvalidResponse,
+    OAuthError, TokenOutcome, TransientCause,
 };
 use pleo_oauth::types::TransportError;
 
@@ -50,18 +50,18 @@ pub fn token_outcome(outcome: &TokenOutcome, now_ms: u64) -> Described {
             verdict: "re-authenticate",
             details: vec![
                 match reauth.reason {
-                    ReauthReason::RefreshTokenRejected => {
+                    GrantRejection::RefreshTokenRejected => {
                         "reason: the refresh token expired, was revoked, or was already used".into()
                     }
-                    ReauthReason::AuthorizationCodeRejected => {
+                    GrantRejection::AuthorizationCodeRejected => {
                         "reason: the authorisation code expired, was used, or did not match".into()
                     }
                 },
                 oauth_error(&reauth.error),
             ],
             action: match reauth.reason {
-                ReauthReason::RefreshTokenRejected => REAUTHENTICATE,
-                ReauthReason::AuthorizationCodeRejected => {
+                GrantRejection::RefreshTokenRejected => REAUTHENTICATE,
+                GrantRejection::AuthorizationCodeRejected => {
                     "nothing was stored; start a new authorisation"
                 }
             },

@@ -60,6 +60,10 @@ pub struct Store {
     /// [default: $XDG_CONFIG_HOME/pleo-oauth/key or ~/.config/pleo-oauth/key]
     #[arg(long, env = "PLEO_OAUTH_KEY_FILE", value_name = "PATH")]
     pub key_file: Option<PathBuf>,
+    /// Keeps these connections apart from other deployments sharing the
+    /// database: 1 to 64 characters of A-Z a-z 0-9 - _ .
+    #[arg(long, env = "PLEO_OAUTH_NAMESPACE", value_name = "NAME")]
+    pub namespace: Option<String>,
 }
 
 /// The client secret and where it may go: for the commands that may send
@@ -91,6 +95,7 @@ pub struct Secrets {
 /// What a command that opens the store runs with.
 pub struct Global {
     pub db: Option<PathBuf>,
+    pub namespace: Option<String>,
     pub key_file: Option<PathBuf>,
     pub client_secret_file: Option<PathBuf>,
     pub client_auth: Option<ClientAuthMethod>,
@@ -102,6 +107,7 @@ impl Global {
     fn new(logs: &Logs, store: Store, secrets: Secrets) -> Self {
         Self {
             db: store.db,
+            namespace: store.namespace,
             key_file: store.key_file,
             client_secret_file: secrets.client_secret_file,
             client_auth: secrets.client_auth,

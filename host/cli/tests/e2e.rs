@@ -74,6 +74,7 @@ impl Setup {
     fn connect_in_process(&self) {
         let app = App::open(AppConfig {
             db: self.db(),
+            namespace: None,
             secrets: {
                 let mut secrets = ClientSecrets::new(ClientAuthMethod::Basic);
                 secrets

@@ -189,6 +189,7 @@ impl Log for TracingLog {
 impl wit::Host for HostState {
     fn emit(&mut self, event: wit::Event) {
         let event = Event {
+            at_ms: event.at_ms,
             level: match event.level {
                 wit::Level::Trace => Level::Trace,
                 wit::Level::Debug => Level::Debug,

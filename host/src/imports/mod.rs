@@ -117,5 +117,5 @@ impl wasmtime::ResourceLimiter for HostState {
 
 /// Adds every import to a linker.
 pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
-    bindings::Component::add_to_linker::<_, HasSelf<_>>(linker, |state| state)
+    bindings::TokenLifecycle::add_to_linker::<_, HasSelf<_>>(linker, |state| state)
 }

@@ -1,10 +1,13 @@
 //! The `storage` import: versioned values with compare-and-swap writes.
 
+pub mod contract;
+mod namespace;
 #[cfg(feature = "sealed")]
 mod sealed;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 
+pub use namespace::{InvalidNamespace, Namespaced};
 #[cfg(feature = "sealed")]
 pub use sealed::{
     InvalidKey, KeyRing, SEALED_PREFIXES, SealedStorage, SealingKey, is_sealed_key, seal, unseal,
@@ -13,16 +16,22 @@ pub use sealed::{
 pub use sqlite::{BUSY_TIMEOUT, Durability, OpenError, SqliteStorage};
 
 use std::collections::{BTreeMap, VecDeque};
+use std::ops::Bound;
 use std::sync::Mutex;
 
 use super::HostState;
 use crate::bindings::pleo::oauth::storage as wit;
+use crate::bindings::pleo::oauth::types as wit_types;
 
 pub use pleo_oauth_core::types::{Entry, StorageError};
 
-/// A shared store of versioned values. Versions are assigned by the store
-/// and never reused for a key, even after a delete (so a stale writer can
-/// never match a recreated key: no ABA).
+/// A shared store of versioned values: the `storage` interface of
+/// `wit/imports.wit`, whose rules every implementation keeps (check them
+/// with [`contract::check`]). Versions are assigned by the store and only
+/// ever increase for a key, even across a delete (so a stale writer can
+/// never match a recreated key: no ABA). `Conflict` and `Unavailable` mean
+/// nothing was written; a backend that cannot know returns
+/// `OutcomeUnknown`.
 pub trait Storage: Send + Sync {
     fn get(&self, key: &str) -> Result<Option<Entry>, StorageError>;
     /// Writes when the key is at `expected` (or absent, for `None`); returns
@@ -30,6 +39,37 @@ pub trait Storage: Send + Sync {
     fn put(&self, key: &str, value: &[u8], expected: Option<u64>) -> Result<u64, StorageError>;
     /// Deletes when the key is at `expected`.
     fn delete(&self, key: &str, expected: u64) -> Result<(), StorageError>;
+    /// At most `limit` keys starting with `prefix`, in ascending byte order,
+    /// after `after` (exclusive) when given.
+    fn keys(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<String>, StorageError>;
+}
+
+/// Every key starting with `prefix`, page by page: for host-side
+/// maintenance such as re-sealing every record under a new key.
+pub fn all_keys(store: &dyn Storage, prefix: &str) -> Result<Vec<String>, StorageError> {
+    const PAGE: u32 = 500;
+    let mut keys: Vec<String> = Vec::new();
+    loop {
+        let page = store.keys(prefix, keys.last().map(String::as_str), PAGE)?;
+        if page.is_empty() {
+            return Ok(keys);
+        }
+        keys.extend(page);
+    }
+}
+
+/// Where a page of keys starts: after `after` when it is within the
+/// prefix's range, else at the prefix itself.
+fn keys_start<'a>(prefix: &'a str, after: Option<&'a str>) -> Bound<&'a str> {
+    match after {
+        Some(after) if after >= prefix => Bound::Excluded(after),
+        _ => Bound::Included(prefix),
+    }
 }
 
 /// In-memory storage for tests, shareable between instances, with fault
@@ -47,6 +87,9 @@ struct MemoryState {
     faults: VecDeque<StorageError>,
     /// Faults for the next writes (put or delete) to keys with a prefix.
     write_faults: Vec<(String, StorageError)>,
+    /// Prefixes of the next writes that take effect and then report
+    /// `OutcomeUnknown`, as a lost connection to a database server would.
+    lost_outcomes: Vec<String>,
 }
 
 impl MemoryStorage {
@@ -60,6 +103,13 @@ impl MemoryStorage {
     /// and other keys are unaffected: a fault in the middle of an operation.
     pub fn fail_write(&self, prefix: &str, error: StorageError) {
         self.lock().write_faults.push((prefix.to_owned(), error));
+    }
+
+    /// Makes the next write (put or delete) to a key starting with `prefix`
+    /// take effect and then fail with `OutcomeUnknown`: the reply lost on
+    /// the way back. Call it `n` times for `n` writes.
+    pub fn lose_write_outcome(&self, prefix: &str) {
+        self.lock().lost_outcomes.push(prefix.to_owned());
     }
 
     /// A snapshot of every key and entry, in key order.
@@ -85,6 +135,18 @@ impl MemoryState {
             .position(|(p, _)| key.starts_with(p))
         {
             Some(i) => Err(self.write_faults.remove(i).1),
+            None => Ok(()),
+        }
+    }
+
+    /// After a write took effect: `OutcomeUnknown` when its reply is to be
+    /// lost.
+    fn outcome(&mut self, key: &str) -> Result<(), StorageError> {
+        match self.lost_outcomes.iter().position(|p| key.starts_with(p)) {
+            Some(i) => {
+                self.lost_outcomes.remove(i);
+                Err(StorageError::OutcomeUnknown("injected: reply lost".into()))
+            }
             None => Ok(()),
         }
     }
@@ -119,6 +181,7 @@ impl Storage for MemoryStorage {
                 version,
             },
         );
+        state.outcome(key)?;
         Ok(version)
     }
 
@@ -127,15 +190,35 @@ impl Storage for MemoryStorage {
         state.write_fault(key)?;
         state.check(key, Some(expected))?;
         state.entries.remove(key);
-        Ok(())
+        state.outcome(key)
+    }
+
+    fn keys(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<String>, StorageError> {
+        let mut state = self.lock();
+        state.fault()?;
+        Ok(state
+            .entries
+            .range::<str, _>((keys_start(prefix, after), Bound::Unbounded))
+            .map(|(key, _)| key)
+            .take_while(|key| key.starts_with(prefix))
+            .take(limit as usize)
+            .cloned()
+            .collect())
     }
 }
 
-impl From<StorageError> for wit::StorageError {
+impl From<StorageError> for wit_types::StorageError {
     fn from(error: StorageError) -> Self {
         match error {
             StorageError::Conflict => Self::Conflict,
             StorageError::Unavailable(why) => Self::Unavailable(why),
+            StorageError::OutcomeUnknown(why) => Self::OutcomeUnknown(why),
+            StorageError::Corrupt(why) => Self::Corrupt(why),
         }
     }
 }
@@ -166,6 +249,16 @@ impl wit::Host for HostState {
         self.timed(|backends| backends.storage.delete(&key, expected))
             .map_err(Into::into)
     }
+
+    fn keys(
+        &mut self,
+        prefix: String,
+        after: Option<String>,
+        limit: u32,
+    ) -> Result<Vec<String>, wit::StorageError> {
+        self.timed(|backends| backends.storage.keys(&prefix, after.as_deref(), limit))
+            .map_err(Into::into)
+    }
 }
 
 #[cfg(test)]
@@ -173,45 +266,44 @@ pub(super) mod tests {
     use super::*;
 
     #[test]
-    fn compare_and_swap_semantics() {
-        check_contract(&MemoryStorage::default());
+    fn memory_storage_keeps_the_contract() {
+        contract::check(&MemoryStorage::default());
     }
 
-    /// The storage contract (`wit/imports.wit`) that every backend keeps:
-    /// compare-and-swap on put and delete, and versions never reused.
-    pub(super) fn check_contract(store: &dyn Storage) {
-        assert_eq!(store.get("k"), Ok(None));
-        let v1 = store.put("k", b"a", None).unwrap();
+    #[test]
+    fn a_namespace_keeps_the_contract_and_hides_other_namespaces() {
+        let shared: std::sync::Arc<dyn Storage> = std::sync::Arc::new(MemoryStorage::default());
+        let a = Namespaced::new(shared.clone(), "deployment-a").unwrap();
+        let b = Namespaced::new(shared.clone(), "deployment-b").unwrap();
+        contract::check(&a);
+        b.put("config/x", b"b", None).unwrap();
         assert_eq!(
-            store.put("k", b"b", None),
-            Err(StorageError::Conflict),
-            "must not exist"
+            a.get("config/x"),
+            Ok(None),
+            "a namespace sees only its own keys"
         );
         assert_eq!(
-            store.put("k", b"b", Some(v1 + 1)),
-            Err(StorageError::Conflict),
-            "wrong version"
+            a.keys("", None, 100)
+                .unwrap()
+                .iter()
+                .filter(|k| k.starts_with("config/"))
+                .count(),
+            0
         );
-        let v2 = store.put("k", b"b", Some(v1)).unwrap();
-        assert!(v2 > v1);
-        assert_eq!(
-            store.get("k").unwrap().unwrap(),
-            Entry {
-                value: b"b".to_vec(),
-                version: v2
-            }
-        );
-        assert_eq!(store.delete("k", v1), Err(StorageError::Conflict));
-        store.delete("k", v2).unwrap();
-        assert_eq!(store.get("k"), Ok(None));
-        assert_eq!(
-            store.delete("k", v2),
-            Err(StorageError::Conflict),
-            "already gone"
-        );
-        // A recreated key gets a fresh version: a stale v2 cannot match.
-        let v3 = store.put("k", b"c", None).unwrap();
-        assert!(v3 > v2, "versions are never reused");
+        assert_eq!(b.keys("config/", None, 10).unwrap(), ["config/x"]);
+        assert!(shared.get("deployment-b/config/x").unwrap().is_some());
+    }
+
+    #[test]
+    fn a_lost_reply_still_writes() {
+        let store = MemoryStorage::default();
+        store.lose_write_outcome("k");
+        assert!(matches!(
+            store.put("k", b"a", None),
+            Err(StorageError::OutcomeUnknown(_))
+        ));
+        assert_eq!(store.get("k").unwrap().unwrap().value, b"a");
+        assert!(store.put("k2", b"a", None).is_ok());
     }
 
     #[test]

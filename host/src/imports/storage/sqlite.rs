@@ -132,20 +132,6 @@ impl SqliteStorage {
         &self.path
     }
 
-    /// Every key, sorted: for `status` listings.
-    pub fn keys(&self, prefix: &str) -> Result<Vec<String>, StorageError> {
-        let connection = self.lock();
-        let mut statement = connection
-            .prepare("SELECT key FROM entries WHERE substr(key, 1, ?1) = ?2 ORDER BY key")
-            .map_err(unavailable)?;
-        let keys = statement
-            .query_map(params![prefix.len() as i64, prefix], |row| row.get(0))
-            .map_err(unavailable)?
-            .collect::<Result<Vec<String>, _>>()
-            .map_err(unavailable)?;
-        Ok(keys)
-    }
-
     fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
         // A panic while holding the lock cannot leave a transaction open
         // (rusqlite rolls back on drop), so a poisoned lock is still usable.
@@ -185,7 +171,14 @@ impl SqliteStorage {
             )
             .map_err(unavailable)?;
         write(&transaction, version as u64).map_err(unavailable)?;
-        transaction.commit().map_err(unavailable)?;
+        // Before the commit, a failure rolls back: nothing was written. A
+        // commit that fails may have failed after the commit point (an I/O
+        // error while syncing), so its outcome is reported as unknown and
+        // the guest re-reads.
+        transaction.commit().map_err(|e| match unavailable(e) {
+            StorageError::Unavailable(why) => StorageError::OutcomeUnknown(why),
+            other => other,
+        })?;
         Ok(version as u64)
     }
 }
@@ -235,6 +228,32 @@ impl Storage for SqliteStorage {
         })
         .map(|_| ())
     }
+
+    fn keys(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<String>, StorageError> {
+        // `key >= prefix` lets the primary key's index find the range;
+        // `substr` bounds it (SQLite compares text bytewise).
+        let connection = self.lock();
+        let mut statement = connection
+            .prepare_cached(
+                "SELECT key FROM entries
+                 WHERE key >= ?1 AND substr(key, 1, ?2) = ?1 AND (?3 IS NULL OR key > ?3)
+                 ORDER BY key LIMIT ?4",
+            )
+            .map_err(unavailable)?;
+        statement
+            .query_map(
+                params![prefix, prefix.len() as i64, after, i64::from(limit)],
+                |row| row.get(0),
+            )
+            .map_err(unavailable)?
+            .collect::<Result<Vec<String>, _>>()
+            .map_err(unavailable)
+    }
 }
 
 #[cfg(test)]
@@ -248,11 +267,22 @@ mod tests {
     }
 
     #[test]
-    fn compare_and_swap_semantics() {
+    fn sqlite_storage_keeps_the_contract() {
         let (_dir, store) = temp();
-        super::super::tests::check_contract(&store);
-        assert_eq!(store.keys("k").unwrap(), ["k"]);
-        assert!(store.keys("x").unwrap().is_empty());
+        crate::imports::storage::contract::check(&store);
+    }
+
+    /// Four connections to one file, two threads each: compare-and-swap
+    /// across connections loses no increment and never repeats a version.
+    #[test]
+    fn sqlite_connections_to_one_file_keep_the_contract_together() {
+        let (dir, store) = temp();
+        let path = dir.path().join("sub/pleo-oauth.db");
+        let mut handles: Vec<std::sync::Arc<dyn Storage>> = vec![std::sync::Arc::new(store)];
+        for _ in 0..3 {
+            handles.push(std::sync::Arc::new(SqliteStorage::open(&path).unwrap()));
+        }
+        crate::imports::storage::contract::concurrent_handles(&handles, 2, 25);
     }
 
     /// An auditor's view of a fresh database: the folder 0700, the file and
