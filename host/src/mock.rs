@@ -42,6 +42,7 @@ use axum::routing::{any, get, post};
 use tokio::sync::oneshot;
 
 pub use control::Control;
+pub use state::GrantHistory;
 
 use crate::imports::clock::Clock;
 use state::Shared;
@@ -167,6 +168,17 @@ pub struct MockServer {
 impl MockServer {
     /// Binds 127.0.0.1 and starts serving; returns once the socket listens.
     pub fn start(config: MockConfig) -> std::io::Result<MockServer> {
+        Self::start_with(config, Vec::new())
+    }
+
+    /// As [`start`](Self::start), and also serves the same server (one
+    /// state, one set of counters) on `extra` listeners: sockets bound in
+    /// other network namespaces, so that workers "on other machines" reach
+    /// it at their own loopback address and port.
+    pub fn start_with(
+        config: MockConfig,
+        extra: Vec<std::net::TcpListener>,
+    ) -> std::io::Result<MockServer> {
         let listener = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, config.port))?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
@@ -176,9 +188,16 @@ impl MockServer {
             .enable_io()
             .enable_time()
             .build()?;
-        let listener = {
+        let (listener, extra) = {
             let _guard = runtime.enter();
-            tokio::net::TcpListener::from_std(listener)?
+            let extra = extra
+                .into_iter()
+                .map(|l| {
+                    l.set_nonblocking(true)?;
+                    tokio::net::TcpListener::from_std(l)
+                })
+                .collect::<std::io::Result<Vec<_>>>()?;
+            (tokio::net::TcpListener::from_std(listener)?, extra)
         };
         let app = router(Arc::clone(&shared));
         let (shutdown, stopped) = oneshot::channel::<()>();
@@ -186,6 +205,9 @@ impl MockServer {
             .name("pleo-mock-server".to_owned())
             .spawn(move || {
                 runtime.block_on(async move {
+                    for listener in extra {
+                        tokio::spawn(axum::serve(listener, app.clone()).into_future());
+                    }
                     // Dropping the serve future (and then the runtime) on
                     // shutdown also cancels requests still in flight, such as
                     // a delayed token request.

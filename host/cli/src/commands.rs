@@ -165,6 +165,14 @@ pub fn run(logs: &Logs, command: Command) -> Result<ExitCode> {
                 retry_now(app, &id)
             })
         }
+        Command::KeepFresh {
+            interval_ms,
+            rounds,
+            store,
+            secrets,
+        } => with_app(&global(store, secrets), None, |app| {
+            keep_fresh(app, Duration::from_millis(interval_ms), rounds)
+        }),
         Command::Status { id, json, store } => {
             let global = global(store, Secrets::default());
             with_app(&global, id.as_deref(), |app| status(app, id.clone(), json))
@@ -475,6 +483,83 @@ fn token(app: &App, id: &str) -> Result<ExitCode> {
         }
         Err(r) => Ok(refused(id, &r, now(app))),
     }
+}
+
+/// What one round of `keep-fresh` saw.
+#[derive(Default)]
+struct Round {
+    connections: u64,
+    served: u64,
+    waiting: u64,
+    reauthenticate: u64,
+    client_error: u64,
+    not_connected: u64,
+    storage_errors: u64,
+}
+
+/// `keep-fresh`: rounds of the gate over every connection. The operator's
+/// secret is bound to each client id once; an instance is reused across
+/// rounds (the runtime replaces it if the guest ever fails).
+///
+/// SIGTERM and SIGINT stop it between two gate calls: a refresh whose
+/// server has rotated the tokens is always stored before the process goes,
+/// because those tokens exist nowhere else.
+fn keep_fresh(app: &App, interval: Duration, rounds: Option<u64>) -> Result<ExitCode> {
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(signal, Arc::clone(&stop))?;
+    }
+    let stopping = || stop.load(std::sync::atomic::Ordering::Relaxed);
+    let mut instance = app.instance()?;
+    let mut bound = std::collections::BTreeSet::new();
+    let mut round_number = 0;
+    while rounds.is_none_or(|n| round_number < n) {
+        let started = std::time::Instant::now();
+        let mut round = Round::default();
+        for id in app.connection_ids()? {
+            if stopping() {
+                break;
+            }
+            if !bound.contains(&id) {
+                if let Ok(Ok(Some(config))) = instance.get_config(&id) {
+                    app.bind(&config);
+                }
+                bound.insert(id.clone());
+            }
+            round.connections += 1;
+            match instance.access_token(&id)? {
+                Ok(_) => round.served += 1,
+                Err(Refusal::Wait { .. }) => round.waiting += 1,
+                Err(Refusal::Reauthenticate(_)) => round.reauthenticate += 1,
+                Err(Refusal::ClientMisconfigured { .. }) => round.client_error += 1,
+                Err(Refusal::NotConnected(_)) => round.not_connected += 1,
+                Err(Refusal::Storage(_)) => round.storage_errors += 1,
+            }
+        }
+        let line = serde_json::json!({
+            "round": round_number,
+            "at-ms": now(app),
+            "connections": round.connections,
+            "served": round.served,
+            "waiting": round.waiting,
+            "reauthenticate": round.reauthenticate,
+            "client-error": round.client_error,
+            "not-connected": round.not_connected,
+            "storage-errors": round.storage_errors,
+            "elapsed-ms": started.elapsed().as_millis() as u64,
+        });
+        println!("{line}");
+        round_number += 1;
+        let more = rounds.is_none_or(|n| round_number < n);
+        while more && !stopping() && started.elapsed() < interval {
+            std::thread::sleep(Duration::from_millis(20).min(interval));
+        }
+        if stopping() {
+            eprintln!("pleo-oauth: keep-fresh stopped by a signal after {round_number} round(s)");
+            break;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `retry-now`: clears the back-off, then does what `token` does.

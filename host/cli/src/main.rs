@@ -166,6 +166,25 @@ enum Command {
         #[command(flatten)]
         secrets: Secrets,
     },
+    /// Keep every connection's access token fresh: the loop of a platform's
+    /// token worker. Each round lists the connections through the component
+    /// and asks the gate for each token, which refreshes the ones due:
+    /// single flight across every worker sharing the store, so run as many
+    /// as you like, on as many machines. One JSON line per round on stdout:
+    /// how many tokens were served, how many must wait, how many need an
+    /// operator or the user.
+    KeepFresh {
+        /// Time between the starts of two rounds, in milliseconds.
+        #[arg(long, default_value_t = 1000, value_name = "MS")]
+        interval_ms: u64,
+        /// Stop after this many rounds; without it, run until stopped.
+        #[arg(long, value_name = "N")]
+        rounds: Option<u64>,
+        #[command(flatten)]
+        store: Store,
+        #[command(flatten)]
+        secrets: Secrets,
+    },
     /// Clear a connection's back-off and refresh at once, then print a token
     /// as `token` does: for an operator who has just fixed the client secret
     /// or the network.

@@ -4,8 +4,10 @@
 
 mod common;
 
-use std::io::BufReader;
-use std::path::{Path, PathBuf};
+use common::{cache_dir, follow};
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -142,23 +144,6 @@ impl Setup {
             }
         }
     }
-}
-
-fn cache_dir() -> PathBuf {
-    Path::new(env!("CARGO_TARGET_TMPDIR")).join("component-cache")
-}
-
-/// The browser: follows an authorisation URL to the mock (which consents
-/// at once) and returns where it redirects.
-fn follow(url: &str) -> String {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .max_redirects(0)
-        .build()
-        .into();
-    let response = agent.get(url).call().unwrap();
-    assert_eq!(response.status().as_u16(), 302);
-    response.headers()["location"].to_str().unwrap().to_owned()
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -1140,4 +1125,90 @@ fn command_line_error_paths_tell_the_right_story() {
         first.wait().unwrap().success(),
         "the first connect completed"
     );
+}
+
+/// The storage contract's namespaces: two deployments on one database do
+/// not see each other's connections.
+#[test]
+fn a_namespace_keeps_deployments_apart_on_one_database() {
+    let setup = Setup::new();
+    setup.connect_in_process();
+    let status = |namespace: Option<&str>| {
+        let mut command = setup.command(0, &["status", "--json"]);
+        if let Some(namespace) = namespace {
+            command.env("PLEO_OAUTH_NAMESPACE", namespace);
+        }
+        let output = command.output().unwrap();
+        assert!(output.status.success(), "{}", text(&output.stderr));
+        let rows: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        rows.as_array().unwrap().len()
+    };
+    assert_eq!(status(None), 1);
+    assert_eq!(status(Some("staging")), 0, "another namespace sees nothing");
+    let token = setup
+        .command(0, &["token", "c1"])
+        .env("PLEO_OAUTH_NAMESPACE", "staging")
+        .output()
+        .unwrap();
+    assert_eq!(token.status.code(), Some(6), "not connected there");
+    let bad = setup
+        .command(0, &["status"])
+        .env("PLEO_OAUTH_NAMESPACE", "a/b")
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(
+        text(&bad.stderr).contains("namespace"),
+        "{}",
+        text(&bad.stderr)
+    );
+}
+
+/// `keep-fresh`: a round per interval over every connection, refreshing
+/// the ones due once (not once per round), one JSON line per round; and a
+/// SIGTERM stops it between two gate calls, with exit 0.
+#[test]
+fn keep_fresh_refreshes_what_is_due_once_and_stops_on_sigterm() {
+    let setup = Setup::new();
+    setup.connect_in_process();
+    let rounds = setup.run(
+        HOURS_2,
+        &["keep-fresh", "--rounds", "3", "--interval-ms", "50"],
+    );
+    assert!(rounds.status.success(), "{}", text(&rounds.stderr));
+    let lines: Vec<serde_json::Value> = text(&rounds.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3);
+    for line in &lines {
+        assert_eq!(
+            (line["connections"].as_u64(), line["served"].as_u64()),
+            (Some(1), Some(1))
+        );
+    }
+    assert_eq!(
+        setup.mock.control().stats().refreshes,
+        1,
+        "refreshed once, not per round"
+    );
+    setup.assert_no_secrets(&[&text(&rounds.stdout), &text(&rounds.stderr)]);
+
+    let mut worker = setup
+        .command(HOURS_2, &["keep-fresh", "--interval-ms", "100"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(worker.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert!(first.contains("\"served\":1"), "{first}");
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe { libc::kill(worker.id() as i32, libc::SIGTERM) };
+    let started = Instant::now();
+    let status = worker.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    assert!(started.elapsed() < Duration::from_secs(5));
 }

@@ -10,7 +10,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
 use super::oauth::Params;
-use super::state::Shared;
+use super::state::{GrantHistory, Shared};
 use super::{Fault, Stats};
 
 /// A cheap, cloneable handle on a running [`MockServer`](super::MockServer).
@@ -46,6 +46,17 @@ impl Control {
     /// Faults for one endpoint are served in the order they were injected.
     pub fn inject(&self, fault: Fault, count: u32) {
         self.shared.lock().inject(fault, count);
+    }
+
+    /// Drops every fault still queued.
+    pub fn clear_faults(&self) {
+        self.shared.lock().clear_faults();
+    }
+
+    /// Every grant issued so far, in order: whether it still works and when
+    /// it was refreshed.
+    pub fn grants(&self) -> Vec<GrantHistory> {
+        self.shared.lock().grants()
     }
 
     pub fn stats(&self) -> Stats {

@@ -101,6 +101,16 @@ struct Code {
     grant: Option<usize>,
 }
 
+/// What happened to one grant: for tests that count refreshes per
+/// connection.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GrantHistory {
+    /// Not revoked (by the user, or by reuse detection).
+    pub active: bool,
+    /// When each successful refresh happened (the server's clock, Unix ms).
+    pub refreshed_at_ms: Vec<u64>,
+}
+
 struct Grant {
     client_id: String,
     scopes: Vec<String>,
@@ -109,6 +119,8 @@ struct Grant {
     access: String,
     /// The only refresh token of the grant that still works.
     refresh: String,
+    /// When each successful refresh of the grant happened (server clock).
+    refreshed_at: Vec<u64>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -329,6 +341,7 @@ impl Store {
             active: true,
             access: String::new(),
             refresh: String::new(),
+            refreshed_at: Vec::new(),
         });
         if let Some(entry) = self.codes.get_mut(code) {
             entry.grant = Some(grant);
@@ -391,6 +404,7 @@ impl Store {
             }
         };
         self.stats.refreshes += 1;
+        self.grants[grant_id].refreshed_at.push(now);
         Ok(self.issue_tokens(grant_id, scopes, now))
     }
 
@@ -469,6 +483,23 @@ impl Store {
         if count > 0 {
             self.faults.push_back((fault, count));
         }
+    }
+
+    /// Drops every queued fault.
+    pub fn clear_faults(&mut self) {
+        self.faults.clear();
+    }
+
+    /// Each grant, in the order issued: whether it still works, and when
+    /// it was refreshed.
+    pub fn grants(&self) -> Vec<GrantHistory> {
+        self.grants
+            .iter()
+            .map(|g| GrantHistory {
+                active: g.active,
+                refreshed_at_ms: g.refreshed_at.clone(),
+            })
+            .collect()
     }
 
     /// The next queued fault for this endpoint, if any, counted as served.

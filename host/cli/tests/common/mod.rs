@@ -1,7 +1,32 @@
-//! What the end-to-end and browser tests share: a free loopback port, and
-//! reading the authorisation URL that `pleo-oauth connect` prints.
+//! What the end-to-end, browser and multi-host tests share: a free
+//! loopback port, the compiled-component cache, a browser that consents,
+//! reading the authorisation URL that `pleo-oauth connect` prints, and
+//! network namespaces.
+
+#![allow(dead_code)] // each test crate uses its own part
+
+pub mod netns;
 
 use std::io::BufRead;
+use std::path::{Path, PathBuf};
+
+/// The compiled-code cache every process of the tests shares.
+pub fn cache_dir() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("component-cache")
+}
+
+/// The browser: follows an authorisation URL to the mock (which consents
+/// at once) and returns where it redirects.
+pub fn follow(url: &str) -> String {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .build()
+        .into();
+    let response = agent.get(url).call().unwrap();
+    assert_eq!(response.status().as_u16(), 302);
+    response.headers()["location"].to_str().unwrap().to_owned()
+}
 
 /// A loopback port nothing listens on (at the time of asking).
 pub fn free_port() -> u16 {
