@@ -6,10 +6,17 @@
 //! identical seeded backends; both must meet the expectations and leave the
 //! same storage and events.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use pleo_oauth::Backends;
 use pleo_oauth::connections::{ApiAction, Bearer, DisconnectError, Refusal, Revocation};
 use pleo_oauth::imports::clock::Clock;
+use pleo_oauth::imports::http::{Http, ScriptedHttp};
 use pleo_oauth::imports::storage::Storage;
 use pleo_oauth::types::{Header, StorageError};
+use pleo_oauth::types::{Request, Response, TransportError};
 use pleo_oauth_core::authorize::BeginOptions;
 use serde::Deserialize;
 
@@ -312,4 +319,94 @@ impl crate::Case for LifecycleCase {
     fn spec(&self) -> &str {
         &self.spec
     }
+}
+
+/// A connection `c1` with tokens `AT-1`/`RT-1` for an hour, connected
+/// through `flow` (the token endpoint scripted on the fixture's HTTP).
+pub fn connected(fixture: &Fixture, flow: &mut dyn Flow) {
+    flow.configure(CONNECTION, &config_with(&Default::default()));
+    let authorization = flow.begin(CONNECTION, &Default::default());
+    fixture.http.push(Ok(crate::callback::token_json(
+        200,
+        r#"{"access_token":"AT-1","token_type":"Bearer","expires_in":3600,"refresh_token":"RT-1"}"#,
+    )));
+    let state = state_of(&authorization);
+    flow.complete(&format!("code=CODE&state={state}"), Some(CONNECTION))
+        .expect("connected");
+}
+
+fn component(backends: &Backends) -> pleo_oauth::Instance {
+    crate::runtime()
+        .instance(backends.clone())
+        .expect("an instance")
+}
+
+/// Single-flight across instances: 16 threads, each with its own instance
+/// over `backends` (the fixture's, or the same with another storage), all
+/// asking for a token of an expired connection at once. The one refresh is
+/// held open until every other thread has its answer, so they all meet the
+/// lease: exactly one request, and every thread gets the rotated token or a
+/// wait; after the wait, all get the rotated token.
+pub fn sixteen_threads_at_expiry(fixture: &Fixture, backends: &Backends) {
+    const THREADS: usize = 16;
+    let mut setup = component(backends);
+    connected(fixture, &mut setup);
+    fixture.clock.set(fixture.clock.now_ms() + 3_600_000 + 1);
+
+    struct Gated {
+        answered: Arc<AtomicUsize>,
+        inner: ScriptedHttp,
+    }
+    impl Http for Gated {
+        fn send(&self, request: Request) -> Result<Response, TransportError> {
+            // A generous real-time guard only against a hang; the test never
+            // waits on it when the code is right.
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while self.answered.load(Ordering::SeqCst) < THREADS - 1 && Instant::now() < deadline {
+                std::thread::yield_now();
+            }
+            self.inner.send(request)
+        }
+    }
+    let answered = Arc::new(AtomicUsize::new(0));
+    let http = Arc::new(Gated {
+        answered: answered.clone(),
+        inner: ScriptedHttp::default(),
+    });
+    http.inner.push(Ok(crate::callback::token_json(
+        200,
+        r#"{"access_token":"AT-2","token_type":"Bearer","expires_in":3600,"refresh_token":"RT-2"}"#,
+    )));
+    let backends = Backends {
+        http: http.clone(),
+        ..backends.clone()
+    };
+    let barrier = Arc::new(std::sync::Barrier::new(THREADS));
+    let handles: Vec<_> = (0..THREADS)
+        .map(|_| {
+            let (backends, barrier, answered) =
+                (backends.clone(), barrier.clone(), answered.clone());
+            std::thread::spawn(move || {
+                let mut instance = component(&backends);
+                barrier.wait();
+                let first = instance.access_token(CONNECTION).unwrap();
+                answered.fetch_add(1, Ordering::SeqCst);
+                let first = access(&first);
+                barrier.wait();
+                (first, access(&instance.access_token(CONNECTION).unwrap()))
+            })
+        })
+        .collect();
+    let results: Vec<(String, String)> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    assert_eq!(http.inner.sent().len(), 1, "exactly one refresh request");
+    let rotated = results
+        .iter()
+        .filter(|(first, _)| first == "token:AT-2")
+        .count();
+    let waited = results
+        .iter()
+        .filter(|(first, _)| first == "wait:refresh-in-progress")
+        .count();
+    assert_eq!((rotated, waited), (1, THREADS - 1), "{results:?}");
+    assert!(results.iter().all(|(_, second)| second == "token:AT-2"));
 }

@@ -5,17 +5,15 @@
 //! between two instances, and sixteen threads at expiry. Every wait is
 //! driven by the manual clock; no test sleeps.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use pleo_oauth::connections::{Reason, Refusal, State, WaitReason};
 use pleo_oauth::imports::clock::Clock;
 use pleo_oauth::imports::http::{Http, ScriptedHttp};
 use pleo_oauth::types::{Request, Response, TransportError};
 use pleo_oauth::{Backends, Instance};
-use pleo_oauth_conformance::callback::{Fixture, Flow, Native, config_with, token_json};
-use pleo_oauth_conformance::lifecycle::{self, CONNECTION, Grant, LifecycleCase};
+use pleo_oauth_conformance::callback::{Fixture, Native, config_with, token_json};
+use pleo_oauth_conformance::lifecycle::{self, CONNECTION, LifecycleCase};
 use pleo_oauth_conformance::{check_all, expect_eq, load, runtime};
 use pleo_oauth_core::connection::{LEASE_MS, MAX_CLOCK_SKEW_MS};
 
@@ -58,26 +56,6 @@ fn lifecycle_vectors() {
     assert!(count >= 25, "{count} scenarios");
 }
 
-fn connected(fixture: &Fixture, flow: &mut dyn Flow) {
-    flow.configure(CONNECTION, &config_with(&Default::default()));
-    let grant = Grant {
-        access_token: "AT-1".into(),
-        refresh_token: Some("RT-1".into()),
-        expires_in: Some(3600),
-    };
-    let authorization = flow.begin(CONNECTION, &Default::default());
-    fixture.http.push(Ok(token_json(
-        200,
-        &format!(
-            r#"{{"access_token":"{}","token_type":"Bearer","expires_in":3600,"refresh_token":"RT-1"}}"#,
-            grant.access_token
-        ),
-    )));
-    let state = pleo_oauth_conformance::callback::state_of(&authorization);
-    flow.complete(&format!("code=CODE&state={state}"), Some(CONNECTION))
-        .expect("connected");
-}
-
 fn token(result: Result<pleo_oauth::connections::Bearer, Refusal>) -> String {
     lifecycle::access(&result)
 }
@@ -91,7 +69,7 @@ fn token(result: Result<pleo_oauth::connections::Bearer, Refusal>) -> String {
 fn storm_of_50_transient_failures_never_reauthenticates() {
     let fixture = Fixture::new();
     let mut instance = component(&fixture.backends);
-    connected(&fixture, &mut instance);
+    lifecycle::connected(&fixture, &mut instance);
     let answers = [
         Ok(Response {
             status: 503,
@@ -208,7 +186,7 @@ impl Http for Interleaved {
 fn lost_rotation_race_between_two_instances(strict: bool) -> Vec<String> {
     let fixture = Fixture::new();
     let mut setup = component(&fixture.backends);
-    connected(&fixture, &mut setup);
+    lifecycle::connected(&fixture, &mut setup);
 
     let b_http = Arc::new(ScriptedHttp::default());
     b_http.push(Ok(token_json(
@@ -316,77 +294,12 @@ fn lost_rotation_race_with_a_live_grant_recovers_after_confirming() {
 }
 
 /// Single-flight across instances: 16 threads, each with its own instance,
-/// one storage, all asking for a token of an expired connection at once.
-/// The one refresh is held open until every other thread has its answer,
-/// so they all meet the lease: exactly one request, and every thread gets
-/// the rotated token or a wait; after the wait, all get the rotated token.
+/// one storage, all asking for a token of an expired connection at once:
+/// exactly one refresh request (`lifecycle::sixteen_threads_at_expiry`).
 #[test]
 fn sixteen_threads_at_expiry_send_one_refresh() {
-    const THREADS: usize = 16;
     let fixture = Fixture::new();
-    let mut setup = component(&fixture.backends);
-    connected(&fixture, &mut setup);
-    fixture.clock.set(NOW + HOUR + 1);
-
-    struct Gated {
-        answered: Arc<AtomicUsize>,
-        inner: ScriptedHttp,
-    }
-    impl Http for Gated {
-        fn send(&self, request: Request) -> Result<Response, TransportError> {
-            // A generous real-time guard only against a hang; the test never
-            // waits on it when the code is right.
-            let deadline = Instant::now() + Duration::from_secs(60);
-            while self.answered.load(Ordering::SeqCst) < THREADS - 1 && Instant::now() < deadline {
-                std::thread::yield_now();
-            }
-            self.inner.send(request)
-        }
-    }
-    let answered = Arc::new(AtomicUsize::new(0));
-    let http = Arc::new(Gated {
-        answered: answered.clone(),
-        inner: ScriptedHttp::default(),
-    });
-    http.inner.push(Ok(token_json(
-        200,
-        r#"{"access_token":"AT-2","token_type":"Bearer","expires_in":3600,"refresh_token":"RT-2"}"#,
-    )));
-    let backends = Backends {
-        http: http.clone(),
-        ..fixture.backends.clone()
-    };
-    let barrier = Arc::new(std::sync::Barrier::new(THREADS));
-    let handles: Vec<_> = (0..THREADS)
-        .map(|_| {
-            let (backends, barrier, answered) =
-                (backends.clone(), barrier.clone(), answered.clone());
-            std::thread::spawn(move || {
-                let mut instance = component(&backends);
-                barrier.wait();
-                let first = instance.access_token(CONNECTION).unwrap();
-                answered.fetch_add(1, Ordering::SeqCst);
-                let first = lifecycle::access(&first);
-                barrier.wait();
-                (
-                    first,
-                    lifecycle::access(&instance.access_token(CONNECTION).unwrap()),
-                )
-            })
-        })
-        .collect();
-    let results: Vec<(String, String)> = handles.into_iter().map(|h| h.join().unwrap()).collect();
-    assert_eq!(http.inner.sent().len(), 1, "exactly one refresh request");
-    let rotated = results
-        .iter()
-        .filter(|(first, _)| first == "token:AT-2")
-        .count();
-    let waited = results
-        .iter()
-        .filter(|(first, _)| first == "wait:refresh-in-progress")
-        .count();
-    assert_eq!((rotated, waited), (1, THREADS - 1), "{results:?}");
-    assert!(results.iter().all(|(_, second)| second == "token:AT-2"));
+    lifecycle::sixteen_threads_at_expiry(&fixture, &fixture.backends);
 }
 
 /// Reuse detection never trips with two workers: Pleo's token endpoint
@@ -397,7 +310,7 @@ fn two_workers_in_turn_never_reuse_a_refresh_token() {
     let fixture = Fixture::new();
     let mut a = component(&fixture.backends);
     let mut b = component(&fixture.backends);
-    connected(&fixture, &mut a);
+    lifecycle::connected(&fixture, &mut a);
     let mut expected = 1;
     for round in 2..=6 {
         fixture.clock.set(NOW + (round - 1) * HOUR);
@@ -442,7 +355,7 @@ fn two_workers_in_turn_never_reuse_a_refresh_token() {
 fn dead_refresh_token_keeps_the_configuration() {
     let fixture = Fixture::new();
     let mut instance = component(&fixture.backends);
-    connected(&fixture, &mut instance);
+    lifecycle::connected(&fixture, &mut instance);
     fixture.clock.set(NOW + HOUR);
     fixture.http.push(Ok(token_json(
         400,

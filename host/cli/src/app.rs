@@ -3,7 +3,7 @@
 //! and the API call loop a platform runs. The command line, the demo and
 //! the end-to-end tests are built on it.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use pleo_oauth_core::connection::{ApiAction, ConnectionConfig, Environment, Refusal};
@@ -14,7 +14,8 @@ use pleo_oauth::imports::http::{ClientSecrets, Http, HttpClient, HttpLimits};
 use pleo_oauth::imports::log::{LogStyle, TracingLog};
 use pleo_oauth::imports::random::OsRandom;
 use pleo_oauth::imports::storage::{
-    InvalidNamespace, KeyRing, Namespaced, OpenError, SealedStorage, SqliteStorage, Storage,
+    InvalidNamespace, KeyRing, Namespaced, OpenError, PostgresOpenError, PostgresStorage,
+    SealedStorage, SqliteStorage, Storage,
 };
 use pleo_oauth::{Backends, GuestError, Instance, Runtime, RuntimeConfig, RuntimeError};
 
@@ -33,6 +34,52 @@ pub const API_TIMEOUT_MS: u32 = 30_000;
 /// else `~/.local/share/pleo-oauth/pleo-oauth.db`, else `./pleo-oauth.db`.
 pub fn default_db_path() -> PathBuf {
     pleo_oauth::files::user_path("XDG_DATA_HOME", ".local/share", "pleo-oauth.db")
+}
+
+/// Where connections and tokens are kept: a SQLite file on this machine,
+/// or a PostgreSQL server that every worker on every machine points at
+/// (the storage contract of `wit/imports.wit` holds on both).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Database {
+    Sqlite(PathBuf),
+    /// A `postgres://` or `postgresql://` URL, which may hold a password:
+    /// never printed (see [`App::database`]).
+    Postgres(String),
+}
+
+impl Database {
+    /// A `postgres://` or `postgresql://` URL names a PostgreSQL server;
+    /// anything else is a SQLite path.
+    pub fn from_arg(arg: PathBuf) -> Self {
+        match arg.to_str() {
+            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                Self::Postgres(url.to_owned())
+            }
+            _ => Self::Sqlite(arg),
+        }
+    }
+}
+
+impl From<PathBuf> for Database {
+    fn from(arg: PathBuf) -> Self {
+        Self::from_arg(arg)
+    }
+}
+
+/// Opens the database, SQLite or PostgreSQL; also gives what to call it in
+/// messages (a path, or the server without its password).
+pub fn open_storage(db: &Database) -> Result<(Arc<dyn Storage>, String), AppError> {
+    Ok(match db {
+        Database::Sqlite(path) => (
+            Arc::new(SqliteStorage::open(path)?),
+            path.display().to_string(),
+        ),
+        Database::Postgres(url) => {
+            let storage = PostgresStorage::open(url)?;
+            let name = format!("postgres://{}", storage.server());
+            (Arc::new(storage), name)
+        }
+    })
 }
 
 /// The operator's client secret for the connections an app serves, and
@@ -68,7 +115,7 @@ pub fn default_key_path() -> PathBuf {
 
 /// What an [`App`] is made of.
 pub struct AppConfig {
-    pub db: PathBuf,
+    pub db: Database,
     /// Keeps this deployment's connections apart from others sharing the
     /// database (the storage contract's namespaces).
     pub namespace: Option<String>,
@@ -91,6 +138,8 @@ pub enum AppError {
     #[error(transparent)]
     Storage(#[from] OpenError),
     #[error(transparent)]
+    Postgres(#[from] PostgresOpenError),
+    #[error(transparent)]
     Runtime(#[from] RuntimeError),
     #[error(transparent)]
     Guest(#[from] GuestError),
@@ -108,7 +157,11 @@ pub enum AppError {
 pub struct App {
     pub runtime: Runtime,
     pub backends: Backends,
-    pub storage: Arc<SqliteStorage>,
+    /// The database, under sealing and namespaces.
+    pub storage: Arc<dyn Storage>,
+    /// What to call the database in messages: its path, or its server
+    /// without the password.
+    database: String,
     pub log: Arc<TracingLog>,
     pub http: Arc<HttpClient>,
     /// The sealing layer over `storage`, when tokens are encrypted at rest.
@@ -125,7 +178,7 @@ impl App {
                 }
             }
         }
-        let storage = Arc::new(SqliteStorage::open(&config.db)?);
+        let (storage, database) = open_storage(&config.db)?;
         let log = Arc::new(TracingLog::new(config.log));
         let http = Arc::new(HttpClient::new(config.http, config.secrets));
         let sealed = config
@@ -149,6 +202,7 @@ impl App {
             runtime: Runtime::new(config.runtime)?,
             backends,
             storage,
+            database,
             log,
             http,
             sealed,
@@ -191,8 +245,10 @@ impl App {
         self.runtime.instance(self.backends.clone())
     }
 
-    pub fn db_path(&self) -> &Path {
-        self.storage.path()
+    /// The database in words: a SQLite path, or `postgres://host:port/db`
+    /// (never the password).
+    pub fn database(&self) -> &str {
+        &self.database
     }
 
     /// The ids of every configured connection, sorted, page by page

@@ -269,7 +269,11 @@ fn open(global: &Global) -> Result<App> {
     };
     let clock: Arc<dyn Clock> = Arc::new(OffsetClock::new(offset));
     Ok(App::open(AppConfig {
-        db: global.db.clone().unwrap_or_else(app::default_db_path),
+        db: global
+            .db
+            .clone()
+            .unwrap_or_else(app::default_db_path)
+            .into(),
         namespace: global.namespace.clone(),
         secrets: ClientSecrets::new(global.client_auth.unwrap_or_default()),
         operator,
@@ -364,11 +368,15 @@ fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
 fn rekey(global: &Global, new_key_file: &std::path::Path) -> Result<ExitCode> {
     let current = sealing_key(global)?;
     let new = key_file(new_key_file)?;
-    let db = global.db.clone().unwrap_or_else(app::default_db_path);
-    let sqlite = Arc::new(pleo_oauth::imports::storage::SqliteStorage::open(&db)?);
-    let keys = pleo_oauth::imports::storage::all_keys(sqlite.as_ref(), "")?;
+    let db = global
+        .db
+        .clone()
+        .unwrap_or_else(app::default_db_path)
+        .into();
+    let (storage, _) = app::open_storage(&db)?;
+    let keys = pleo_oauth::imports::storage::all_keys(storage.as_ref(), "")?;
     let sealed = SealedStorage::new(
-        sqlite,
+        storage,
         KeyRing::new(new.clone()).with_previous(current.clone()),
     );
     let count = sealed.reseal_all(&keys)?;
@@ -928,7 +936,7 @@ fn status(app: &App, id: Option<String>, json: bool) -> Result<ExitCode> {
     if views.is_empty() {
         println!(
             "no connections in {}. Start with: pleo-oauth connect <id> --env staging --client-id ID --redirect-uri URI --scope users:read",
-            app.db_path().display()
+            app.database()
         );
         return Ok(ExitCode::SUCCESS);
     }

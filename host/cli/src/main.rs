@@ -50,9 +50,10 @@ pub struct Logs {
 /// Where connections and tokens are kept: for the commands that use them.
 #[derive(clap::Args, Clone, Default)]
 pub struct Store {
-    /// The SQLite database holding connections and tokens.
+    /// The database holding connections and tokens: a SQLite file, or a
+    /// postgres:// (postgresql://) URL of a server every worker shares.
     /// [default: $XDG_DATA_HOME/pleo-oauth/pleo-oauth.db or ~/.local/share/pleo-oauth/pleo-oauth.db]
-    #[arg(long, env = "PLEO_OAUTH_DB", value_name = "PATH")]
+    #[arg(long, env = "PLEO_OAUTH_DB", value_name = "PATH|URL")]
     pub db: Option<PathBuf>,
     /// The key that seals tokens at rest (base64 of 32 bytes, first line).
     /// PLEO_OAUTH_KEY (the key itself) takes precedence. Created at first

@@ -75,7 +75,7 @@ impl Setup {
     /// Connects `c1` in-process, through the library, into the database.
     fn connect_in_process(&self) {
         let app = App::open(AppConfig {
-            db: self.db(),
+            db: self.db().into(),
             namespace: None,
             secrets: {
                 let mut secrets = ClientSecrets::new(ClientAuthMethod::Basic);

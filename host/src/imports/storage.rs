@@ -2,11 +2,20 @@
 
 pub mod contract;
 mod namespace;
+#[cfg(feature = "postgres")]
+mod postgres;
 #[cfg(feature = "sealed")]
 mod sealed;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 
+#[cfg(all(feature = "postgres", unix))]
+pub use self::postgres::testing as postgres_testing;
+#[cfg(feature = "postgres")]
+pub use self::postgres::{
+    PostgresOpenError, PostgresOptions, PostgresStorage, SCHEMA_VERSION as POSTGRES_SCHEMA_VERSION,
+    Sent, classify as classify_postgres_error,
+};
 pub use namespace::{InvalidNamespace, Namespaced};
 #[cfg(feature = "sealed")]
 pub use sealed::{
