@@ -1,14 +1,18 @@
 //! The API gate's hot path (a valid token: storage reads, no write, no
-//! request): the core natively against the component, with in-memory and
-//! with SQLite storage, and a fresh instance per call against a reused one;
-//! and what a durable SQLite write costs against a crash-safe one.
+//! request): the core natively against the component, with in-memory,
+//! SQLite and PostgreSQL storage (a throwaway local server, when PostgreSQL
+//! is installed), and a fresh instance per call against a reused one; and
+//! what a durable SQLite write costs against a crash-safe one.
 //! Run with `cargo bench --bench gate`; compare ratios within one run.
 
 use std::hint::black_box;
 use std::sync::Arc;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use pleo_oauth::imports::storage::{Durability, MemoryStorage, SqliteStorage, Storage};
+use pleo_oauth::imports::storage::postgres_testing::TestServer;
+use pleo_oauth::imports::storage::{
+    Durability, MemoryStorage, PostgresStorage, SqliteStorage, Storage,
+};
 use pleo_oauth::native::NativeIo;
 use pleo_oauth::{Backends, Runtime, RuntimeConfig};
 use pleo_oauth_conformance::callback::{Fixture, config_with, state_of, token_json};
@@ -52,8 +56,17 @@ fn benches(c: &mut Criterion) {
         Arc::new(SqliteStorage::open(&dir.join("bench.db")).expect("sqlite"));
     let memory: Arc<dyn Storage> = Arc::new(MemoryStorage::default());
     let now = 1_700_000_000_000 + 60_000;
+    let postgres_server = TestServer::start_or_skip("benches/gate.rs postgres");
+    let mut stores = vec![("memory", memory), ("sqlite", sqlite)];
+    if let Some(server) = &postgres_server {
+        let url = server.fresh_database();
+        stores.push((
+            "postgres",
+            Arc::new(PostgresStorage::open(&url).expect("postgres")),
+        ));
+    }
 
-    for (name, storage) in [("memory", memory), ("sqlite", sqlite)] {
+    for (name, storage) in stores {
         let backends = connected(storage);
         let mut group = c.benchmark_group(format!("access-token/{name}"));
         group.bench_function("native", |b| {

@@ -39,12 +39,21 @@ pub fn default_db_path() -> PathBuf {
 /// Where connections and tokens are kept: a SQLite file on this machine,
 /// or a PostgreSQL server that every worker on every machine points at
 /// (the storage contract of `wit/imports.wit` holds on both).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum Database {
     Sqlite(PathBuf),
     /// A `postgres://` or `postgresql://` URL, which may hold a password:
-    /// never printed (see [`App::database`]).
+    /// never printed (see [`App::database`]; `Debug` shows the scheme only).
     Postgres(String),
+}
+
+impl std::fmt::Debug for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Sqlite(path) => f.debug_tuple("Sqlite").field(path).finish(),
+            Self::Postgres(_) => f.write_str("Postgres([redacted])"),
+        }
+    }
 }
 
 impl Database {
@@ -57,6 +66,22 @@ impl Database {
             }
             _ => Self::Sqlite(arg),
         }
+    }
+}
+
+#[cfg(test)]
+mod database_tests {
+    use super::Database;
+
+    #[test]
+    fn a_database_url_never_prints_its_password() {
+        let db = Database::from_arg("postgres://worker:hunter2-secret@db.internal/pleo".into());
+        assert!(matches!(db, Database::Postgres(_)));
+        assert!(!format!("{db:?}").contains("hunter2"));
+        assert!(matches!(
+            Database::from_arg("/var/lib/pleo.db".into()),
+            Database::Sqlite(_)
+        ));
     }
 }
 

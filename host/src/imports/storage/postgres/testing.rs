@@ -63,6 +63,9 @@ pub struct TestServer {
     port: u16,
     /// The user the server runs as, when this process is root.
     run_as: Option<String>,
+    /// `listen_addresses`: loopback, or every address after
+    /// [`TestServer::allow_network`].
+    listen: std::sync::Mutex<&'static str>,
 }
 
 impl std::fmt::Debug for TestServer {
@@ -161,6 +164,7 @@ impl TestServer {
             dir,
             port: 0,
             run_as,
+            listen: std::sync::Mutex::new("127.0.0.1"),
         };
         let data = server.data();
         server.run(
@@ -222,9 +226,10 @@ impl TestServer {
 
     fn try_start(&self) -> Result<(), String> {
         let options = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200",
+            "-p {} -k {} -c listen_addresses='{}' -c fsync=off -c max_connections=200",
             self.port,
-            self.dir.display()
+            self.dir.display(),
+            self.listen.lock().unwrap_or_else(|p| p.into_inner())
         );
         let output = self
             .command("pg_ctl")
@@ -248,6 +253,21 @@ impl TestServer {
     }
 
     /// Starts a stopped server again, on the same port.
+    /// Lets clients from `cidr` in (trust, without TLS, as the loopback
+    /// ones) and restarts the server listening on every address: for tests
+    /// whose clients run in other network namespaces.
+    pub fn allow_network(&self, cidr: &str) {
+        use std::io::Write as _;
+        let mut hba = std::fs::OpenOptions::new()
+            .append(true)
+            .open(self.data().join("pg_hba.conf"))
+            .expect("pg_hba.conf");
+        writeln!(hba, "host all all {cidr} trust").expect("write pg_hba.conf");
+        *self.listen.lock().unwrap_or_else(|p| p.into_inner()) = "*";
+        self.stop();
+        self.start();
+    }
+
     pub fn start(&self) {
         self.try_start()
             .unwrap_or_else(|why| panic!("pg_ctl start failed: {why}"));
