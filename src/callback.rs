@@ -15,7 +15,7 @@ use pleo_oauth::imports::clock::ManualClock;
 use pleo_oauth::imports::http::ScriptedHttp;
 use pleo_oauth::imports::log::CollectingLog;
 use pleo_oauth::imports::random::SeededRandom;
-use pleo_oauth::imports::storage::{MemoryStorage, Storage};
+use pleo_oauth::imports::storage::{Faulty, MemoryStorage, Storage};
 use pleo_oauth::native::NativeIo;
 use pleo_oauth::types::{Header, Response, ResponseHead};
 use pleo_oauth::{Backends, Instance};
@@ -113,7 +113,9 @@ pub fn default_config() -> serde_json::Value {
 /// Deterministic backends for one run.
 pub struct Fixture {
     pub backends: Backends,
-    pub storage: Arc<MemoryStorage>,
+    /// The store, with fault injection: in memory unless made
+    /// [`over`](Fixture::over) another.
+    pub storage: Arc<Faulty>,
     pub http: Arc<ScriptedHttp>,
     pub log: Arc<CollectingLog>,
     pub clock: Arc<ManualClock>,
@@ -121,7 +123,13 @@ pub struct Fixture {
 
 impl Fixture {
     pub fn new() -> Self {
-        let storage = Arc::new(MemoryStorage::default());
+        Self::over(Arc::new(MemoryStorage::default()))
+    }
+
+    /// A fixture whose storage is `store` (SQLite, PostgreSQL), so that a
+    /// scenario runs on a real backend unchanged.
+    pub fn over(store: Arc<dyn Storage>) -> Self {
+        let storage = Arc::new(Faulty::new(store));
         let http = Arc::new(ScriptedHttp::default());
         let log = Arc::new(CollectingLog::default());
         let clock = Arc::new(ManualClock::new(1_700_000_000_000));

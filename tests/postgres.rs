@@ -9,9 +9,9 @@ use pleo_oauth::connections::{Reason, Refusal, State};
 use pleo_oauth::imports::storage::postgres_testing::TestServer;
 use pleo_oauth::imports::storage::{PostgresStorage, Storage, contract};
 use pleo_oauth::{Backends, Instance};
-use pleo_oauth_conformance::callback::{Fixture, config_with, token_json};
-use pleo_oauth_conformance::lifecycle::{self, CONNECTION};
-use pleo_oauth_conformance::runtime;
+use pleo_oauth_conformance::callback::{Fixture, Native, config_with, token_json};
+use pleo_oauth_conformance::lifecycle::{self, CONNECTION, LifecycleCase};
+use pleo_oauth_conformance::{check_all, expect_eq, load, runtime};
 
 const HOUR: u64 = 3_600_000;
 
@@ -135,4 +135,33 @@ fn postgres_sixteen_threads_at_expiry_send_one_refresh() {
         return;
     };
     lifecycle::sixteen_threads_at_expiry(&fixture, &backends);
+}
+
+/// Every scenario of `tests/vectors/lifecycle.json` (rotation, invalid_grant,
+/// client errors, every transient cause, 401 streaks, crashed lease
+/// holders and skewed clocks, storage failing during a rotation, lost
+/// rotations), natively and through the component, each in a fresh
+/// PostgreSQL database, with the storage faults injected over it: the
+/// verdicts are the vectors' own.
+#[test]
+fn postgres_runs_every_lifecycle_vector() {
+    let Some(server) = TestServer::shared("postgres_runs_every_lifecycle_vector") else {
+        return;
+    };
+    let fresh = || {
+        let store = PostgresStorage::open(&server.fresh_database()).expect("open");
+        Fixture::over(Arc::new(store))
+    };
+    let suite = load::<LifecycleCase>("lifecycle.json");
+    let count = check_all(&suite, |case| {
+        let native = fresh();
+        let got = lifecycle::run(case, &native, &mut Native(&native))
+            .map_err(|e| format!("native: {e}"))?;
+        expect_eq(&got, &case.expect).map_err(|e| format!("native: {e}"))?;
+        let wasm = fresh();
+        let got = lifecycle::run(case, &wasm, &mut component(&wasm.backends))
+            .map_err(|e| format!("component: {e}"))?;
+        expect_eq(&got, &case.expect).map_err(|e| format!("component: {e}"))
+    });
+    assert!(count >= 25, "{count} scenarios");
 }

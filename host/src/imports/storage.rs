@@ -1,6 +1,7 @@
 //! The `storage` import: versioned values with compare-and-swap writes.
 
 pub mod contract;
+mod faulty;
 mod namespace;
 #[cfg(feature = "postgres")]
 mod postgres;
@@ -16,6 +17,7 @@ pub use self::postgres::{
     PostgresOpenError, PostgresOptions, PostgresStorage, SCHEMA_VERSION as POSTGRES_SCHEMA_VERSION,
     Sent, classify as classify_postgres_error,
 };
+pub use faulty::Faulty;
 pub use namespace::{InvalidNamespace, Namespaced};
 #[cfg(feature = "sealed")]
 pub use sealed::{
@@ -24,7 +26,7 @@ pub use sealed::{
 #[cfg(feature = "sqlite")]
 pub use sqlite::{BUSY_TIMEOUT, Durability, OpenError, SqliteStorage};
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::sync::Mutex;
 
@@ -81,9 +83,8 @@ fn keys_start<'a>(prefix: &'a str, after: Option<&'a str>) -> Bound<&'a str> {
     }
 }
 
-/// In-memory storage for tests, shareable between instances, with fault
-/// injection: queued faults are returned by the next operations instead of
-/// running them.
+/// In-memory storage for tests, shareable between instances. Wrap it in
+/// [`Faulty`] to inject faults.
 #[derive(Default)]
 pub struct MemoryStorage {
     state: Mutex<MemoryState>,
@@ -93,34 +94,9 @@ pub struct MemoryStorage {
 struct MemoryState {
     entries: BTreeMap<String, Entry>,
     last_version: u64,
-    faults: VecDeque<StorageError>,
-    /// Faults for the next writes (put or delete) to keys with a prefix.
-    write_faults: Vec<(String, StorageError)>,
-    /// Prefixes of the next writes that take effect and then report
-    /// `OutcomeUnknown`, as a lost connection to a database server would.
-    lost_outcomes: Vec<String>,
 }
 
 impl MemoryStorage {
-    /// Makes the next operation fail with `error` (queued, in order).
-    pub fn inject_fault(&self, error: StorageError) {
-        self.lock().faults.push_back(error);
-    }
-
-    /// Makes the next write (put or delete) to a key starting with
-    /// `prefix` fail with `error`; call it `n` times for `n` writes. Reads
-    /// and other keys are unaffected: a fault in the middle of an operation.
-    pub fn fail_write(&self, prefix: &str, error: StorageError) {
-        self.lock().write_faults.push((prefix.to_owned(), error));
-    }
-
-    /// Makes the next write (put or delete) to a key starting with `prefix`
-    /// take effect and then fail with `OutcomeUnknown`: the reply lost on
-    /// the way back. Call it `n` times for `n` writes.
-    pub fn lose_write_outcome(&self, prefix: &str) {
-        self.lock().lost_outcomes.push(prefix.to_owned());
-    }
-
     /// A snapshot of every key and entry, in key order.
     pub fn snapshot(&self) -> BTreeMap<String, Entry> {
         self.lock().entries.clone()
@@ -132,34 +108,6 @@ impl MemoryStorage {
 }
 
 impl MemoryState {
-    fn fault(&mut self) -> Result<(), StorageError> {
-        self.faults.pop_front().map_or(Ok(()), Err)
-    }
-
-    fn write_fault(&mut self, key: &str) -> Result<(), StorageError> {
-        self.fault()?;
-        match self
-            .write_faults
-            .iter()
-            .position(|(p, _)| key.starts_with(p))
-        {
-            Some(i) => Err(self.write_faults.remove(i).1),
-            None => Ok(()),
-        }
-    }
-
-    /// After a write took effect: `OutcomeUnknown` when its reply is to be
-    /// lost.
-    fn outcome(&mut self, key: &str) -> Result<(), StorageError> {
-        match self.lost_outcomes.iter().position(|p| key.starts_with(p)) {
-            Some(i) => {
-                self.lost_outcomes.remove(i);
-                Err(StorageError::OutcomeUnknown("injected: reply lost".into()))
-            }
-            None => Ok(()),
-        }
-    }
-
     fn check(&self, key: &str, expected: Option<u64>) -> Result<(), StorageError> {
         let current = self.entries.get(key).map(|e| e.version);
         if current == expected {
@@ -172,14 +120,11 @@ impl MemoryState {
 
 impl Storage for MemoryStorage {
     fn get(&self, key: &str) -> Result<Option<Entry>, StorageError> {
-        let mut state = self.lock();
-        state.fault()?;
-        Ok(state.entries.get(key).cloned())
+        Ok(self.lock().entries.get(key).cloned())
     }
 
     fn put(&self, key: &str, value: &[u8], expected: Option<u64>) -> Result<u64, StorageError> {
         let mut state = self.lock();
-        state.write_fault(key)?;
         state.check(key, expected)?;
         state.last_version += 1;
         let version = state.last_version;
@@ -190,16 +135,14 @@ impl Storage for MemoryStorage {
                 version,
             },
         );
-        state.outcome(key)?;
         Ok(version)
     }
 
     fn delete(&self, key: &str, expected: u64) -> Result<(), StorageError> {
         let mut state = self.lock();
-        state.write_fault(key)?;
         state.check(key, Some(expected))?;
         state.entries.remove(key);
-        state.outcome(key)
+        Ok(())
     }
 
     fn keys(
@@ -208,9 +151,8 @@ impl Storage for MemoryStorage {
         after: Option<&str>,
         limit: u32,
     ) -> Result<Vec<String>, StorageError> {
-        let mut state = self.lock();
-        state.fault()?;
-        Ok(state
+        Ok(self
+            .lock()
             .entries
             .range::<str, _>((keys_start(prefix, after), Bound::Unbounded))
             .map(|(key, _)| key)
@@ -279,6 +221,12 @@ pub(super) mod tests {
         contract::check(&MemoryStorage::default());
     }
 
+    /// With no fault queued, the wrapper is the store underneath.
+    #[test]
+    fn a_faulty_store_without_faults_keeps_the_contract() {
+        contract::check(&Faulty::default());
+    }
+
     #[test]
     fn a_namespace_keeps_the_contract_and_hides_other_namespaces() {
         let shared: std::sync::Arc<dyn Storage> = std::sync::Arc::new(MemoryStorage::default());
@@ -305,7 +253,7 @@ pub(super) mod tests {
 
     #[test]
     fn a_lost_reply_still_writes() {
-        let store = MemoryStorage::default();
+        let store = Faulty::default();
         store.lose_write_outcome("k");
         assert!(matches!(
             store.put("k", b"a", None),
@@ -317,7 +265,7 @@ pub(super) mod tests {
 
     #[test]
     fn injected_faults_fail_operations_without_writing() {
-        let store = MemoryStorage::default();
+        let store = Faulty::default();
         store.inject_fault(StorageError::Unavailable("disk".into()));
         assert_eq!(
             store.put("k", b"a", None),
