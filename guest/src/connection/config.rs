@@ -295,6 +295,42 @@ pub(crate) mod tests {
         }
     }
 
+    /// Host names are ASCII (the URL parser carries no Unicode tables, to
+    /// keep the component small): an internationalised domain name is
+    /// refused, in a redirect URI as in an endpoint, and its punycode form
+    /// (RFC 5891 A-labels, `xn--`) is accepted.
+    #[test]
+    fn internationalised_domain_names_are_refused_and_their_punycode_accepted() {
+        let with = |redirect_uri: &str, token_url: &str| {
+            ConnectionConfig {
+                redirect_uri: redirect_uri.into(),
+                environment: Environment::Custom(CustomEndpoints {
+                    authorize_url: "https://auth.example/authorize".into(),
+                    token_url: token_url.into(),
+                }),
+                ..config()
+            }
+            .validate()
+        };
+        let ok = "https://auth.example/token";
+        assert_eq!(
+            with("https://bücher.example/cb", ok),
+            Err(InvalidConfig::InvalidRedirectUri)
+        );
+        assert_eq!(
+            with("https://app.example/cb", "https://bücher.example/token"),
+            Err(InvalidConfig::InvalidEndpoint)
+        );
+        assert_eq!(with("https://xn--bcher-kva.example/cb", ok), Ok(()));
+        assert_eq!(
+            with(
+                "https://app.example/cb",
+                "https://xn--bcher-kva.example/token"
+            ),
+            Ok(())
+        );
+    }
+
     #[test]
     fn pleo_redirect_uri_rules() {
         for ok in [
