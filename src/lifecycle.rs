@@ -10,13 +10,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use pleo_oauth::Backends;
+use pleo_oauth::connections::Reason;
 use pleo_oauth::connections::{ApiAction, Bearer, DisconnectError, Refusal, Revocation};
 use pleo_oauth::imports::clock::Clock;
 use pleo_oauth::imports::http::{Http, ScriptedHttp};
 use pleo_oauth::imports::storage::Storage;
 use pleo_oauth::types::{Header, StorageError};
 use pleo_oauth::types::{Request, Response, TransportError};
+use pleo_oauth::{Backends, Instance};
 use pleo_oauth_core::authorize::BeginOptions;
 use serde::Deserialize;
 
@@ -409,4 +410,26 @@ pub fn sixteen_threads_at_expiry(fixture: &Fixture, backends: &Backends) {
         .count();
     assert_eq!((rotated, waited), (1, THREADS - 1), "{results:?}");
     assert!(results.iter().all(|(_, second)| second == "token:AT-2"));
+}
+
+/// A grant that dies while the user's settings stay (Pleo: `invalid_grant`
+/// to a refresh is terminal): through the component, on whatever store the
+/// fixture has, the refusal says why, the tokens are gone and the
+/// configuration is kept.
+pub fn dead_refresh_token_keeps_the_configuration(fixture: &Fixture, instance: &mut Instance) {
+    connected(fixture, instance);
+    fixture.clock.advance(3_600_000);
+    fixture.http.push(Ok(crate::callback::token_json(
+        400,
+        r#"{"error":"invalid_grant","error_description":"revoked"}"#,
+    )));
+    assert_eq!(
+        instance.access_token(CONNECTION).unwrap(),
+        Err(Refusal::Reauthenticate(Reason::RefreshTokenRejected))
+    );
+    assert_eq!(
+        instance.get_config(CONNECTION).unwrap().unwrap(),
+        Some(config_with(&Default::default()))
+    );
+    assert_eq!(fixture.storage.get("tokens/c1").unwrap(), None);
 }

@@ -12,7 +12,7 @@ use pleo_oauth::imports::clock::Clock;
 use pleo_oauth::imports::http::{Http, ScriptedHttp};
 use pleo_oauth::types::{Request, Response, TransportError};
 use pleo_oauth::{Backends, Instance};
-use pleo_oauth_conformance::callback::{Fixture, Native, config_with, token_json};
+use pleo_oauth_conformance::callback::{Fixture, Native, token_json};
 use pleo_oauth_conformance::lifecycle::{self, CONNECTION, LifecycleCase};
 use pleo_oauth_conformance::{check_all, expect_eq, load, runtime};
 use pleo_oauth_core::connection::{LEASE_MS, MAX_CLOCK_SKEW_MS};
@@ -355,19 +355,5 @@ fn two_workers_in_turn_never_reuse_a_refresh_token() {
 fn dead_refresh_token_keeps_the_configuration() {
     let fixture = Fixture::new();
     let mut instance = component(&fixture.backends);
-    lifecycle::connected(&fixture, &mut instance);
-    fixture.clock.set(NOW + HOUR);
-    fixture.http.push(Ok(token_json(
-        400,
-        r#"{"error":"invalid_grant","error_description":"revoked"}"#,
-    )));
-    assert_eq!(
-        instance.access_token(CONNECTION).unwrap(),
-        Err(Refusal::Reauthenticate(Reason::RefreshTokenRejected))
-    );
-    assert_eq!(
-        instance.get_config(CONNECTION).unwrap().unwrap(),
-        Some(config_with(&Default::default()))
-    );
-    assert!(!fixture.storage.snapshot().contains_key("tokens/c1"));
+    lifecycle::dead_refresh_token_keeps_the_configuration(&fixture, &mut instance);
 }

@@ -5,11 +5,11 @@
 
 use std::sync::Arc;
 
-use pleo_oauth::connections::{Reason, Refusal, State};
+use pleo_oauth::connections::State;
 use pleo_oauth::imports::storage::postgres_testing::TestServer;
 use pleo_oauth::imports::storage::{PostgresStorage, Storage, contract};
 use pleo_oauth::{Backends, Instance};
-use pleo_oauth_conformance::callback::{Fixture, Native, config_with, token_json};
+use pleo_oauth_conformance::callback::{Fixture, Native, token_json};
 use pleo_oauth_conformance::lifecycle::{self, CONNECTION, LifecycleCase};
 use pleo_oauth_conformance::{check_all, expect_eq, load, runtime};
 
@@ -20,11 +20,8 @@ const HOUR: u64 = 3_600_000;
 fn on_postgres(test: &str) -> Option<(Arc<TestServer>, Arc<PostgresStorage>, Fixture, Backends)> {
     let server = TestServer::shared(test)?;
     let storage = Arc::new(PostgresStorage::open(&server.fresh_database()).expect("open"));
-    let fixture = Fixture::new();
-    let backends = Backends {
-        storage: storage.clone(),
-        ..fixture.backends.clone()
-    };
+    let fixture = Fixture::over(storage.clone());
+    let backends = fixture.backends.clone();
     Some((server, storage, fixture, backends))
 }
 
@@ -105,25 +102,10 @@ fn postgres_expiry_refreshes_with_rotation() {
 /// configuration kept.
 #[test]
 fn postgres_invalid_grant_keeps_the_configuration() {
-    let Some((_server, storage, fixture, backends)) = on_postgres("postgres_invalid_grant") else {
+    let Some((_server, _storage, fixture, backends)) = on_postgres("postgres_invalid_grant") else {
         return;
     };
-    let mut instance = component(&backends);
-    lifecycle::connected(&fixture, &mut instance);
-    fixture.clock.advance(HOUR);
-    fixture.http.push(Ok(token_json(
-        400,
-        r#"{"error":"invalid_grant","error_description":"revoked"}"#,
-    )));
-    assert_eq!(
-        instance.access_token(CONNECTION).unwrap(),
-        Err(Refusal::Reauthenticate(Reason::RefreshTokenRejected))
-    );
-    assert_eq!(
-        instance.get_config(CONNECTION).unwrap().unwrap(),
-        Some(config_with(&Default::default()))
-    );
-    assert_eq!(storage.get("tokens/c1").unwrap(), None);
+    lifecycle::dead_refresh_token_keeps_the_configuration(&fixture, &mut component(&backends));
 }
 
 /// Sixteen threads, each with its own instance, on one PostgreSQL store, at

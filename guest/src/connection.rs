@@ -95,7 +95,8 @@ pub const MAX_PAGE: u32 = 1000;
 
 /// Lists the configured connections after the id `after`, at most `limit`
 /// (clamped to 1 to [`MAX_PAGE`]) per page, each with the state and reason
-/// [`status_view`] gives: the listing a host shows without reading storage
+/// [`status_view`] gives (from the status alone, without the reads only a
+/// full view needs): the listing a host shows without reading storage
 /// itself. A connection forgotten while the page is read is left out.
 pub fn list(
     io: &mut dyn Io,
@@ -115,15 +116,17 @@ pub fn list(
         .take(limit)
         .filter_map(|k| k.strip_prefix(PREFIX))
     {
-        match status_view(io, now_ms, id) {
-            Ok(view) => connections.push(ConnectionSummary {
-                connection: id.to_owned(),
-                state: view.state,
-                reason: view.reason,
-            }),
-            Err(StatusError::UnknownConnection) => {}
-            Err(StatusError::Storage(error)) => return Err(error),
+        // Two reads a connection (three while authorizing), not a whole
+        // status view: a worker may list every round.
+        if io.get(&store::config_key(id))?.is_none() {
+            continue;
         }
+        let (status, ..) = current_status(io, now_ms, id)?;
+        connections.push(ConnectionSummary {
+            connection: id.to_owned(),
+            state: status.state,
+            reason: status.reason,
+        });
     }
     let next_after = more
         .then(|| keys.get(limit - 1).and_then(|k| k.strip_prefix(PREFIX)))
@@ -173,6 +176,36 @@ pub enum StatusError {
 }
 
 /// Reads everything a user interface shows about a connection.
+/// The stored status as it stands at `now`, with the pending authorisation
+/// while one is still running. An authorisation that expired, or whose
+/// record is gone (abandoned: the browser tab closed, the command
+/// interrupted), is no longer in progress: the status shows the state it
+/// left the connection in (`true` then), as the stored status settles at
+/// the next `begin` or callback. Reads the flow, and whether tokens exist,
+/// only while authorizing.
+fn current_status(
+    io: &mut dyn Io,
+    now_ms: u64,
+    connection: &str,
+) -> Result<(status::Status, Option<store::FlowRecord>, bool), StorageError> {
+    let (mut status, _) = status::read(io, connection, now_ms)?;
+    let flow = match &status.flow {
+        Some(hash) => {
+            store::read::<store::FlowRecord>(io, &store::flow_key(hash))?.map(|v| v.value)
+        }
+        None => None,
+    };
+    let abandoned = status.state == State::Authorizing
+        && flow.as_ref().is_none_or(|f| f.expires_at_ms <= now_ms);
+    if !abandoned {
+        return Ok((status, flow, false));
+    }
+    let has_tokens = io.get(&store::tokens_key(connection))?.is_some();
+    let since = flow.as_ref().map_or(status.since_ms, |f| f.expires_at_ms);
+    status.settle(has_tokens, since);
+    Ok((status, None, true))
+}
+
 pub fn status_view(
     io: &mut dyn Io,
     now_ms: u64,
@@ -182,26 +215,9 @@ pub fn status_view(
     {
         return Err(StatusError::UnknownConnection);
     }
-    let (mut status, _) = status::read(io, connection, now_ms)?;
+    let (status, flow, abandoned) = current_status(io, now_ms, connection)?;
     let tokens =
         store::read::<store::TokensRecord>(io, &store::tokens_key(connection))?.map(|v| v.value);
-    let mut flow = match &status.flow {
-        Some(hash) => {
-            store::read::<store::FlowRecord>(io, &store::flow_key(hash))?.map(|v| v.value)
-        }
-        None => None,
-    };
-    // An authorisation that expired, or whose record is gone (abandoned:
-    // the browser tab closed, the command interrupted), is no longer in
-    // progress: show the state it left the connection in. The stored
-    // status settles the same way at the next `begin` or callback.
-    let abandoned = status.state == State::Authorizing
-        && flow.as_ref().is_none_or(|f| f.expires_at_ms <= now_ms);
-    if abandoned {
-        let since = flow.as_ref().map_or(status.since_ms, |f| f.expires_at_ms);
-        status.settle(tokens.is_some(), since);
-        flow = None;
-    }
     let refreshing_until_ms = lease::held_until(io, connection, now_ms)?;
     let next_action = match (status.state, status.reason) {
         (State::New, _) if abandoned => {

@@ -275,20 +275,19 @@ impl App {
     pub fn database(&self) -> &str {
         &self.database
     }
+}
 
-    /// The ids of every configured connection, sorted, page by page
-    /// through the component's `connections.list`.
-    pub fn connection_ids(&self) -> Result<Vec<String>, AppError> {
-        let mut instance = self.instance()?;
-        let mut ids = Vec::new();
-        let mut after: Option<String> = None;
-        loop {
-            let page = instance.list(after.as_deref(), pleo_oauth::connections::MAX_PAGE)??;
-            ids.extend(page.connections.into_iter().map(|c| c.connection));
-            match page.next_after {
-                Some(next) => after = Some(next),
-                None => return Ok(ids),
-            }
+/// The ids of every configured connection, sorted, page by page through
+/// the component's `connections.list`, on the caller's instance.
+pub fn connection_ids(instance: &mut Instance) -> Result<Vec<String>, AppError> {
+    let mut ids = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = instance.list(after.as_deref(), pleo_oauth::connections::MAX_PAGE)??;
+        ids.extend(page.connections.into_iter().map(|c| c.connection));
+        match page.next_after {
+            Some(next) => after = Some(next),
+            None => return Ok(ids),
         }
     }
 }

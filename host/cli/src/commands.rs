@@ -524,7 +524,7 @@ fn keep_fresh(app: &App, interval: Duration, rounds: Option<u64>) -> Result<Exit
     while rounds.is_none_or(|n| round_number < n) {
         let started = std::time::Instant::now();
         let mut round = Round::default();
-        for id in app.connection_ids()? {
+        for id in app::connection_ids(&mut instance)? {
             if stopping() {
                 break;
             }
@@ -911,11 +911,11 @@ fn read_line(timeout: Duration) -> Result<Option<String>> {
 }
 
 fn status(app: &App, id: Option<String>, json: bool) -> Result<ExitCode> {
+    let mut instance = app.instance()?;
     let ids = match id {
         Some(id) => vec![id],
-        None => app.connection_ids()?,
+        None => app::connection_ids(&mut instance)?,
     };
-    let mut instance = app.instance()?;
     let mut views = Vec::new();
     for id in ids {
         match instance.status(&id)? {
