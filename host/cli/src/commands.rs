@@ -100,7 +100,7 @@ pub struct ConnectArgs {
 
 #[derive(clap::Args)]
 pub struct MockArgs {
-    /// The port on 127.0.0.1.
+    /// The port on 127.0.0.1; 0 picks a free one (see --json).
     #[arg(long, default_value = "8080")]
     port: u16,
     /// The client id it knows. With PLEO_OAUTH_CLIENT_SECRET set the client
@@ -113,6 +113,12 @@ pub struct MockArgs {
     /// Access-token lifetime, in seconds.
     #[arg(long, default_value = "3600")]
     access_ttl: u32,
+    /// Print one JSON line, `{"url": ..., "client-id": ..., "confidential":
+    /// ...}`, instead of the instructions: for a test harness in another
+    /// language that starts the mock and reads where it listens. The secret
+    /// is never printed: it is the PLEO_OAUTH_CLIENT_SECRET you set.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -1132,6 +1138,17 @@ fn mock_server(args: MockArgs) -> Result<ExitCode> {
         )
     })?;
     let base = server.base_url();
+    if args.json {
+        let line = serde_json::json!({
+            "url": base,
+            "client-id": args.client_id,
+            "confidential": confidential,
+        });
+        println!("{line}");
+        std::io::Write::flush(&mut std::io::stdout())?;
+        server.wait();
+        return Ok(ExitCode::SUCCESS);
+    }
     println!("mock Pleo server on {base} (loopback only; Ctrl-C to stop)");
     println!(
         "client {}: {}",

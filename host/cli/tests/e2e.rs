@@ -1212,3 +1212,31 @@ fn keep_fresh_refreshes_what_is_due_once_and_stops_on_sigterm() {
     assert!(status.success(), "{status:?}");
     assert!(started.elapsed() < Duration::from_secs(5));
 }
+
+/// `mock-server --port 0 --json` is how a harness in another language
+/// starts the mock: one JSON line says where it listens, and the secret set
+/// in the environment is never printed.
+#[test]
+fn the_mock_server_reports_where_it_listens_as_one_json_line() {
+    let secret = "mock-secret-not-printed";
+    let mut child = Command::new(BIN)
+        .args(["mock-server", "--port", "0", "--consent", "auto", "--json"])
+        .env("PLEO_OAUTH_CLIENT_SECRET", secret)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let reported: serde_json::Value = serde_json::from_str(&line).expect(&line);
+    let url = reported["url"].as_str().expect(&line).to_owned();
+    assert_eq!(reported["client-id"], "demo-client");
+    assert_eq!(reported["confidential"], true);
+    assert!(!line.contains(secret));
+    let stats = ureq::get(format!("{url}/_mock/stats")).call();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(stats.unwrap().status(), 200);
+}
