@@ -14,7 +14,7 @@ use subtle::ConstantTimeEq;
 use callback::Callback;
 pub use callback::{AuthorizationError, AuthorizationErrorCode, RejectionReason};
 pub use pkce::{Verifier, VerifierError};
-pub use url::{ParamError, UrlError, UrlParams};
+pub use url::{ParamError, UrlError, UrlParams, UrlTemplate};
 
 use crate::classify::{self, GrantKind, OAuthError, Reauth, TokenOutcome, TokenSet, Transient};
 use crate::connection::config::{self, ConnectionConfig, InvalidConfig};

@@ -60,55 +60,128 @@ pub enum ParamError {
 /// Builds the URL. Never a secret other than `state` (which must travel)
 /// goes into it: no client secret, no verifier.
 pub fn build(params: &UrlParams) -> Result<Secret, UrlError> {
-    let url = endpoint_url(&params.authorize_url).ok_or(UrlError::InvalidEndpoint)?;
-    let client_id_ok = !params.client_id.is_empty()
-        && params.client_id.len() <= 256
-        && params.client_id.bytes().all(|b| (0x21..=0x7e).contains(&b));
-    if !client_id_ok {
-        return Err(UrlError::InvalidClientId);
+    UrlTemplate::new(
+        &params.authorize_url,
+        &params.client_id,
+        &params.redirect_uri,
+        &params.scopes,
+    )?
+    .url(&params.state, &params.code_challenge, &params.extra_params)
+}
+
+/// The part of an authorisation URL that is the same for every request of
+/// one client (endpoint, `response_type`, `client_id`, `redirect_uri`,
+/// `scope`), checked and encoded once; [`UrlTemplate::url`] then adds only
+/// what changes per request. A platform that builds many URLs for one
+/// configuration parses and encodes it once instead of per request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UrlTemplate {
+    /// The endpoint with its own query (RFC 6749 §3.1: kept) and the fixed
+    /// parameters appended.
+    prefix: String,
+}
+
+impl UrlTemplate {
+    /// Checks the fixed parts (RFC 6749 §3.1, §3.1.2, §3.3; Pleo's
+    /// `resource:permission` scopes) and encodes them.
+    pub fn new(
+        authorize_url: &str,
+        client_id: &str,
+        redirect_uri: &str,
+        scopes: &[String],
+    ) -> Result<Self, UrlError> {
+        let url = endpoint_url(authorize_url).ok_or(UrlError::InvalidEndpoint)?;
+        let client_id_ok = !client_id.is_empty()
+            && client_id.len() <= 256
+            && client_id.bytes().all(|b| (0x21..=0x7e).contains(&b));
+        if !client_id_ok {
+            return Err(UrlError::InvalidClientId);
+        }
+        if secure_url(redirect_uri).is_none_or(|u| u.fragment().is_some()) {
+            return Err(UrlError::InvalidRedirectUri);
+        }
+        if scopes.is_empty() {
+            return Err(UrlError::NoScopes);
+        }
+        if let Some(scope) = scopes.iter().find(|s| !is_pleo_scope(s)) {
+            return Err(UrlError::InvalidScope(scope.clone()));
+        }
+        Ok(Self::checked(url, client_id, redirect_uri, scopes))
     }
-    if secure_url(&params.redirect_uri).is_none_or(|u| u.fragment().is_some()) {
-        return Err(UrlError::InvalidRedirectUri);
+
+    /// The template of an endpoint and a client already checked, for
+    /// callers that validated the configuration.
+    pub(crate) fn checked(
+        mut url: ::url::Url,
+        client_id: &str,
+        redirect_uri: &str,
+        scopes: &[String],
+    ) -> Self {
+        url.query_pairs_mut()
+            .append_pair("response_type", "code")
+            .append_pair("client_id", client_id)
+            .append_pair("redirect_uri", redirect_uri)
+            .append_pair("scope", &scopes.join(" "));
+        Self { prefix: url.into() }
     }
-    if params.scopes.is_empty() {
-        return Err(UrlError::NoScopes);
+
+    /// The URL for one request: `state` (RFC 6749 §10.12: at least 128
+    /// bits), the S256 `code_challenge` (RFC 7636 §4.3; Pleo refuses
+    /// `plain`) and the allowed extra parameters, in that order.
+    pub fn url(
+        &self,
+        state: &Secret,
+        code_challenge: &str,
+        extra_params: &[(String, String)],
+    ) -> Result<Secret, UrlError> {
+        let state = state.expose();
+        if state.len() < 22 || !url_safe(state) {
+            return Err(UrlError::WeakState);
+        }
+        if code_challenge.len() != 43 || !url_safe(code_challenge) {
+            return Err(UrlError::InvalidChallenge);
+        }
+        check_extra_params(extra_params)?;
+        Ok(self.assemble(state, code_challenge, extra_params))
     }
-    if let Some(scope) = params.scopes.iter().find(|s| !is_pleo_scope(s)) {
-        return Err(UrlError::InvalidScope(scope.clone()));
+
+    /// Appends the per-request parameters, already checked. `state` and
+    /// the challenge are base64url, which form encoding leaves as they are.
+    fn assemble(&self, state: &str, code_challenge: &str, extra: &[(String, String)]) -> Secret {
+        let mut url = String::with_capacity(self.prefix.len() + 120 + state.len());
+        url.push_str(&self.prefix);
+        for (name, value) in [
+            ("state", state),
+            ("code_challenge", code_challenge),
+            ("code_challenge_method", "S256"),
+        ] {
+            url.extend(["&", name, "=", value]);
+        }
+        for (name, value) in extra {
+            url.push('&');
+            url.extend(::url::form_urlencoded::byte_serialize(name.as_bytes()));
+            url.push('=');
+            url.extend(::url::form_urlencoded::byte_serialize(value.as_bytes()));
+        }
+        Secret::new(url)
     }
-    let state = params.state.expose();
-    if state.len() < 22
-        || !state
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b))
-    {
-        return Err(UrlError::WeakState);
-    }
-    let challenge = &params.code_challenge;
-    if challenge.len() != 43
-        || !challenge
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b))
-    {
-        return Err(UrlError::InvalidChallenge);
-    }
-    check_extra_params(&params.extra_params)?;
-    Ok(assemble(url, params))
+}
+
+/// Only base64url characters (RFC 4648 §5), which need no encoding in a
+/// query.
+fn url_safe(text: &str) -> bool {
+    text.bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b))
 }
 
 /// Appends the parameters to an endpoint already checked, for callers that
 /// validated every input.
-pub(crate) fn assemble(mut url: ::url::Url, params: &UrlParams) -> Secret {
-    url.query_pairs_mut()
-        .append_pair("response_type", "code")
-        .append_pair("client_id", &params.client_id)
-        .append_pair("redirect_uri", &params.redirect_uri)
-        .append_pair("scope", &params.scopes.join(" "))
-        .append_pair("state", params.state.expose())
-        .append_pair("code_challenge", &params.code_challenge)
-        .append_pair("code_challenge_method", "S256")
-        .extend_pairs(&params.extra_params);
-    Secret::new(String::from(url))
+pub(crate) fn assemble(url: ::url::Url, params: &UrlParams) -> Secret {
+    UrlTemplate::checked(url, &params.client_id, &params.redirect_uri, &params.scopes).assemble(
+        params.state.expose(),
+        &params.code_challenge,
+        &params.extra_params,
+    )
 }
 
 /// Only allow-listed names, each once, with short printable values.
@@ -185,5 +258,33 @@ mod tests {
             ..params()
         };
         assert_eq!(build(&p), Err(UrlError::InvalidChallenge));
+    }
+
+    /// A template made once gives, request after request, exactly the URL
+    /// `build` gives from all the parameters.
+    #[test]
+    fn a_template_gives_the_url_build_gives() {
+        let p = params();
+        let template =
+            UrlTemplate::new(&p.authorize_url, &p.client_id, &p.redirect_uri, &p.scopes).unwrap();
+        for state in [
+            "c3RhdGUtc3RhdGUtc3RhdGUtc3RhdGU",
+            "another-state_of_thirty-two-chars",
+        ] {
+            let p = UrlParams {
+                state: Secret::new(state),
+                extra_params: vec![("login_hint".into(), "a b~é&=".into())],
+                ..params()
+            };
+            assert_eq!(
+                template.url(&p.state, &p.code_challenge, &p.extra_params),
+                build(&p)
+            );
+        }
+        assert_eq!(
+            template.url(&Secret::new("short"), &p.code_challenge, &[]),
+            Err(UrlError::WeakState)
+        );
+        assert!(!format!("{template:?}").contains("state="));
     }
 }
