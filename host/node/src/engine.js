@@ -157,7 +157,10 @@ export class Engine {
           }
         });
         if (step.tag === 'done') return step.val;
-        result = await this.perform(step.val);
+        result = await this.perform(step.val).catch((e) => {
+          if (e instanceof HostError) throw e;
+          throw new HostError(`pleo-oauth: the ${step.val.tag} effect failed in the host (${e?.name ?? typeof e}); the operation was abandoned`, { cause: e });
+        });
       }
     } finally {
       if (!instance.poisoned) {

@@ -50,7 +50,7 @@ export class InvalidInputError extends PleoOAuthError {}
 export class BoundaryError extends TypeError {
   /** @param {string} path @param {string} expected @param {unknown} got */
   constructor(path, expected, got) {
-    super(`${path}: expected ${expected}, got ${describe(got)}`);
+    super(expected.startsWith('no ') ? `${path}: ${expected}` : `${path}: expected ${expected}, got ${describe(got)}`);
     this.name = 'BoundaryError';
     this.path = path;
   }

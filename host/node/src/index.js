@@ -80,26 +80,26 @@ export class PleoOAuth {
     const op = (tag, val) => this.#run(tag, val);
     this.connections = {
       /** Saves a connection's configuration (WIT `connection-config`, camelCase). */
-      configure: (connection, config) =>
+      configure: async (connection, config) =>
         op('configure', { connection: connectionId(connection), config: W.fillConfig(W.connectionConfig(config, 'config')) }),
-      getConfig: (connection) => op('get-config', connectionId(connection)),
-      status: (connection) => op('status', connectionId(connection)),
+      getConfig: async (connection) => op('get-config', connectionId(connection)),
+      status: async (connection) => op('status', connectionId(connection)),
       /** A bearer `{ token, expiresAt, scopes }`; a refusal is thrown as RefusalError. */
-      accessToken: (connection) => op('access-token', connectionId(connection)),
+      accessToken: async (connection) => op('access-token', connectionId(connection)),
       /** What an API response means: `{ tag: 'proceed' | 'retry' | ... }`. `response`: `{ status, headers }`. */
-      report: (connection, accessToken, response) => {
+      report: async (connection, accessToken, response) => {
         const head = W.responseHead(response, 'response');
         return op('report', { connection: connectionId(connection), accessToken: W.str(accessToken, 'accessToken'), status: head.status, headers: head.headers ?? [] });
       },
-      disconnect: (connection, { revoke = false } = {}) =>
+      disconnect: async (connection, { revoke = false } = {}) =>
         op('disconnect', { connection: connectionId(connection), revoke: W.bool(revoke, 'revoke') }),
-      retryNow: (connection) => op('retry-now', connectionId(connection)),
-      forget: (connection) => op('forget', connectionId(connection)),
-      list: ({ after, limit = 100 } = {}) => op('list', { after: W.opt(W.str)(after, 'after'), limit: W.u32(limit, 'limit') }),
+      retryNow: async (connection) => op('retry-now', connectionId(connection)),
+      forget: async (connection) => op('forget', connectionId(connection)),
+      list: async ({ after, limit = 100 } = {}) => op('list', { after: W.opt(W.str)(after, 'after'), limit: W.u32(limit, 'limit') }),
     };
     this.authorize = {
       /** `{ url, expiresAt, scopes }`: redirect the user to `url` (never log it). */
-      begin: (connection, options = {}) => {
+      begin: async (connection, options = {}) => {
         const o = W.beginOptions(options, 'options');
         return op('begin', {
           connection: connectionId(connection),
@@ -107,7 +107,7 @@ export class PleoOAuth {
         });
       },
       /** From the redirect back: the full URL or its query string. */
-      complete: (callback, { connection } = {}) =>
+      complete: async (callback, { connection } = {}) =>
         op('complete', { callback: W.str(callback, 'callback'), connection: W.opt(W.str)(connection, 'connection') }),
     };
     const pure = (name, f) => {
