@@ -55,7 +55,7 @@ export class PleoOAuth {
    * @param {(event: object) => void} [options.log] each structured event (no secret in any)
    * @param {{ now(): number, sleep(ms: number): Promise<void> }} [options.clock] default: Date.now, setTimeout
    * @param {(len: number) => Uint8Array} [options.random] default: crypto.getRandomValues
-   * @param {'fast' | 'checked'} [options.build] `fast` (default): jco's lifting trusts the component;
+   * @param {'fast' | 'trusted' | 'checked'} [options.build] `fast` (default): jco's lifting trusts the component and its debug logging is compiled out; `trusted`: lifting trusts the component;
    *   `checked`: every lifted value is checked as well (development)
    */
   static async load(options = {}) {
