@@ -29,7 +29,7 @@ export class SqliteStorage {
       insert: q('INSERT INTO pleo_oauth_entries (key, value, version) VALUES (?, ?, ?) ON CONFLICT (key) DO NOTHING'),
       update: q('UPDATE pleo_oauth_entries SET value = ?, version = ? WHERE key = ? AND version = ?'),
       delete: q('DELETE FROM pleo_oauth_entries WHERE key = ? AND version = ?'),
-      keys: q('SELECT key FROM pleo_oauth_entries WHERE key >= ?1 AND substr(key, 1, length(?1)) = ?1 AND key > ?2 ORDER BY key LIMIT ?3'),
+      keys: q('SELECT key FROM pleo_oauth_entries WHERE key >= @prefix AND substr(key, 1, length(@prefix)) = @prefix AND key > @after ORDER BY key LIMIT @limit'),
     };
     // Writes are immediate transactions: the counter and the entry together.
     this.putTx = this.db.transaction((key, value, expected) => {
@@ -67,7 +67,7 @@ export class SqliteStorage {
   }
   async keys(prefix, after, limit) {
     return this.#wrap(false, () =>
-      this.s.keys.all(prefix, after ?? '', BigInt(limit)).map((r) => r.key),
+      this.s.keys.all({ prefix, after: after ?? '', limit: BigInt(limit) }).map((r) => r.key),
     );
   }
   close() {
