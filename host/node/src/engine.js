@@ -165,7 +165,7 @@ export class Engine {
     } finally {
       if (!instance.poisoned) {
         try {
-          op[Symbol.dispose]?.();
+          op[Symbol.dispose ?? Symbol.for('dispose')]?.();
         } catch {
           /* dropping an operation never matters */
         }
