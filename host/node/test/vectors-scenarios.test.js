@@ -7,7 +7,7 @@ import { PleoOAuthError } from '../src/index.js';
 import { load, tally, camel } from './support.js';
 import { fixture, configWith, stateOf, wireCode } from './scenario.js';
 
-const BUILD = process.env.PLEO_OAUTH_BUILD ?? 'checked';
+const BUILDS = process.env.PLEO_OAUTH_BUILD ? [process.env.PLEO_OAUTH_BUILD] : ['checked', 'fast'];
 const CONNECTION = 'c1';
 
 /** Runs `f`; a PleoOAuthError becomes `{ error }`, anything else propagates. */
@@ -91,8 +91,8 @@ async function writeRecord(storage, key, json) {
 
 const CALLBACK_FIELDS = ['name', 'spec', 'connection', 'config', 'status', 'begin', 'begin-twice', 'advance-ms', 'callback', 'expected-connection', 'token-endpoint', 'replay', 'expect'];
 
-async function runCallback(c) {
-  const f = await fixture({ build: BUILD });
+async function runCallback(c, build) {
+  const f = await fixture({ build });
   const id = c.connection ?? CONNECTION;
   await f.oauth.connections.configure(id, configWith(c.config));
   if (c.status) await f.storage.put(`status/${id}`, new TextEncoder().encode(JSON.stringify(c.status)), undefined);
@@ -132,8 +132,8 @@ async function connect(f, grant) {
   await f.oauth.authorize.complete(`code=CODE-connect&state=${stateOf(authorization)}`, { connection: CONNECTION });
 }
 
-async function runLifecycle(c) {
-  const f = await fixture({ build: BUILD });
+async function runLifecycle(c, build) {
+  const f = await fixture({ build });
   await f.oauth.connections.configure(CONNECTION, configWith(c.config));
   const connectRequests = new Set();
   for (const [index, step] of c.steps.entries()) {
@@ -190,18 +190,18 @@ async function runLifecycle(c) {
 for (const [file, fields, run] of [
   ['callback.json', CALLBACK_FIELDS, runCallback],
   ['lifecycle.json', ['name', 'spec', 'config', 'steps', 'expect'], runLifecycle],
-]) {
-  test(`${file} through the step interface (${BUILD} build)`, async () => {
+]) for (const build of BUILDS) {
+  test(`${file} through the step interface (${build} build)`, async () => {
     const suite = load(file, fields);
     const failures = [];
     for (const c of suite.cases) {
       try {
-        await run(c);
+        await run(c, build);
       } catch (e) {
         failures.push(`${c.name}: ${e.message.split('\n').slice(0, 14).join('\n')}`);
       }
     }
-    tally(file, suite.cases.length - failures.length, suite.cases.length);
+    tally(`${file} (${build} build, step interface)`, suite.cases.length - failures.length, suite.cases.length);
     assert.equal(failures.length, 0, failures.join('\n\n'));
   });
 }
