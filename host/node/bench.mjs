@@ -44,6 +44,19 @@ for (const build of ['checked', 'trusted', 'fast']) {
   if (!pkce().includes('code_challenge_method=S256')) throw new Error('url');
   variants.push([`PKCE + state + URL, component ${build}, package API`, pkce, false]);
 }
+// The step loop: the API gate's hot path (a valid token, read from an
+// in-memory store: a few storage-get, now-ms and emit effects awaited one by one).
+for (const build of ['checked', 'fast']) {
+  let body = '';
+  const http = { send: async () => ({ status: 200, headers: [['Content-Type', 'application/json']], body: new TextEncoder().encode(body) }) };
+  const p = await PleoOAuth.load({ build, http, credentials: () => 's' });
+  await p.connections.configure('c1', { environment: { tag: 'staging' }, clientId: 'client-123', clientType: 'public', redirectUri: REDIRECT, scopes: SCOPES });
+  const { url } = await p.authorize.begin('c1');
+  body = JSON.stringify({ access_token: 'AT-bench', token_type: 'Bearer', expires_in: 3600, refresh_token: 'RT-bench' });
+  await p.authorize.complete(`code=C&state=${new URL(url).searchParams.get('state')}`, { connection: 'c1' });
+  variants.push([`connections.access-token (valid token, MemoryStorage), step loop, component ${build}`, () => p.connections.accessToken('c1'), true]);
+}
+
 // oauth4webapi 3.8: the same work. Its token-response processing takes a
 // fetch Response (built per call here, as fetch would give one) and is async.
 variants.push(['classify: processRefreshTokenResponse, oauth4webapi', async () => {
