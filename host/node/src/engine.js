@@ -125,7 +125,8 @@ export class Engine {
     try {
       return f();
     } catch (e) {
-      if (e instanceof BoundaryError) throw e;
+      // Ours (a wrong shape, a broken step-loop rule: `step-error` changes nothing).
+      if (e instanceof BoundaryError || e instanceof HostError) throw e;
       // A `result` error comes back as jco's ComponentError with a payload.
       if (e && Object.prototype.hasOwnProperty.call(e, 'payload')) throw e;
       instance.poisoned = true;

@@ -95,3 +95,15 @@ test('effect handlers that throw: mapped to the contract, or the operation is ab
   assert.match(url, /^https:\/\/auth\.staging\.pleo\.io\//);
   assert.equal(oauth.engine.current, instance, 'no trap: the same instance');
 });
+
+test('a broken step-loop rule is a HostError and does not poison the instance', async () => {
+  const oauth = await PleoOAuth.load({ build: 'checked' });
+  const instance = oauth.engine.current;
+  // Answer the first effect of an operation with the wrong case.
+  const perform = oauth.engine.perform.bind(oauth.engine);
+  oauth.engine.perform = async () => ({ tag: 'sleep-ms' });
+  await assert.rejects(() => oauth.connections.status('c1'), (e) => e instanceof HostError && /mismatched-result/.test(e.message));
+  oauth.engine.perform = perform;
+  assert.equal(oauth.engine.current, instance, 'the same instance');
+  await assert.rejects(() => oauth.connections.status('c1'), (e) => e.tag === 'unknown-connection');
+});
