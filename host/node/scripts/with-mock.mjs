@@ -42,6 +42,12 @@ const child = spawn(command, args, {
   stdio: 'inherit',
   env: { ...process.env, PLEO_OAUTH_MOCK_URL: url, PLEO_OAUTH_MOCK_CLIENT_ID: id, PLEO_OAUTH_MOCK_CLIENT_SECRET: key },
 });
+for (const signal of ['SIGINT', 'SIGTERM']) {
+  process.on(signal, () => {
+    child.kill(signal);
+    mock.kill('SIGTERM');
+  });
+}
 child.on('exit', (code, signal) => {
   mock.kill('SIGTERM');
   process.exit(code ?? (signal ? 1 : 0));
