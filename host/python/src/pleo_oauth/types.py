@@ -234,6 +234,8 @@ class BeginOptions:
     ttl_seconds: int | None = None
 
     def to_wit(self) -> dict[str, Any]:
+        if isinstance(self.extra_scopes, str):
+            raise TypeError("extra_scopes: a list of scope names, not one string")
         return {
             "extra-scopes": list(self.extra_scopes),
             "return-to": self.return_to,
@@ -319,6 +321,8 @@ class UrlParams:
     extra_params: Sequence[tuple[str, str]] = ()
 
     def to_wit(self) -> dict[str, Any]:
+        if isinstance(self.scopes, str):
+            raise TypeError("scopes: a list of scope names, not one string")
         return {
             "authorize-url": self.authorize_url,
             "client-id": self.client_id,
