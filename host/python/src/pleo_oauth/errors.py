@@ -8,6 +8,7 @@ a state or a client secret.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 
@@ -58,7 +59,22 @@ def _describe(wit: Any) -> str:
 
 
 class Refusal(WitError):
-    """`connections.refusal`: no token can be used now (access-token, report)."""
+    """`connections.refusal`: no token can be used now (access-token, report).
+
+    `until`: when to ask again, as an aware `datetime` (`wait.until-ms`, or a
+    misconfigured client's `retry-at-ms`), else None.
+    """
+
+    @property
+    def until(self) -> "datetime | None":
+        from .types import from_ms
+
+        payload = self.wit.get(self.case) if isinstance(self.wit, dict) else None
+        if self.case == "wait":
+            return from_ms(payload["until-ms"])
+        if self.case == "client-misconfigured":
+            return from_ms(payload["retry-at-ms"])
+        return None
 
 
 class ConfigureError(WitError):

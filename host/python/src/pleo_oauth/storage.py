@@ -126,9 +126,13 @@ class SqliteStorage:
 
     def __init__(self, path: str | Path, *, timeout_s: float = 5.0) -> None:
         self.path = str(path)
-        self._timeout = timeout_s
-        self._local = threading.local()
-        with self._connect() as db:
+        # One connection, used by one worker thread at a time.
+        self._lock = threading.Lock()
+        self._db: sqlite3.Connection | None = sqlite3.connect(
+            self.path, timeout=timeout_s, isolation_level=None, check_same_thread=False
+        )
+        with self._lock:
+            db = self._connect()
             db.execute("PRAGMA journal_mode=WAL")
             db.execute(
                 "CREATE TABLE IF NOT EXISTS entries (key TEXT PRIMARY KEY, value BLOB NOT NULL, version INTEGER NOT NULL)"
@@ -136,22 +140,27 @@ class SqliteStorage:
             db.execute("CREATE TABLE IF NOT EXISTS counter (id INTEGER PRIMARY KEY CHECK (id = 1), last INTEGER NOT NULL)")
             db.execute("INSERT OR IGNORE INTO counter (id, last) VALUES (1, 0)")
 
+    def __repr__(self) -> str:
+        return f"SqliteStorage({self.path!r})"
+
     def _connect(self) -> sqlite3.Connection:
-        db = getattr(self._local, "db", None)
-        if db is None:
-            db = sqlite3.connect(self.path, timeout=self._timeout, isolation_level=None, check_same_thread=True)
-            self._local.db = db
-        return db
+        if self._db is None:
+            raise Unavailable("the store is closed")
+        return self._db
 
     def close(self) -> None:
-        db = getattr(self._local, "db", None)
-        if db is not None:
-            db.close()
-            self._local.db = None
+        with self._lock:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+
+    def _locked(self, fn, *args):  # type: ignore[no-untyped-def]
+        with self._lock:
+            return fn(*args)
 
     async def _run(self, fn, *args):  # type: ignore[no-untyped-def]
         try:
-            return await asyncio.to_thread(fn, *args)
+            return await asyncio.to_thread(self._locked, fn, *args)
         except StorageError:
             raise
         except sqlite3.DatabaseError as e:
