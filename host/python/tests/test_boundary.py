@@ -71,7 +71,7 @@ async def test_lifecycle_inputs_are_checked(loaded) -> None:
     with pytest.raises(TypeError, match="scopes: a list"):
         await oauth.connections.configure("c1", ConnectionConfig("c", "https://app.example/cb", "users:read"))  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="out of range for u16"):
-        await oauth.connections.report("c1", "AT-1", 1000)
+        await oauth.connections.report("c1", "AT-1", 70000)
 
 
 async def test_platform_handlers_are_checked(loaded) -> None:
