@@ -16,7 +16,7 @@ import pytest
 
 from pleo_oauth import (
     ApiActionKind, ConnectionConfig, CustomEndpoints, HttpxHttp, PleoOAuth, Refusal, RevocationKind,
-    SqliteStorage, State, log_to_logging,
+    SqliteStorage, State, SystemClock, log_to_logging,
 )
 
 from conftest import require_steps
@@ -42,6 +42,14 @@ def mock_env() -> tuple[str, str, str]:
 
 
 STATES: list[str] = []
+
+
+class OffsetClock(SystemClock):
+    def __init__(self) -> None:
+        self.offset_ms = 0
+
+    def now_ms(self) -> int:
+        return super().now_ms() + self.offset_ms
 
 
 async def connect(oauth: PleoOAuth, web: httpx.AsyncClient) -> None:
@@ -71,7 +79,8 @@ async def test_connect_refresh_revoke_reauthenticate(loaded, tmp_path: Path, cap
 
     http = HttpxHttp(lambda cid: secret if cid == client_id else None)
     storage = SqliteStorage(tmp_path / "pleo-oauth.sqlite3")
-    oauth = await PleoOAuth.load(storage=storage, http=http, log=log)
+    clock = OffsetClock()  # the system clock, moved forward when the test lets an hour pass
+    oauth = await PleoOAuth.load(storage=storage, http=http, log=log, clock=clock)
     seen: list[str] = []  # everything the platform would print or log
     async with httpx.AsyncClient(follow_redirects=False, trust_env=False) as web:
         config = ConnectionConfig(
@@ -100,20 +109,24 @@ async def test_connect_refresh_revoke_reauthenticate(loaded, tmp_path: Path, cap
         assert second.token != first.token
         assert (await call_api(web, base, second.token)).status_code == 200
         assert (await oauth.connections.access_token(CONNECTION)).token == second.token
+
+        # an hour later the token has expired: the gate refreshes, with rotation
+        assert (await web.post(f"{base}/_mock/expire-access-tokens")).is_success
+        clock.offset_ms += 3_600_000
+        third = await oauth.connections.access_token(CONNECTION)
+        assert third.token not in (first.token, second.token)
+        assert (await call_api(web, base, third.token)).status_code == 200
         stats = (await web.get(f"{base}/_mock/stats")).json()
         seen.append(repr(stats))
 
         # the user revokes access: detected at the next refresh, re-authentication asked for
         assert (await web.post(f"{base}/_mock/revoke-grants")).is_success
         assert (await web.post(f"{base}/_mock/expire-access-tokens")).is_success
-        rejected = await call_api(web, base, second.token)
-        assert rejected.status_code == 401
-        with pytest.raises(Refusal) as refusal:
-            await oauth.connections.report(CONNECTION, second.token, 401, list(rejected.headers.multi_items()))
-        seen.append(repr(refusal.value) + str(refusal.value))
-        assert refusal.value.case == "reauthenticate"
+        assert (await call_api(web, base, third.token)).status_code == 401
+        clock.offset_ms += 3_600_000
         with pytest.raises(Refusal) as refusal:
             await oauth.connections.access_token(CONNECTION)
+        seen.append(repr(refusal.value) + str(refusal.value))
         assert refusal.value.wit == {"reauthenticate": "refresh-token-rejected"}
         status = await oauth.connections.status(CONNECTION)
         seen.append(repr(status))
@@ -123,20 +136,20 @@ async def test_connect_refresh_revoke_reauthenticate(loaded, tmp_path: Path, cap
 
         # reconnect: a working token again
         await connect(oauth, web)
-        third = await oauth.connections.access_token(CONNECTION)
-        assert third.token not in (first.token, second.token)
-        assert (await call_api(web, base, third.token)).status_code == 200
+        fourth = await oauth.connections.access_token(CONNECTION)
+        assert fourth.token not in (first.token, second.token, third.token)
+        assert (await call_api(web, base, fourth.token)).status_code == 200
         assert (await oauth.connections.status(CONNECTION)).state is State.CONNECTED
         revocation = await oauth.connections.disconnect(CONNECTION, revoke=True)
         assert revocation.kind is RevocationKind.REVOKED
-        assert (await call_api(web, base, third.token)).status_code == 401
+        assert (await call_api(web, base, fourth.token)).status_code == 401
 
         # no token, code, state or secret in anything logged or printed
         issued = (await web.get(f"{base}/_mock/issued-secrets")).json()
     await http.aclose()
     storage.close()
     assert any(e.kind == "connected" for e in events)
-    secrets = {s for s in issued if isinstance(s, str) and len(s) >= 8} | {secret, first.token, second.token, third.token, *STATES}
+    secrets = {s for s in issued if isinstance(s, str) and len(s) >= 8} | {secret, first.token, second.token, third.token, fourth.token, *STATES}
     text = caplog.text + "\n".join(repr(e) for e in events) + "\n".join(seen)
     leaked = [s for s in secrets if s in text]
     assert not leaked, f"{len(leaked)} secret values appear in the logs"
