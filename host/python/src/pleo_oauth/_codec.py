@@ -93,7 +93,7 @@ def lower(store: Any, ty: ValType, val: Any, ptr: Any, path: str = "") -> None:
                 val = bytes(val)
             if not isinstance(val, bytes):
                 raise _fail(path, f"expected bytes, got {type(val).__name__}")
-            ty.convert_to_c(store, val, ptr)
+            _lower_bytes(val, ptr)
             return
         if not isinstance(val, (list, tuple)):
             raise _fail(path, f"expected a list, got {type(val).__name__}")
@@ -190,6 +190,33 @@ def lower(store: Any, ty: ValType, val: Any, ptr: Any, path: str = "") -> None:
         raise TypeError(f"{path or 'value'}: unsupported WIT type {type(ty).__name__}")
 
 
+# A `list<u8>` is an array of `wasmtime_component_val_t` (a one-byte kind at
+# offset 0 and the payload union after it): build and read it in bulk rather
+# than one ctypes call per byte.
+_VAL = ffi.wasmtime_component_val_t
+_VAL_SIZE = ctypes.sizeof(_VAL)
+_VAL_U8 = _VAL.of.offset
+_KIND_U8 = ffi.WASMTIME_COMPONENT_U8.value
+_FAST_BYTES = _VAL.kind.offset == 0 and _VAL.kind.size == 1
+
+
+def _lower_bytes(val: bytes, ptr: Any) -> None:
+    raw = ffi.wasmtime_component_vallist_t()
+    ffi.wasmtime_component_vallist_new_uninit(raw, len(val))
+    if _FAST_BYTES:
+        buf = bytearray(len(val) * _VAL_SIZE)
+        buf[0::_VAL_SIZE] = bytes([_KIND_U8]) * len(val)
+        buf[_VAL_U8::_VAL_SIZE] = val
+        if val:
+            ctypes.memmove(raw.data, bytes(buf), len(buf))
+    else:
+        for i, b in enumerate(val):
+            raw.data[i].kind = ffi.WASMTIME_COMPONENT_U8
+            raw.data[i].of.u8 = b
+    ptr.contents.kind = ffi.WASMTIME_COMPONENT_LIST
+    ptr.contents.of.list = raw
+
+
 def _tagged(val: Any, path: str) -> tuple[str, Any, bool]:
     if isinstance(val, str):
         return val, None, False
@@ -218,6 +245,9 @@ def lift(ty: ValType, c: Any) -> Any:
         if isinstance(element, U8):
             lst = c.of.list
             try:
+                if _FAST_BYTES and lst.size:
+                    raw = ctypes.string_at(lst.data, lst.size * _VAL_SIZE)
+                    return raw[_VAL_U8::_VAL_SIZE]
                 return bytes([lst.data[i].of.u8 for i in range(lst.size)])
             finally:
                 ffi.wasmtime_component_vallist_delete(byref(c.of.list))
