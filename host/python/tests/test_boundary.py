@@ -24,7 +24,7 @@ def test_pure_calls_reject_wrong_shapes(oauth: PleoOAuth) -> None:
         oauth.classify.retry_after_ms(120, 1_700_000_000_000)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="out of range for u64"):
         oauth.classify.retry_after_ms("120", -1)
-    with pytest.raises(ValueError, match="'bogus' is not one of"):
+    with pytest.raises(ValueError, match="a str that is not one of"):
         oauth.classify.token_response("bogus", HttpResponse(200), 0)
     with pytest.raises(TypeError, match="HttpResponse or a TransportError"):
         oauth.classify.api_response({"status": 200}, "first", 0)  # type: ignore[arg-type]

@@ -84,7 +84,8 @@ def lower(store: Any, ty: ValType, val: Any, ptr: Any, path: str = "") -> None:
         ty.convert_to_c(store, val, ptr)
     elif isinstance(ty, EnumType):
         if not isinstance(val, str) or val not in _child(ty, "names"):
-            raise ValueError(f"{path or 'value'}: {val!r} is not one of {_child(ty, 'names')}")
+            # the value itself is not echoed: it could be a secret passed in the wrong place
+            raise ValueError(f"{path or 'value'}: a {type(val).__name__} that is not one of {_child(ty, 'names')}")
         ty.convert_to_c(store, val, ptr)
     elif isinstance(ty, ListType):
         element = _child(ty, "element")
