@@ -5,7 +5,7 @@
 // fresh client id and secret, exports PLEO_OAUTH_MOCK_URL,
 // PLEO_OAUTH_MOCK_CLIENT_ID and PLEO_OAUTH_MOCK_CLIENT_SECRET to the
 // command, and stops the mock when the command ends (its exit code is ours).
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createInterface } from 'node:readline';
 
@@ -16,10 +16,9 @@ if (!bin || !command) {
 }
 const clientId = `node-e2e-${randomBytes(4).toString('hex')}`;
 const secret = randomBytes(24).toString('base64url');
-// `pleo-oauth mock` (newer: prints its URL and client credentials) when
-// the binary has it, else `pleo-oauth mock-server --json`.
-const hasMock = spawnSync(bin, ['mock', '--help'], { stdio: 'ignore' }).status === 0;
-const mockArgs = hasMock ? ['mock'] : ['mock-server', '--port', '0', '--json', '--consent', 'auto', '--client-id', clientId];
+// `--json` prints one line, {"url", "client-id", "confidential"}; the
+// secret is the one given in PLEO_OAUTH_CLIENT_SECRET, never printed.
+const mockArgs = ['mock-server', '--port', '0', '--json', '--consent', 'auto', '--client-id', clientId];
 const mock = spawn(bin, mockArgs, {
   env: { ...process.env, PLEO_OAUTH_CLIENT_SECRET: secret },
   stdio: ['ignore', 'pipe', 'inherit'],
@@ -33,14 +32,12 @@ const line = await new Promise((resolve, reject) => {
   mock.once('exit', (code) => reject(new Error(`the mock exited (${code}) before printing its address`)));
 });
 const info = JSON.parse(line);
-const pick = (...keys) => keys.map((k) => info[k]).find((v) => typeof v === 'string');
-const url = pick('url', 'base-url', 'base_url', 'baseUrl');
-const id = pick('client-id', 'client_id', 'clientId') ?? clientId;
-const key = pick('client-secret', 'client_secret', 'clientSecret') ?? secret;
-if (!url || (!hasMock && (id !== clientId || info.confidential !== true))) throw new Error(`unexpected mock output (${Object.keys(info)})`);
+if (typeof info.url !== 'string' || info['client-id'] !== clientId || info.confidential !== true) {
+  throw new Error(`unexpected mock output (${Object.keys(info)})`);
+}
 const child = spawn(command, args, {
   stdio: 'inherit',
-  env: { ...process.env, PLEO_OAUTH_MOCK_URL: url, PLEO_OAUTH_MOCK_CLIENT_ID: id, PLEO_OAUTH_MOCK_CLIENT_SECRET: key },
+  env: { ...process.env, PLEO_OAUTH_MOCK_URL: info.url, PLEO_OAUTH_MOCK_CLIENT_ID: clientId, PLEO_OAUTH_MOCK_CLIENT_SECRET: secret },
 });
 for (const signal of ['SIGINT', 'SIGTERM']) {
   process.on(signal, () => {
