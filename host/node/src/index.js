@@ -21,7 +21,11 @@ import {
   PleoOAuthError, RefusalError, StatusError, StorageError,
 } from './errors.js';
 
-export * from './errors.js';
+export {
+  PleoOAuthError, RefusalError, ConfigureError, StatusError, DisconnectError, StorageError,
+  BeginError, CompleteError, InvalidInputError, BoundaryError, ComponentTrapError, HostError,
+  StorageFailure, TransportFailure,
+} from './errors.js';
 export { FetchHttp } from './http.js';
 export { MemoryStorage } from './storage.js';
 export { Engine } from './engine.js';
@@ -34,7 +38,7 @@ const ERRORS = {
 };
 
 /** `reauthenticate (refresh-token-rejected)`: case names only, never a value that could be secret. */
-export function describeVariant(v) {
+function describeVariant(v) {
   if (v === undefined || v === null) return '';
   if (typeof v === 'string') return v;
   if (typeof v !== 'object' || !('tag' in v)) return '';
