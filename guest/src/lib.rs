@@ -58,6 +58,7 @@ macro_rules! record_into {
 pub mod authorize;
 pub mod classify;
 pub mod connection;
+pub mod effects;
 pub mod events;
 pub mod io;
 pub mod secret;
