@@ -62,6 +62,7 @@ pub mod effects;
 pub mod events;
 pub mod io;
 pub mod secret;
+pub mod steps;
 pub mod types;
 
 #[cfg(target_arch = "wasm32")]

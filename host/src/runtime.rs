@@ -150,7 +150,7 @@ impl Runtime {
         self.0.cache_status
     }
 
-    /// The component's imports, by name, e.g. `pleo:oauth/http@0.2.0`.
+    /// The component's imports, by name, e.g. `pleo:oauth/http@0.3.0`.
     pub fn imports(&self) -> Vec<String> {
         let component = self.0.pre.instance_pre().component();
         component
