@@ -21,8 +21,9 @@ fn imports_are_exactly_the_projects_own() {
 }
 
 #[test]
-fn exports_are_classify_connections_and_authorize() {
-    let exports = ["classify", "connections", "authorize"].map(|i| format!("pleo:oauth/{i}@0.3.0"));
+fn exports_are_classify_connections_authorize_and_steps() {
+    let exports =
+        ["classify", "connections", "authorize", "steps"].map(|i| format!("pleo:oauth/{i}@0.3.0"));
     assert_eq!(runtime().exports(), exports);
 }
 
