@@ -208,8 +208,9 @@ pub async fn run(fx: &Effects, call: Call) -> Outcome {
 enum Phase {
     /// Created; the first `next(None)` starts it.
     NotStarted,
-    /// This effect was handed out and its result is awaited.
-    Waiting(EffectKind),
+    /// This effect was handed out and its result is awaited (for
+    /// `random-bytes`, with the number of bytes asked for).
+    Waiting(EffectKind, Option<u32>),
     /// The outcome was handed out.
     Done,
 }
@@ -261,9 +262,15 @@ impl Operation {
         match (self.phase, result) {
             (Phase::NotStarted, None) => {}
             (Phase::NotStarted | Phase::Done, _) => return Err(StepError::NotWaiting),
-            (Phase::Waiting(_), None) => return Err(StepError::MismatchedResult),
-            (Phase::Waiting(kind), Some(result)) => {
-                if result.kind() != kind {
+            (Phase::Waiting(..), None) => return Err(StepError::MismatchedResult),
+            (Phase::Waiting(kind, random_len), Some(result)) => {
+                let short = match (&result, random_len) {
+                    (EffectResult::RandomBytes(bytes), Some(len)) => bytes.len() != len as usize,
+                    _ => false,
+                };
+                // Bytes of another number than asked for do not answer the
+                // effect either: the state and the verifier depend on it.
+                if result.kind() != kind || short {
                     return Err(StepError::MismatchedResult);
                 }
                 // An emitted event was only handed out: the future did not
@@ -275,11 +282,15 @@ impl Operation {
         }
         loop {
             if let Some(event) = self.events.pop_front() {
-                self.phase = Phase::Waiting(EffectKind::Emit);
+                self.phase = Phase::Waiting(EffectKind::Emit, None);
                 return Ok(Step::Effect(Effect::Emit(event)));
             }
             if let Some(effect) = self.wanted.take() {
-                self.phase = Phase::Waiting(effect.kind());
+                let random_len = match effect {
+                    Effect::RandomBytes(len) => Some(len),
+                    _ => None,
+                };
+                self.phase = Phase::Waiting(effect.kind(), random_len);
                 return Ok(Step::Effect(effect));
             }
             if let Some(outcome) = self.finished.take() {

@@ -58,6 +58,19 @@ pub(super) async fn refresh(
     loaded: Loaded,
     trigger: Trigger,
 ) -> Result<Bearer, Refusal> {
+    // Out of line: a refresh's future is large (every step of the attempt),
+    // and the gate's, created on every call, would be as large with it
+    // inline; a refresh is rare, so its one allocation costs nothing.
+    Box::pin(refresh_attempt(fx, now_ms, connection, loaded, trigger)).await
+}
+
+async fn refresh_attempt(
+    fx: &Effects,
+    now_ms: u64,
+    connection: &str,
+    loaded: Loaded,
+    trigger: Trigger,
+) -> Result<Bearer, Refusal> {
     let Loaded {
         config,
         status,

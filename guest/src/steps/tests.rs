@@ -241,6 +241,36 @@ fn a_result_of_another_case_leaves_the_same_effect_outstanding() {
     assert!(matches!(step, Step::Done(Outcome::AccessToken(Ok(_)))));
 }
 
+/// Random bytes of another length than asked for do not answer the effect:
+/// a state or a verifier made of them would be weaker than the contract.
+#[test]
+fn random_bytes_of_the_wrong_length_leave_the_effect_outstanding() {
+    let mut io = connected(stepped);
+    let mut operation = Operation::new(begin());
+    let mut step = operation.next(None).unwrap();
+    loop {
+        match step {
+            Step::Effect(Effect::RandomBytes(len)) => {
+                let short = EffectResult::RandomBytes(vec![7; len as usize - 1]);
+                assert_eq!(
+                    operation.next(Some(short)),
+                    Err(StepError::MismatchedResult)
+                );
+                step = operation
+                    .next(Some(perform(&mut io, Effect::RandomBytes(len))))
+                    .unwrap();
+                break;
+            }
+            Step::Effect(effect) => step = operation.next(Some(perform(&mut io, effect))).unwrap(),
+            Step::Done(outcome) => panic!("no random bytes asked for: {outcome:?}"),
+        }
+    }
+    while let Step::Effect(effect) = step {
+        step = operation.next(Some(perform(&mut io, effect))).unwrap();
+    }
+    assert!(matches!(step, Step::Done(Outcome::Begin(Ok(_)))));
+}
+
 #[test]
 fn next_is_not_waiting_before_the_first_step_and_after_the_outcome() {
     let mut operation = Operation::new(Call::GetConfig("c1".into()));
@@ -334,4 +364,14 @@ fn debug_shows_no_secret() {
     let text = format!("{call:?} {report:?} {put:?} {random:?} {got:?}");
     assert!(!text.contains("SECRET"), "{text}");
     assert!(text.contains("c1"), "{text}");
+}
+
+/// The gate's future is made on every call (and moved, by both drivers):
+/// the refresh, large and rare, stays out of line so the hot path does not
+/// copy kilobytes of state it never uses.
+#[test]
+fn the_gate_future_stays_small() {
+    let fx = Effects::default();
+    let gate = std::mem::size_of_val(&c::access_token_async(&fx, NOW, "c1"));
+    assert!(gate <= 2048, "the gate's future is {gate} bytes");
 }
