@@ -27,7 +27,9 @@ use crate::{Backends, authorize, connections};
 /// One operation running in an [`Instance`]: a handle to the component's
 /// `operation` resource. It belongs to the instance that started it, and
 /// dies with it (after a trap, the instance is replaced and its operations
-/// are lost: [`GuestError::OperationLost`]).
+/// are lost: [`GuestError::OperationLost`]). Give it back with
+/// [`Instance::finish`], done or not: the resource lives in the instance's
+/// store until then.
 #[derive(Debug)]
 pub struct Operation {
     resource: ResourceAny,
@@ -95,8 +97,14 @@ impl Instance {
         let outcome = loop {
             let step = match self.next(&operation, result.take())? {
                 Ok(step) => step,
-                // The loop above answers every effect in its own case.
-                Err(error) => unreachable!("the driver broke the loop's rules: {error}"),
+                // This loop answers every effect in its own case: a refusal
+                // is the component's fault, like a trap.
+                Err(error) => {
+                    self.finish(operation)?;
+                    return Err(GuestError::Trap(format!(
+                        "the operation refused a result in its case: {error}"
+                    )));
+                }
             };
             match step {
                 Step::Done(outcome) => break outcome,
