@@ -3,7 +3,8 @@
 //! the real `state`) completed, and the outcome summarised in a
 //! language-neutral form. The same scenario runs natively (the core over the
 //! host's backends) and through the component, from identical seeded
-//! backends, so both must produce the same result, storage and events.
+//! backends, so both must produce the same result, storage and events; and
+//! through the component's `steps` export ([`Stepped`]), the third way.
 
 use std::sync::Arc;
 
@@ -11,13 +12,14 @@ use pleo_oauth::authorize::{BeginOptions, CompleteError, ExchangeFailure};
 use pleo_oauth::connections::{
     ApiAction, Bearer, ConnectionConfig, DisconnectError, Refusal, Revocation, StorageError,
 };
-use pleo_oauth::imports::clock::ManualClock;
-use pleo_oauth::imports::http::ScriptedHttp;
-use pleo_oauth::imports::log::CollectingLog;
-use pleo_oauth::imports::random::SeededRandom;
+use pleo_oauth::imports::clock::{Clock, ManualClock};
+use pleo_oauth::imports::http::{Http, ScriptedHttp};
+use pleo_oauth::imports::log::{CollectingLog, Log};
+use pleo_oauth::imports::random::{Random, SeededRandom};
 use pleo_oauth::imports::storage::{Faulty, MemoryStorage, Storage};
 use pleo_oauth::native::NativeIo;
-use pleo_oauth::types::{Header, Response, ResponseHead};
+use pleo_oauth::steps::{Call, Outcome as StepOutcome, Step};
+use pleo_oauth::types::{Entry, Event, Header, Request, Response, ResponseHead, TransportError};
 use pleo_oauth::{Backends, Instance};
 use pleo_oauth_core::authorize;
 use pleo_oauth_core::connection;
@@ -430,5 +432,215 @@ impl crate::Case for CallbackCase {
 
     fn spec(&self) -> &str {
         &self.spec
+    }
+}
+
+/// The component driven through its `steps` export: each call is an
+/// operation, and every effect is performed by this driver with `backends`
+/// (the fixture's), never through an import. The instance may have
+/// [`trapping_backends`]: then any import the component called would fail
+/// the test.
+pub struct Stepped<'a> {
+    pub instance: &'a mut Instance,
+    pub backends: Backends,
+}
+
+impl Stepped<'_> {
+    /// Runs one operation to its end, performing each effect.
+    pub fn run(&mut self, call: Call) -> StepOutcome {
+        let operation = self.instance.start(call).expect("no trap");
+        let mut result = None;
+        loop {
+            let step = self
+                .instance
+                .next(&operation, result.take())
+                .expect("no trap")
+                .expect("each effect is answered in its case");
+            match step {
+                Step::Done(outcome) => {
+                    self.instance.finish(operation).expect("no trap");
+                    return outcome;
+                }
+                Step::Effect(effect) => {
+                    let answer = pleo_oauth::steps::perform(&self.backends, effect)
+                        .expect("an effect within the contract");
+                    result = Some(answer);
+                }
+            }
+        }
+    }
+}
+
+fn other_case(outcome: StepOutcome) -> ! {
+    panic!("an outcome of another case: {outcome:?}")
+}
+
+impl Flow for Stepped<'_> {
+    fn configure(&mut self, connection: &str, config: &ConnectionConfig) {
+        let call = Call::Configure {
+            connection: connection.to_owned(),
+            config: config.clone(),
+        };
+        match self.run(call) {
+            StepOutcome::Configure(result) => result.expect("configure"),
+            other => other_case(other),
+        }
+    }
+
+    fn begin(&mut self, connection: &str, options: &BeginOptions) -> authorize::Authorization {
+        let call = Call::Begin {
+            connection: connection.to_owned(),
+            options: options.clone(),
+        };
+        match self.run(call) {
+            StepOutcome::Begin(result) => result.expect("begin"),
+            other => other_case(other),
+        }
+    }
+
+    fn complete(
+        &mut self,
+        callback: &str,
+        expected: Option<&str>,
+    ) -> Result<authorize::Completed, CompleteError> {
+        let call = Call::Complete {
+            callback: callback.to_owned(),
+            connection: expected.map(str::to_owned),
+        };
+        match self.run(call) {
+            StepOutcome::Complete(result) => result,
+            other => other_case(other),
+        }
+    }
+
+    fn status(&mut self, connection: &str) -> connection::StatusView {
+        match self.run(Call::Status(connection.to_owned())) {
+            StepOutcome::Status(result) => result.expect("status"),
+            other => other_case(other),
+        }
+    }
+
+    fn access_token(&mut self, connection: &str) -> Result<Bearer, Refusal> {
+        match self.run(Call::AccessToken(connection.to_owned())) {
+            StepOutcome::AccessToken(result) => result,
+            other => other_case(other),
+        }
+    }
+
+    fn report(
+        &mut self,
+        connection: &str,
+        token: &str,
+        status: u16,
+        headers: &[Header],
+    ) -> Result<ApiAction, Refusal> {
+        let call = Call::Report {
+            connection: connection.to_owned(),
+            access_token: token.to_owned(),
+            status,
+            headers: headers.to_vec(),
+        };
+        match self.run(call) {
+            StepOutcome::Report(result) => result,
+            other => other_case(other),
+        }
+    }
+
+    fn disconnect(
+        &mut self,
+        connection: &str,
+        revoke: bool,
+    ) -> Result<Revocation, DisconnectError> {
+        let call = Call::Disconnect {
+            connection: connection.to_owned(),
+            revoke,
+        };
+        match self.run(call) {
+            StepOutcome::Disconnect(result) => result,
+            other => other_case(other),
+        }
+    }
+
+    fn forget(&mut self, connection: &str) -> Result<(), StorageError> {
+        match self.run(Call::Forget(connection.to_owned())) {
+            StepOutcome::Forget(result) => result,
+            other => other_case(other),
+        }
+    }
+
+    fn list(
+        &mut self,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<connection::ConnectionPage, StorageError> {
+        let call = Call::List {
+            after: after.map(str::to_owned),
+            limit,
+        };
+        match self.run(call) {
+            StepOutcome::List(result) => result,
+            other => other_case(other),
+        }
+    }
+
+    fn retry_now(&mut self, connection: &str) -> Result<(), connection::StatusError> {
+        match self.run(Call::RetryNow(connection.to_owned())) {
+            StepOutcome::RetryNow(result) => result,
+            other => other_case(other),
+        }
+    }
+}
+
+/// Backends that fail the test when used: for an instance driven only
+/// through `steps`, whose imports must never be called.
+pub fn trapping_backends() -> Backends {
+    struct Trap;
+    fn called(import: &str) -> ! {
+        panic!("the `{import}` import was called on the steps path")
+    }
+    impl Storage for Trap {
+        fn get(&self, _: &str) -> Result<Option<Entry>, StorageError> {
+            called("storage.get")
+        }
+        fn put(&self, _: &str, _: &[u8], _: Option<u64>) -> Result<u64, StorageError> {
+            called("storage.put")
+        }
+        fn delete(&self, _: &str, _: u64) -> Result<(), StorageError> {
+            called("storage.delete")
+        }
+        fn keys(&self, _: &str, _: Option<&str>, _: u32) -> Result<Vec<String>, StorageError> {
+            called("storage.keys")
+        }
+    }
+    impl Http for Trap {
+        fn send(&self, _: Request) -> Result<Response, TransportError> {
+            called("http.send")
+        }
+    }
+    impl Clock for Trap {
+        fn now_ms(&self) -> u64 {
+            called("clock.now-ms")
+        }
+        fn sleep_ms(&self, _: u32) {
+            called("clock.sleep-ms")
+        }
+    }
+    impl Random for Trap {
+        fn fill(&self, _: &mut [u8]) {
+            called("random.bytes")
+        }
+    }
+    impl Log for Trap {
+        fn emit(&self, _: Event) {
+            called("log.emit")
+        }
+    }
+    let trap = Arc::new(Trap);
+    Backends {
+        http: trap.clone(),
+        storage: trap.clone(),
+        clock: trap.clone(),
+        random: trap.clone(),
+        log: trap,
     }
 }

@@ -13,7 +13,7 @@ use pleo_oauth_conformance::runtime;
 fn imports_are_exactly_the_projects_own() {
     let imports = runtime().imports();
     let allowed = ["types", "http", "storage", "clock", "random", "log"]
-        .map(|i| format!("pleo:oauth/{i}@0.2.0"));
+        .map(|i| format!("pleo:oauth/{i}@0.3.0"));
     for import in &imports {
         assert!(allowed.contains(import), "unexpected import {import}");
     }
@@ -21,8 +21,9 @@ fn imports_are_exactly_the_projects_own() {
 }
 
 #[test]
-fn exports_are_classify_connections_and_authorize() {
-    let exports = ["classify", "connections", "authorize"].map(|i| format!("pleo:oauth/{i}@0.2.0"));
+fn exports_are_classify_connections_authorize_and_steps() {
+    let exports =
+        ["classify", "connections", "authorize", "steps"].map(|i| format!("pleo:oauth/{i}@0.3.0"));
     assert_eq!(runtime().exports(), exports);
 }
 

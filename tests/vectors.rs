@@ -1,7 +1,14 @@
 //! Every vector in `tests/vectors/`, run natively against the core and
 //! through the component in wasmtime: both must give the expected verdict.
+//! The scenarios of `callback.json` and `lifecycle.json` run a third way,
+//! through the component's `steps` export, on an instance whose imports
+//! fail the test if called (`tests/authorize_flow.rs` and
+//! `tests/lifecycle.rs` run the other two ways).
 
 use pleo_oauth::Backends;
+use pleo_oauth::steps::{Call, Effect, EffectResult, Outcome, Step, StepError};
+use pleo_oauth_conformance::callback::{self, CallbackCase, Fixture, Native, Stepped};
+use pleo_oauth_conformance::lifecycle::{self, LifecycleCase};
 use pleo_oauth_conformance::*;
 use pleo_oauth_core::{authorize, classify};
 
@@ -141,4 +148,161 @@ fn vectors_are_many_named_and_cited() {
         .iter()
         .for_each(|c| visit(c.name(), c.spec()));
     assert!(count >= 120, "only {count} vector cases");
+}
+
+/// An instance whose imports fail the test when called, driven through
+/// `steps` with the fixture's backends.
+fn stepped() -> pleo_oauth::Instance {
+    runtime()
+        .instance(callback::trapping_backends())
+        .expect("an instance")
+}
+
+/// Every `callback.json` scenario through `steps` gives the expected
+/// summary, and the same storage, events and requests as the core natively.
+#[test]
+fn callback_vectors_through_steps() {
+    let suite = load::<CallbackCase>("callback.json");
+    check_all(&suite, |case| {
+        let native = Fixture::new();
+        let native_summary = callback::run(case, &native, &mut Native(&native));
+        let steps = Fixture::new();
+        let mut instance = stepped();
+        let mut flow = Stepped {
+            instance: &mut instance,
+            backends: steps.backends.clone(),
+        };
+        let steps_summary = callback::run(case, &steps, &mut flow);
+        expect_eq(&steps_summary, &case.expect).map_err(|e| format!("steps: {e}"))?;
+        expect_eq(&native_summary, &case.expect).map_err(|e| format!("native: {e}"))?;
+        expect_eq(&steps.storage.snapshot(), &native.storage.snapshot())
+            .map_err(|e| format!("storage: {e}"))?;
+        expect_eq(&steps.log.events(), &native.log.events()).map_err(|e| format!("events: {e}"))?;
+        expect_eq(&steps.http.sent(), &native.http.sent()).map_err(|e| format!("requests: {e}"))
+    });
+}
+
+/// Every `lifecycle.json` scenario through `steps`: the expected outcome
+/// of every step, and the same storage and events as the core natively.
+#[test]
+fn lifecycle_vectors_through_steps() {
+    let suite = load::<LifecycleCase>("lifecycle.json");
+    let count = check_all(&suite, |case| {
+        let native = Fixture::new();
+        let native_final = lifecycle::run(case, &native, &mut Native(&native))
+            .map_err(|e| format!("native: {e}"))?;
+        let steps = Fixture::new();
+        let mut instance = stepped();
+        let mut flow = Stepped {
+            instance: &mut instance,
+            backends: steps.backends.clone(),
+        };
+        let steps_final =
+            lifecycle::run(case, &steps, &mut flow).map_err(|e| format!("steps: {e}"))?;
+        expect_eq(&steps_final, &case.expect).map_err(|e| format!("steps: {e}"))?;
+        expect_eq(&native_final, &case.expect).map_err(|e| format!("native: {e}"))?;
+        expect_eq(&steps.storage.snapshot(), &native.storage.snapshot())
+            .map_err(|e| format!("storage: {e}"))?;
+        expect_eq(&steps.log.events(), &native.log.events()).map_err(|e| format!("events: {e}"))
+    });
+    assert!(count >= 25, "{count} scenarios");
+}
+
+/// A host on the steps path never has an import called: a whole connect
+/// and a refresh with rotation, on an instance whose every import fails
+/// the test, with each effect performed by the driver.
+#[test]
+fn the_steps_path_calls_no_import() {
+    let fixture = Fixture::new();
+    let mut instance = stepped();
+    let mut flow = Stepped {
+        instance: &mut instance,
+        backends: fixture.backends.clone(),
+    };
+    lifecycle::connected(&fixture, &mut flow);
+    fixture.clock.advance(3_600_000);
+    fixture.http.push(Ok(callback::token_json(
+        200,
+        r#"{"access_token":"AT-2","token_type":"Bearer","expires_in":3600,"refresh_token":"RT-2"}"#,
+    )));
+    let bearer = match flow.run(Call::AccessToken(lifecycle::CONNECTION.into())) {
+        Outcome::AccessToken(result) => result.expect("refreshed"),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(bearer.token.expose(), "AT-2");
+    let kinds: Vec<_> = fixture.log.events().into_iter().map(|e| e.kind).collect();
+    assert!(kinds.contains(&"tokens-rotated".to_owned()), "{kinds:?}");
+    assert_eq!(fixture.http.sent().len(), 2, "the exchange and the refresh");
+}
+
+/// The loop's rules, through the component: a result of another case (or
+/// none) leaves the same effect outstanding; a result before the first
+/// step, or anything after the outcome, is `not-waiting`; an operation
+/// dropped half-way is gone, and the instance runs others.
+#[test]
+fn the_loop_rules_hold_through_the_component() {
+    let fixture = Fixture::new();
+    let mut instance = stepped();
+    let backends = fixture.backends.clone();
+    let operation = instance
+        .start(Call::GetConfig("c1".into()))
+        .expect("no trap");
+    assert_eq!(
+        instance
+            .next(&operation, Some(EffectResult::NowMs(1)))
+            .unwrap(),
+        Err(StepError::NotWaiting)
+    );
+    let first = instance.next(&operation, None).unwrap();
+    assert_eq!(
+        first,
+        Ok(Step::Effect(Effect::StorageGet("config/c1".into())))
+    );
+    for wrong in [
+        None,
+        Some(EffectResult::Emit),
+        Some(EffectResult::StoragePut(Ok(1))),
+        Some(EffectResult::HttpSend(Err(
+            pleo_oauth::types::TransportError::Timeout,
+        ))),
+    ] {
+        assert_eq!(
+            instance.next(&operation, wrong).unwrap(),
+            Err(StepError::MismatchedResult)
+        );
+    }
+    let answer = pleo_oauth::steps::perform(&backends, Effect::StorageGet("config/c1".into()))
+        .expect("performed");
+    assert_eq!(
+        instance.next(&operation, Some(answer)).unwrap(),
+        Ok(Step::Done(Outcome::GetConfig(Ok(None))))
+    );
+    assert_eq!(
+        instance.next(&operation, None).unwrap(),
+        Err(StepError::NotWaiting)
+    );
+    assert_eq!(
+        instance
+            .next(&operation, Some(EffectResult::StorageGet(Ok(None))))
+            .unwrap(),
+        Err(StepError::NotWaiting)
+    );
+    instance.finish(operation).expect("dropped");
+    // Dropped mid-run: the instance goes on with another operation.
+    let abandoned = instance
+        .start(Call::AccessToken("c1".into()))
+        .expect("no trap");
+    assert_eq!(
+        instance.next(&abandoned, None).unwrap(),
+        Ok(Step::Effect(Effect::NowMs))
+    );
+    instance.finish(abandoned).expect("dropped");
+    let mut flow = Stepped {
+        instance: &mut instance,
+        backends,
+    };
+    assert!(matches!(
+        flow.run(Call::Forget("c1".into())),
+        Outcome::Forget(Ok(()))
+    ));
 }

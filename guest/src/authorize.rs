@@ -21,6 +21,7 @@ use crate::connection::config::{self, ConnectionConfig, InvalidConfig};
 use crate::connection::request;
 use crate::connection::status::{self, State};
 use crate::connection::store::{self, FlowRecord, StorageError, TokensRecord};
+use crate::effects::{Effects, drive};
 use crate::events::{self, Kind, kebab};
 use crate::io::Io;
 use crate::secret::Secret;
@@ -145,21 +146,22 @@ pub enum CompleteError {
 /// Starts an authorisation for a configured connection: a fresh verifier
 /// and state from the random import, a one-time pending-flow record, and
 /// the URL. A newer authorisation supersedes an older pending one.
-pub fn begin(
-    io: &mut dyn Io,
+pub async fn begin_async(
+    fx: &Effects,
     now_ms: u64,
     connection: &str,
     options: &BeginOptions,
 ) -> Result<Authorization, BeginError> {
     config::validate_connection_id(connection)?;
-    let config = store::read::<ConnectionConfig>(io, &store::config_key(connection))?
+    let config = store::read::<ConnectionConfig>(fx, &store::config_key(connection))
+        .await?
         .ok_or(BeginError::UnknownConnection)?
         .value;
     config.validate()?;
     check_options(options)?;
     let ttl = options.ttl_seconds.unwrap_or(DEFAULT_FLOW_TTL_SECONDS);
 
-    let (current, _) = status::read(io, connection, now_ms)?;
+    let (current, _) = status::read(fx, connection, now_ms).await?;
     let mut scopes = config.scopes.clone();
     for scope in current.missing_scopes.iter().chain(&options.extra_scopes) {
         if !scopes.contains(scope) {
@@ -168,7 +170,7 @@ pub fn begin(
     }
 
     let mut random = [0u8; pkce::VERIFIER_BYTES + STATE_BYTES];
-    io.random(&mut random);
+    fx.random(&mut random).await;
     let (verifier_bytes, state_bytes) = random.split_at(pkce::VERIFIER_BYTES);
     let verifier = Verifier::from_random(
         verifier_bytes
@@ -206,16 +208,17 @@ pub fn begin(
         created_at_ms: now_ms,
         expires_at_ms,
     };
-    store::write(io, &store::flow_key(&state_hash), &flow, None)?;
+    store::write(fx, &store::flow_key(&state_hash), &flow, None).await?;
 
     let mut superseded = None;
-    let status = status::update(io, connection, now_ms, |_, mut status| {
+    let status = status::update(fx, connection, now_ms, async |mut status| {
         superseded = status.flow.replace(state_hash.clone());
         status.enter(State::Authorizing, now_ms);
         Ok::<_, StorageError>(status)
-    })?;
+    })
+    .await?;
     if let Some(old) = superseded.filter(|old| *old != state_hash) {
-        discard_flow(io, &old);
+        discard_flow(fx, &old).await;
     }
 
     let (kind, message) = match status.reason {
@@ -235,7 +238,7 @@ pub fn begin(
     if let Some(reason) = status.reason {
         fields.push(("reason", kebab(&reason)));
     }
-    events::emit(io, Level::Info, kind, connection, &fields, message);
+    events::emit(fx, Level::Info, kind, connection, &fields, message).await;
     Ok(Authorization {
         url,
         expires_at_ms,
@@ -272,15 +275,15 @@ fn check_options(options: &BeginOptions) -> Result<(), OptionError> {
 /// the pending flow (a state and a code are single-use), exchanges the code
 /// and stores the tokens. With `expected` set, a state of another
 /// connection is rejected.
-pub fn complete(
-    io: &mut dyn Io,
+pub async fn complete_async(
+    fx: &Effects,
     now_ms: u64,
     callback_text: &str,
     expected: Option<&str>,
 ) -> Result<Completed, CompleteError> {
-    let accepted = validate_callback(io, now_ms, callback_text, expected)?;
-    let tokens = exchange_code(io, now_ms, &accepted)?;
-    store_grant(io, now_ms, accepted, tokens)
+    let accepted = validate_callback(fx, now_ms, callback_text, expected).await?;
+    let tokens = exchange_code(fx, now_ms, &accepted).await?;
+    store_grant(fx, now_ms, accepted, tokens).await
 }
 
 /// A callback that passed validation, with the pending flow it consumed.
@@ -298,64 +301,48 @@ struct Accepted {
 /// checked before anything else in the response (RFC 9207 §2.4); an error
 /// response (§4.1.2.1) ends the flow. A rejected callback ends the pending
 /// flow too, except when the state names none.
-fn validate_callback(
-    io: &mut dyn Io,
+async fn validate_callback(
+    fx: &Effects,
     now_ms: u64,
     callback_text: &str,
     expected: Option<&str>,
 ) -> Result<Accepted, CompleteError> {
-    let (callback, flow, state_hash) = consume_flow(io, callback_text)?;
+    let (callback, flow, state_hash) = consume_flow(fx, callback_text).await?;
     let connection = flow.connection.clone();
     // The lookup matched the hash already; compare again in constant time
     // so that no code path compares state material in variable time.
     if !bool::from(flow.state_hash.as_bytes().ct_eq(state_hash.as_bytes())) {
-        return Err(reject(io, RejectionReason::UnknownState, Some(&connection)));
+        return Err(reject(fx, RejectionReason::UnknownState, Some(&connection)).await);
     }
     if expected.is_some_and(|expected| expected != connection) {
         let reason = RejectionReason::ConnectionMismatch;
-        return Err(settle_and_reject(
-            io,
-            &connection,
-            &state_hash,
-            now_ms,
-            reason,
-        ));
+        return Err(settle_and_reject(fx, &connection, &state_hash, now_ms, reason).await);
     }
     if now_ms >= flow.expires_at_ms {
         let reason = RejectionReason::ExpiredState;
-        return Err(settle_and_reject(
-            io,
-            &connection,
-            &state_hash,
-            now_ms,
-            reason,
-        ));
+        return Err(settle_and_reject(fx, &connection, &state_hash, now_ms, reason).await);
     }
-    let Some(config) = store::read::<ConnectionConfig>(io, &store::config_key(&connection))? else {
-        return Err(reject(io, RejectionReason::UnknownState, Some(&connection)));
+    let Some(config) = store::read::<ConnectionConfig>(fx, &store::config_key(&connection)).await?
+    else {
+        return Err(reject(fx, RejectionReason::UnknownState, Some(&connection)).await);
     };
     let config = config.value;
     if let Err(reason) = check_issuer(&config, callback.iss.as_deref()) {
-        return Err(settle_and_reject(
-            io,
-            &connection,
-            &state_hash,
-            now_ms,
-            reason,
-        ));
+        return Err(settle_and_reject(fx, &connection, &state_hash, now_ms, reason).await);
     }
     let code = match callback.result {
         Ok(code) => code,
         Err(error) => {
-            settle(io, &connection, &state_hash, now_ms)?;
+            settle(fx, &connection, &state_hash, now_ms).await?;
             events::emit(
-                io,
+                fx,
                 Level::Warn,
                 Kind::AuthorizationFailed,
                 &connection,
                 &[("error", error.code.as_str().to_owned())],
                 "the authorisation server refused the authorisation",
-            );
+            )
+            .await;
             return Err(CompleteError::Denied { connection, error });
         }
     };
@@ -371,20 +358,23 @@ fn validate_callback(
 /// `state` names (RFC 6749 §4.1.2, §10.12): deleted first, so that whatever
 /// happens next the state is spent, and of two callbacks with one state
 /// only one goes on. Returns the callback, the flow and the state's hash.
-fn consume_flow(
-    io: &mut dyn Io,
+async fn consume_flow(
+    fx: &Effects,
     callback_text: &str,
 ) -> Result<(Callback, FlowRecord, String), CompleteError> {
-    let callback = callback::parse(callback_text).map_err(|reason| reject(io, reason, None))?;
-    let state_hash = hash_state(&callback.state);
-    let Some(flow) = store::read::<FlowRecord>(io, &store::flow_key(&state_hash))? else {
-        return Err(reject(io, RejectionReason::UnknownState, None));
+    let callback = match callback::parse(callback_text) {
+        Ok(callback) => callback,
+        Err(reason) => return Err(reject(fx, reason, None).await),
     };
-    match io.delete(&store::flow_key(&state_hash), flow.version) {
+    let state_hash = hash_state(&callback.state);
+    let Some(flow) = store::read::<FlowRecord>(fx, &store::flow_key(&state_hash)).await? else {
+        return Err(reject(fx, RejectionReason::UnknownState, None).await);
+    };
+    match fx.delete(&store::flow_key(&state_hash), flow.version).await {
         Ok(()) => Ok((callback, flow.value, state_hash)),
         // Another callback with the same state won the race: a replay.
         Err(crate::types::StorageError::Conflict) => {
-            Err(reject(io, RejectionReason::UnknownState, None))
+            Err(reject(fx, RejectionReason::UnknownState, None).await)
         }
         Err(error) => Err(error.into()),
     }
@@ -407,16 +397,18 @@ fn check_issuer(config: &ConnectionConfig, iss: Option<&str>) -> Result<(), Reje
 /// (RFC 6749 §4.1.3, with the PKCE verifier, RFC 7636 §4.5) and takes the
 /// verdict on the response (§5.1, §5.2). A failed exchange ends the
 /// pending flow without new tokens.
-fn exchange_code(
-    io: &mut dyn Io,
+async fn exchange_code(
+    fx: &Effects,
     now_ms: u64,
     accepted: &Accepted,
 ) -> Result<TokenSet, CompleteError> {
-    let response = io.send(exchange_request(
-        &accepted.config,
-        &accepted.flow,
-        &accepted.code,
-    ));
+    let response = fx
+        .send(exchange_request(
+            &accepted.config,
+            &accepted.flow,
+            &accepted.code,
+        ))
+        .await;
     let failure =
         match classify::token_response(GrantKind::AuthorizationCode, response.as_ref(), now_ms) {
             TokenOutcome::Success(tokens) => return Ok(tokens),
@@ -427,9 +419,9 @@ fn exchange_code(
             TokenOutcome::CredentialsMissing => ExchangeFailure::CredentialsMissing,
         };
     let connection = accepted.flow.connection.clone();
-    settle(io, &connection, &accepted.state_hash, now_ms)?;
+    settle(fx, &connection, &accepted.state_hash, now_ms).await?;
     events::emit(
-        io,
+        fx,
         Level::Warn,
         Kind::AuthorizationFailed,
         &connection,
@@ -438,7 +430,8 @@ fn exchange_code(
             ("verdict", exchange_verdict(&failure).into()),
         ],
         "the authorisation code could not be exchanged for tokens",
-    );
+    )
+    .await;
     Err(CompleteError::ExchangeFailed {
         connection,
         failure,
@@ -449,8 +442,8 @@ fn exchange_code(
 /// tokens, replacing any earlier grant (an omitted `scope` means the
 /// scopes requested, §5.1), and the status: connected, the pending flow,
 /// the missing scopes it asked for and any earlier failure history cleared.
-fn store_grant(
-    io: &mut dyn Io,
+async fn store_grant(
+    fx: &Effects,
     now_ms: u64,
     accepted: Accepted,
     tokens: TokenSet,
@@ -469,9 +462,9 @@ fn store_grant(
         after_unauthorized: false,
         unconfirmed: false,
     };
-    store::replace(io, &store::tokens_key(&connection), &record)?;
+    store::replace(fx, &store::tokens_key(&connection), &record).await?;
     let mut reason = None;
-    status::update(io, &connection, now_ms, |_, mut status| {
+    status::update(fx, &connection, now_ms, async |mut status| {
         reason = status.reason.take();
         status.flow = None;
         status.missing_scopes.retain(|s| !scopes.contains(s));
@@ -480,29 +473,34 @@ fn store_grant(
         status.fresh_rejections = 0;
         status.enter(State::Connected, now_ms);
         Ok::<_, StorageError>(status)
-    })?;
+    })
+    .await?;
     let recovered = reason.is_some();
     let mut fields = vec![("scopes", scopes.join(" "))];
     match reason {
         Some(reason) => {
             fields.push(("reason", kebab(&reason)));
             events::emit(
-                io,
+                fx,
                 Level::Info,
                 Kind::ReauthCompleted,
                 &connection,
                 &fields,
                 "re-authentication completed: recovered",
-            );
+            )
+            .await;
         }
-        None => events::emit(
-            io,
-            Level::Info,
-            Kind::Connected,
-            &connection,
-            &fields,
-            "connected: tokens stored",
-        ),
+        None => {
+            events::emit(
+                fx,
+                Level::Info,
+                Kind::Connected,
+                &connection,
+                &fields,
+                "connected: tokens stored",
+            )
+            .await
+        }
     }
     Ok(Completed {
         connection,
@@ -531,55 +529,57 @@ fn exchange_request(config: &ConnectionConfig, flow: &FlowRecord, code: &Secret)
 /// returns to where it was (still needing re-authentication, with its
 /// reason; or connected; or new). Only when this flow is still the
 /// pending one.
-fn settle(
-    io: &mut dyn Io,
+async fn settle(
+    fx: &Effects,
     connection: &str,
     state_hash: &str,
     now_ms: u64,
 ) -> Result<(), StorageError> {
-    let has_tokens = status::has_tokens(io, connection)?;
-    status::update(io, connection, now_ms, |_, mut status| {
+    let has_tokens = status::has_tokens(fx, connection).await?;
+    status::update(fx, connection, now_ms, async |mut status| {
         if status.flow.as_deref() == Some(state_hash) {
             status.settle(has_tokens, now_ms);
         }
         Ok::<_, StorageError>(status)
-    })?;
+    })
+    .await?;
     Ok(())
 }
 
 /// Ends the pending authorisation (see [`settle`]) and rejects the
 /// callback; a storage failure while settling is the error instead.
-fn settle_and_reject(
-    io: &mut dyn Io,
+async fn settle_and_reject(
+    fx: &Effects,
     connection: &str,
     state_hash: &str,
     now_ms: u64,
     reason: RejectionReason,
 ) -> CompleteError {
-    match settle(io, connection, state_hash, now_ms) {
-        Ok(()) => reject(io, reason, Some(connection)),
+    match settle(fx, connection, state_hash, now_ms).await {
+        Ok(()) => reject(fx, reason, Some(connection)).await,
         Err(error) => error.into(),
     }
 }
 
 /// Deletes a superseded pending flow; best effort (it expires anyway).
-fn discard_flow(io: &mut dyn Io, state_hash: &str) {
+async fn discard_flow(fx: &Effects, state_hash: &str) {
     let key = store::flow_key(state_hash);
-    if let Ok(Some(entry)) = io.get(&key) {
-        let _ = io.delete(&key, entry.version);
+    if let Ok(Some(entry)) = fx.get(&key).await {
+        let _ = fx.delete(&key, entry.version).await;
     }
 }
 
 /// Records a rejected callback as a security event and builds the error.
-fn reject(io: &mut dyn Io, reason: RejectionReason, connection: Option<&str>) -> CompleteError {
+async fn reject(fx: &Effects, reason: RejectionReason, connection: Option<&str>) -> CompleteError {
     events::emit_for(
-        io,
+        fx,
         Level::Warn,
         Kind::StateMismatch,
         connection,
         &[("reason", kebab(&reason))],
         "an authorisation callback was rejected before any code exchange",
-    );
+    )
+    .await;
     CompleteError::Rejected(Rejection {
         reason,
         connection: connection.map(str::to_owned),
@@ -599,6 +599,32 @@ fn exchange_verdict(failure: &ExchangeFailure) -> &'static str {
 /// `BASE64URL(SHA256(state))`: the key of a pending flow.
 pub(crate) fn hash_state(state: &Secret) -> String {
     state.fingerprint()
+}
+
+/// Starts an authorisation (see [`begin_async`]), performing every effect
+/// through `io`.
+pub fn begin(
+    io: &mut dyn Io,
+    now_ms: u64,
+    connection: &str,
+    options: &BeginOptions,
+) -> Result<Authorization, BeginError> {
+    drive(io, async |fx| {
+        begin_async(fx, now_ms, connection, options).await
+    })
+}
+
+/// Completes an authorisation (see [`complete_async`]), performing every
+/// effect through `io`.
+pub fn complete(
+    io: &mut dyn Io,
+    now_ms: u64,
+    callback_text: &str,
+    expected: Option<&str>,
+) -> Result<Completed, CompleteError> {
+    drive(io, async |fx| {
+        complete_async(fx, now_ms, callback_text, expected).await
+    })
 }
 
 #[cfg(test)]

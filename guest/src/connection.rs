@@ -27,11 +27,12 @@ pub use config::{
     ClientType, ConnectionConfig, CustomEndpoints, Environment, InvalidConfig, PRODUCTION_AS,
     STAGING_AS, secure_url, validate_connection_id,
 };
-pub use gate::access_token;
+pub use gate::access_token as access_token_async;
 pub use lease::{LEASE_MS, MAX_CLOCK_SKEW_MS};
-pub use lifecycle::{DisconnectError, Revocation, disconnect, forget};
+pub use lifecycle::{DisconnectError, Revocation};
+pub use lifecycle::{disconnect as disconnect_async, forget as forget_async};
 pub use outcome::{Bearer, ClientFault, NO_CREDENTIALS, NotConnected, Refusal, WaitReason};
-pub use report::{ApiAction, report};
+pub use report::{ApiAction, report as report_async};
 pub use status::{Reason, State};
 // The stored records (`status/{id}`, `flow/{hash}`, `tokens/{id}`): their
 // JSON is the storage format, which the fuzz targets decode; their fields
@@ -39,29 +40,32 @@ pub use status::{Reason, State};
 pub use status::Status;
 pub use store::{FlowRecord, TokensRecord};
 
+use crate::effects::{Effects, drive};
 use crate::events::{self, Kind};
 use crate::io::Io;
 use crate::types::Level;
+use crate::types::ResponseHead;
 use store::Versioned;
 
 /// Saves a connection's configuration (creating the connection). Tokens
 /// and status are untouched.
-pub fn configure(
-    io: &mut dyn Io,
+pub async fn configure_async(
+    fx: &Effects,
     connection: &str,
     config: &ConnectionConfig,
 ) -> Result<(), ConfigureError> {
     config::validate_connection_id(connection)?;
     config.validate()?;
-    Ok(store::replace(io, &store::config_key(connection), config)?)
+    Ok(store::replace(fx, &store::config_key(connection), config).await?)
 }
 
 /// Reads a connection's configuration.
-pub fn get_config(
-    io: &mut dyn Io,
+pub async fn get_config_async(
+    fx: &Effects,
     connection: &str,
 ) -> Result<Option<ConnectionConfig>, StorageError> {
-    Ok(store::read(io, &store::config_key(connection))?
+    Ok(store::read(fx, &store::config_key(connection))
+        .await?
         .map(|v: Versioned<ConnectionConfig>| v.value))
 }
 
@@ -98,8 +102,8 @@ pub const MAX_PAGE: u32 = 1000;
 /// [`status_view`] gives (from the status alone, without the reads only a
 /// full view needs): the listing a host shows without reading storage
 /// itself. A connection forgotten while the page is read is left out.
-pub fn list(
-    io: &mut dyn Io,
+pub async fn list_async(
+    fx: &Effects,
     now_ms: u64,
     after: Option<&str>,
     limit: u32,
@@ -108,7 +112,7 @@ pub fn list(
     let limit = limit.clamp(1, MAX_PAGE) as usize;
     let after = after.map(store::config_key);
     // One more than a page, to know whether another follows.
-    let keys = io.keys(PREFIX, after.as_deref(), limit as u32 + 1)?;
+    let keys = fx.keys(PREFIX, after.as_deref(), limit as u32 + 1).await?;
     let more = keys.len() > limit;
     let mut connections = Vec::with_capacity(limit.min(keys.len()));
     for id in keys
@@ -118,10 +122,10 @@ pub fn list(
     {
         // Two reads a connection (three while authorizing), not a whole
         // status view: a worker may list every round.
-        if io.get(&store::config_key(id))?.is_none() {
+        if fx.get(&store::config_key(id)).await?.is_none() {
             continue;
         }
-        let (status, ..) = current_status(io, now_ms, id)?;
+        let (status, ..) = current_status(fx, now_ms, id).await?;
         connections.push(ConnectionSummary {
             connection: id.to_owned(),
             state: status.state,
@@ -183,16 +187,16 @@ pub enum StatusError {
 /// left the connection in (`true` then), as the stored status settles at
 /// the next `begin` or callback. Reads the flow, and whether tokens exist,
 /// only while authorizing.
-fn current_status(
-    io: &mut dyn Io,
+async fn current_status(
+    fx: &Effects,
     now_ms: u64,
     connection: &str,
 ) -> Result<(status::Status, Option<store::FlowRecord>, bool), StorageError> {
-    let (mut status, _) = status::read(io, connection, now_ms)?;
+    let (mut status, _) = status::read(fx, connection, now_ms).await?;
     let flow = match &status.flow {
-        Some(hash) => {
-            store::read::<store::FlowRecord>(io, &store::flow_key(hash))?.map(|v| v.value)
-        }
+        Some(hash) => store::read::<store::FlowRecord>(fx, &store::flow_key(hash))
+            .await?
+            .map(|v| v.value),
         None => None,
     };
     let abandoned = status.state == State::Authorizing
@@ -200,25 +204,27 @@ fn current_status(
     if !abandoned {
         return Ok((status, flow, false));
     }
-    let has_tokens = io.get(&store::tokens_key(connection))?.is_some();
+    let has_tokens = fx.get(&store::tokens_key(connection)).await?.is_some();
     let since = flow.as_ref().map_or(status.since_ms, |f| f.expires_at_ms);
     status.settle(has_tokens, since);
     Ok((status, None, true))
 }
 
-pub fn status_view(
-    io: &mut dyn Io,
+pub async fn status_view_async(
+    fx: &Effects,
     now_ms: u64,
     connection: &str,
 ) -> Result<StatusView, StatusError> {
-    if config::validate_connection_id(connection).is_err() || get_config(io, connection)?.is_none()
+    if config::validate_connection_id(connection).is_err()
+        || get_config_async(fx, connection).await?.is_none()
     {
         return Err(StatusError::UnknownConnection);
     }
-    let (status, flow, abandoned) = current_status(io, now_ms, connection)?;
-    let tokens =
-        store::read::<store::TokensRecord>(io, &store::tokens_key(connection))?.map(|v| v.value);
-    let refreshing_until_ms = lease::held_until(io, connection, now_ms)?;
+    let (status, flow, abandoned) = current_status(fx, now_ms, connection).await?;
+    let tokens = store::read::<store::TokensRecord>(fx, &store::tokens_key(connection))
+        .await?
+        .map(|v| v.value);
+    let refreshing_until_ms = lease::held_until(fx, connection, now_ms).await?;
     let next_action = match (status.state, status.reason) {
         (State::New, _) if abandoned => {
             "The authorisation that was started expired or was abandoned. Connect to Pleo to start again."
@@ -288,18 +294,24 @@ pub fn status_view(
 /// Clears the back-off so that the next gate call refreshes at once: for
 /// an operator who has just fixed the client secret or the network. The
 /// failure history stays until a refresh succeeds.
-pub fn retry_now(io: &mut dyn Io, now_ms: u64, connection: &str) -> Result<(), StatusError> {
-    if config::validate_connection_id(connection).is_err() || get_config(io, connection)?.is_none()
+pub async fn retry_now_async(
+    fx: &Effects,
+    now_ms: u64,
+    connection: &str,
+) -> Result<(), StatusError> {
+    if config::validate_connection_id(connection).is_err()
+        || get_config_async(fx, connection).await?.is_none()
     {
         return Err(StatusError::UnknownConnection);
     }
     let mut cleared = None;
-    status::update(io, connection, now_ms, |_, mut status| {
+    status::update(fx, connection, now_ms, async |mut status| {
         cleared = status.next_retry_ms.take();
         Ok::<_, StorageError>(status)
-    })?;
+    })
+    .await?;
     events::emit(
-        io,
+        fx,
         Level::Info,
         Kind::RetryNow,
         connection,
@@ -308,8 +320,93 @@ pub fn retry_now(io: &mut dyn Io, now_ms: u64, connection: &str) -> Result<(), S
             cleared.map_or_else(|| "none".to_owned(), |at| at.to_string()),
         )],
         "an operator cleared the back-off; the next call refreshes at once",
-    );
+    )
+    .await;
     Ok(())
+}
+
+// The synchronous operations, for the import-based exports and the tests:
+// each runs its `_async` twin (the only implementation) with every effect
+// performed through `io` at once.
+
+/// Saves a connection's configuration (see [`configure_async`]).
+pub fn configure(
+    io: &mut dyn Io,
+    connection: &str,
+    config: &ConnectionConfig,
+) -> Result<(), ConfigureError> {
+    drive(io, async |fx| configure_async(fx, connection, config).await)
+}
+
+/// Reads a connection's configuration (see [`get_config_async`]).
+pub fn get_config(
+    io: &mut dyn Io,
+    connection: &str,
+) -> Result<Option<ConnectionConfig>, StorageError> {
+    drive(io, async |fx| get_config_async(fx, connection).await)
+}
+
+/// Lists the configured connections (see [`list_async`]).
+pub fn list(
+    io: &mut dyn Io,
+    now_ms: u64,
+    after: Option<&str>,
+    limit: u32,
+) -> Result<ConnectionPage, StorageError> {
+    drive(io, async |fx| list_async(fx, now_ms, after, limit).await)
+}
+
+/// A connection's status (see [`status_view_async`]).
+pub fn status_view(
+    io: &mut dyn Io,
+    now_ms: u64,
+    connection: &str,
+) -> Result<StatusView, StatusError> {
+    drive(io, async |fx| {
+        status_view_async(fx, now_ms, connection).await
+    })
+}
+
+/// Clears the back-off (see [`retry_now_async`]).
+pub fn retry_now(io: &mut dyn Io, now_ms: u64, connection: &str) -> Result<(), StatusError> {
+    drive(io, async |fx| retry_now_async(fx, now_ms, connection).await)
+}
+
+/// The API gate (see [`access_token_async`]).
+pub fn access_token(io: &mut dyn Io, now_ms: u64, connection: &str) -> Result<Bearer, Refusal> {
+    drive(io, async |fx| {
+        access_token_async(fx, now_ms, connection).await
+    })
+}
+
+/// Reports an API call's outcome (see [`report_async`]).
+pub fn report(
+    io: &mut dyn Io,
+    now_ms: u64,
+    connection: &str,
+    access_token: &str,
+    response: &ResponseHead,
+) -> Result<ApiAction, Refusal> {
+    drive(io, async |fx| {
+        report_async(fx, now_ms, connection, access_token, response).await
+    })
+}
+
+/// Disconnects (see [`disconnect_async`]).
+pub fn disconnect(
+    io: &mut dyn Io,
+    now_ms: u64,
+    connection: &str,
+    revoke: bool,
+) -> Result<Revocation, DisconnectError> {
+    drive(io, async |fx| {
+        disconnect_async(fx, now_ms, connection, revoke).await
+    })
+}
+
+/// Deletes everything stored for a connection (see [`forget_async`]).
+pub fn forget(io: &mut dyn Io, connection: &str) -> Result<(), StorageError> {
+    drive(io, async |fx| forget_async(fx, connection).await)
 }
 
 #[cfg(test)]

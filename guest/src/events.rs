@@ -5,7 +5,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use crate::io::Io;
+use crate::effects::Effects;
 use crate::types::{Event, Level};
 
 /// Declares [`Kind`] with each variant's name, so that the enum, its
@@ -116,20 +116,20 @@ impl fmt::Display for Kind {
 pub struct UnknownKind;
 
 /// Builds and emits one event about `connection`.
-pub(crate) fn emit(
-    io: &mut dyn Io,
+pub(crate) async fn emit(
+    fx: &Effects,
     level: Level,
     kind: Kind,
     connection: &str,
     fields: &[(&str, String)],
     message: &str,
 ) {
-    emit_for(io, level, kind, Some(connection), fields, message);
+    emit_for(fx, level, kind, Some(connection), fields, message).await;
 }
 
 /// Builds and emits one event, about a connection when one is known.
-pub(crate) fn emit_for(
-    io: &mut dyn Io,
+pub(crate) async fn emit_for(
+    fx: &Effects,
     level: Level,
     kind: Kind,
     connection: Option<&str>,
@@ -138,8 +138,8 @@ pub(crate) fn emit_for(
 ) {
     // Read when the event happens: an operation may have waited (a lease,
     // a slow token endpoint) since it began.
-    let at_ms = io.now_ms();
-    io.emit(Event {
+    let at_ms = fx.now_ms().await;
+    fx.emit(Event {
         at_ms,
         level,
         kind: kind.as_str().to_owned(),

@@ -1,6 +1,8 @@
 //! What the lifecycle logic needs from the outside world, as one small
-//! trait. The component implements it with its imports; the core's tests
-//! with in-memory fakes. A driver reads the clock once per call and passes
+//! synchronous trait. The component implements it with its imports; the
+//! core's tests with in-memory fakes. The logic itself is written once over
+//! [`crate::effects::Effects`]; [`crate::effects::drive`] performs each of
+//! its effects through an `Io` as soon as it is asked for. A driver reads the clock once per call and passes
 //! it in, so one call's decisions see one instant; the refresh reads it
 //! again, as an input like any other, only where a pause would matter: right
 //! before a request goes out and before its result is stored.

@@ -58,9 +58,11 @@ macro_rules! record_into {
 pub mod authorize;
 pub mod classify;
 pub mod connection;
+pub mod effects;
 pub mod events;
 pub mod io;
 pub mod secret;
+pub mod steps;
 pub mod types;
 
 #[cfg(target_arch = "wasm32")]

@@ -19,33 +19,12 @@ impl Instance {
         connection: &str,
         options: &BeginOptions,
     ) -> Result<Result<Authorization, BeginError>, GuestError> {
-        let options = wit::BeginOptions {
-            extra_scopes: options.extra_scopes.clone(),
-            return_to: options.return_to.clone(),
-            extra_params: options.extra_params.clone(),
-            ttl_seconds: options.ttl_seconds,
-        };
+        let options = wit::BeginOptions::from(options.clone());
         let result = self.call(|store, c| {
             c.pleo_oauth_authorize()
                 .call_begin(store, connection, &options)
         })?;
-        Ok(result
-            .map(|a| Authorization {
-                url: Secret::new(a.url),
-                expires_at_ms: a.expires_at_ms,
-                scopes: a.scopes,
-            })
-            .map_err(|e| match e {
-                wit::BeginError::UnknownConnection => BeginError::UnknownConnection,
-                wit::BeginError::InvalidConfig(error) => BeginError::InvalidConfig(error.into()),
-                wit::BeginError::InvalidOption(error) => BeginError::InvalidOption(match error {
-                    wit::OptionError::InvalidScope(scope) => OptionError::InvalidScope(scope),
-                    wit::OptionError::Param(error) => OptionError::Param(error.into()),
-                    wit::OptionError::ReturnToTooLong => OptionError::ReturnToTooLong,
-                    wit::OptionError::InvalidTtl => OptionError::InvalidTtl,
-                }),
-                wit::BeginError::Storage(error) => BeginError::Storage(error.into()),
-            }))
+        Ok(begin_result(result))
     }
 
     /// `authorize.complete`: handles the callback.
@@ -58,14 +37,7 @@ impl Instance {
             c.pleo_oauth_authorize()
                 .call_complete(store, callback, connection)
         })?;
-        Ok(result
-            .map(|c| Completed {
-                connection: c.connection,
-                return_to: c.return_to,
-                scopes: c.scopes,
-                recovered: c.recovered,
-            })
-            .map_err(complete_error))
+        Ok(complete_result(result))
     }
 
     /// `authorize.s256-challenge`.
@@ -176,4 +148,52 @@ impl From<wit::ParamError> for ParamError {
             wit::ParamError::InvalidValue(name) => Self::InvalidValue(name),
         }
     }
+}
+
+// The conversions, shared with the `steps` export.
+
+impl From<BeginOptions> for wit::BeginOptions {
+    fn from(options: BeginOptions) -> Self {
+        Self {
+            extra_scopes: options.extra_scopes,
+            return_to: options.return_to,
+            extra_params: options.extra_params,
+            ttl_seconds: options.ttl_seconds,
+        }
+    }
+}
+
+pub(crate) fn begin_result(
+    result: Result<wit::Authorization, wit::BeginError>,
+) -> Result<Authorization, BeginError> {
+    result
+        .map(|a| Authorization {
+            url: Secret::new(a.url),
+            expires_at_ms: a.expires_at_ms,
+            scopes: a.scopes,
+        })
+        .map_err(|e| match e {
+            wit::BeginError::UnknownConnection => BeginError::UnknownConnection,
+            wit::BeginError::InvalidConfig(error) => BeginError::InvalidConfig(error.into()),
+            wit::BeginError::InvalidOption(error) => BeginError::InvalidOption(match error {
+                wit::OptionError::InvalidScope(scope) => OptionError::InvalidScope(scope),
+                wit::OptionError::Param(error) => OptionError::Param(error.into()),
+                wit::OptionError::ReturnToTooLong => OptionError::ReturnToTooLong,
+                wit::OptionError::InvalidTtl => OptionError::InvalidTtl,
+            }),
+            wit::BeginError::Storage(error) => BeginError::Storage(error.into()),
+        })
+}
+
+pub(crate) fn complete_result(
+    result: Result<wit::Completed, wit::CompleteError>,
+) -> Result<Completed, CompleteError> {
+    result
+        .map(|c| Completed {
+            connection: c.connection,
+            return_to: c.return_to,
+            scopes: c.scopes,
+            recovered: c.recovered,
+        })
+        .map_err(complete_error)
 }

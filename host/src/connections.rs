@@ -25,10 +25,7 @@ impl Instance {
             c.pleo_oauth_connections()
                 .call_configure(store, connection, &config)
         })?;
-        Ok(result.map_err(|e| match e {
-            wit::ConfigureError::Invalid(error) => ConfigureError::Invalid(error.into()),
-            wit::ConfigureError::Storage(error) => ConfigureError::Storage(error.into()),
-        }))
+        Ok(configure_result(result))
     }
 
     /// `connections.get-config`.
@@ -52,28 +49,8 @@ impl Instance {
     ) -> Result<Result<StatusView, StatusError>, GuestError> {
         let result =
             self.call(|store, c| c.pleo_oauth_connections().call_status(store, connection))?;
-        Ok(result
-            .map(|s| StatusView {
-                state: s.state.into(),
-                since_ms: s.since_ms,
-                reason: s.reason.map(Into::into),
-                access_expires_at_ms: s.access_expires_at_ms,
-                scopes: s.scopes,
-                missing_scopes: s.missing_scopes,
-                authorization_expires_at_ms: s.authorization_expires_at_ms,
-                failures: s.consecutive_failures,
-                next_retry_at_ms: s.next_retry_at_ms,
-                last_refresh_at_ms: s.last_refresh_at_ms,
-                last_error: s.last_error,
-                refreshing_until_ms: s.refreshing_until_ms,
-                failing_since_ms: s.failing_since_ms,
-                refresh_outcome_unknown_since_ms: s.refresh_outcome_unknown_since_ms,
-                fresh_token_rejections: s.fresh_token_rejections,
-                next_action: s.next_action,
-            })
-            .map_err(status_error))
+        Ok(status_result(result))
     }
-
     /// `connections.retry-now`: clears the back-off.
     pub fn retry_now(&mut self, connection: &str) -> Result<Result<(), StatusError>, GuestError> {
         let result =
@@ -82,7 +59,7 @@ impl Instance {
     }
 }
 
-fn status_error(error: wit::StatusError) -> StatusError {
+pub(crate) fn status_error(error: wit::StatusError) -> StatusError {
     match error {
         wit::StatusError::UnknownConnection => StatusError::UnknownConnection,
         wit::StatusError::Storage(error) => StatusError::Storage(error.into()),
@@ -122,17 +99,7 @@ impl Instance {
                 &headers,
             )
         })?;
-        Ok(result
-            .map(|action| match action {
-                wit::ApiAction::Proceed => ApiAction::Proceed,
-                wit::ApiAction::Retry(bearer) => ApiAction::Retry(bearer.into()),
-                wit::ApiAction::InsufficientScope(scopes) => ApiAction::InsufficientScope(scopes),
-                wit::ApiAction::Forbidden => ApiAction::Forbidden,
-                wit::ApiAction::RateLimited(at) => ApiAction::RateLimited(at),
-                wit::ApiAction::Transient(at) => ApiAction::Transient(at),
-                wit::ApiAction::RejectedAfterRefresh => ApiAction::RejectedAfterRefresh,
-            })
-            .map_err(Into::into))
+        Ok(result.map(Into::into).map_err(Into::into))
     }
 
     /// `connections.disconnect`.
@@ -145,18 +112,7 @@ impl Instance {
             c.pleo_oauth_connections()
                 .call_disconnect(store, connection, revoke)
         })?;
-        Ok(result
-            .map(|revocation| match revocation {
-                wit::Revocation::NotRequested => Revocation::NotRequested,
-                wit::Revocation::NotConfigured => Revocation::NotConfigured,
-                wit::Revocation::NoToken => Revocation::NoToken,
-                wit::Revocation::Revoked => Revocation::Revoked,
-                wit::Revocation::Failed(why) => Revocation::Failed(why),
-            })
-            .map_err(|e| match e {
-                wit::DisconnectError::UnknownConnection => DisconnectError::UnknownConnection,
-                wit::DisconnectError::Storage(error) => DisconnectError::Storage(error.into()),
-            }))
+        Ok(disconnect_result(result))
     }
 
     /// `connections.list`: one page of the configured connections, after
@@ -168,20 +124,7 @@ impl Instance {
     ) -> Result<Result<ConnectionPage, StorageError>, GuestError> {
         let result =
             self.call(|store, c| c.pleo_oauth_connections().call_list(store, after, limit))?;
-        Ok(result
-            .map(|page| ConnectionPage {
-                connections: page
-                    .connections
-                    .into_iter()
-                    .map(|summary| ConnectionSummary {
-                        connection: summary.connection,
-                        state: summary.state.into(),
-                        reason: summary.reason.map(Into::into),
-                    })
-                    .collect(),
-                next_after: page.next_after,
-            })
-            .map_err(Into::into))
+        Ok(result.map(Into::into).map_err(Into::into))
     }
 
     /// `connections.forget`.
@@ -272,6 +215,90 @@ impl From<wit::InvalidConfig> for InvalidConfig {
             wit::InvalidConfig::NoScopes => Self::NoScopes,
             wit::InvalidConfig::InvalidIssuer => Self::InvalidIssuer,
             wit::InvalidConfig::InvalidTiming => Self::InvalidTiming,
+        }
+    }
+}
+
+// The conversions of results, shared with the `steps` export.
+
+pub(crate) fn configure_result(
+    result: Result<(), wit::ConfigureError>,
+) -> Result<(), ConfigureError> {
+    result.map_err(|e| match e {
+        wit::ConfigureError::Invalid(error) => ConfigureError::Invalid(error.into()),
+        wit::ConfigureError::Storage(error) => ConfigureError::Storage(error.into()),
+    })
+}
+
+pub(crate) fn status_result(
+    result: Result<wit::ConnectionStatus, wit::StatusError>,
+) -> Result<StatusView, StatusError> {
+    result
+        .map(|s| StatusView {
+            state: s.state.into(),
+            since_ms: s.since_ms,
+            reason: s.reason.map(Into::into),
+            access_expires_at_ms: s.access_expires_at_ms,
+            scopes: s.scopes,
+            missing_scopes: s.missing_scopes,
+            authorization_expires_at_ms: s.authorization_expires_at_ms,
+            failures: s.consecutive_failures,
+            next_retry_at_ms: s.next_retry_at_ms,
+            last_refresh_at_ms: s.last_refresh_at_ms,
+            last_error: s.last_error,
+            refreshing_until_ms: s.refreshing_until_ms,
+            failing_since_ms: s.failing_since_ms,
+            refresh_outcome_unknown_since_ms: s.refresh_outcome_unknown_since_ms,
+            fresh_token_rejections: s.fresh_token_rejections,
+            next_action: s.next_action,
+        })
+        .map_err(status_error)
+}
+
+pub(crate) fn disconnect_result(
+    result: Result<wit::Revocation, wit::DisconnectError>,
+) -> Result<Revocation, DisconnectError> {
+    result
+        .map(|revocation| match revocation {
+            wit::Revocation::NotRequested => Revocation::NotRequested,
+            wit::Revocation::NotConfigured => Revocation::NotConfigured,
+            wit::Revocation::NoToken => Revocation::NoToken,
+            wit::Revocation::Revoked => Revocation::Revoked,
+            wit::Revocation::Failed(why) => Revocation::Failed(why),
+        })
+        .map_err(|e| match e {
+            wit::DisconnectError::UnknownConnection => DisconnectError::UnknownConnection,
+            wit::DisconnectError::Storage(error) => DisconnectError::Storage(error.into()),
+        })
+}
+
+impl From<wit::ApiAction> for ApiAction {
+    fn from(action: wit::ApiAction) -> Self {
+        match action {
+            wit::ApiAction::Proceed => Self::Proceed,
+            wit::ApiAction::Retry(bearer) => Self::Retry(bearer.into()),
+            wit::ApiAction::InsufficientScope(scopes) => Self::InsufficientScope(scopes),
+            wit::ApiAction::Forbidden => Self::Forbidden,
+            wit::ApiAction::RateLimited(at) => Self::RateLimited(at),
+            wit::ApiAction::Transient(at) => Self::Transient(at),
+            wit::ApiAction::RejectedAfterRefresh => Self::RejectedAfterRefresh,
+        }
+    }
+}
+
+impl From<wit::ConnectionPage> for ConnectionPage {
+    fn from(page: wit::ConnectionPage) -> Self {
+        Self {
+            connections: page
+                .connections
+                .into_iter()
+                .map(|summary| ConnectionSummary {
+                    connection: summary.connection,
+                    state: summary.state.into(),
+                    reason: summary.reason.map(Into::into),
+                })
+                .collect(),
+            next_after: page.next_after,
         }
     }
 }

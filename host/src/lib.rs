@@ -19,8 +19,15 @@
 //! ```
 //!
 //! The layout mirrors the contract: one module per WIT interface under
-//! [`imports`], one per export ([`classify`]), and [`runtime`] for the
-//! engine, the compiled-code cache and instance recycling.
+//! [`imports`], one per export ([`classify`], [`connections`],
+//! [`authorize`], [`steps`]), and [`runtime`] for the engine, the
+//! compiled-code cache and instance recycling.
+//!
+//! Two ways to drive an instance, with the same results: the methods of
+//! `connections` and `authorize` (the component calls the imports, that is
+//! the [`Backends`], in the middle of the call), or [`steps`] (each effect
+//! comes out as data; [`Instance::run`] performs them with the same
+//! backends, and a host with asynchronous I/O performs them itself).
 //!
 //! The runtime needs only wasmtime. The real backends and the mock server
 //! are features, so an embedder gets nothing it did not ask for:
@@ -46,6 +53,7 @@ pub mod imports;
 pub mod mock;
 pub mod native;
 pub mod runtime;
+pub mod steps;
 mod wit_types;
 
 pub use imports::Backends;

@@ -70,6 +70,10 @@ pub enum GuestError {
     /// A fresh instance could not be made.
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
+    /// A `steps` operation of an instance that has since been replaced
+    /// (after a trap): it is gone; start the operation again.
+    #[error("the operation was lost with the instance it ran in")]
+    OperationLost,
 }
 
 struct Shared {
@@ -150,7 +154,7 @@ impl Runtime {
         self.0.cache_status
     }
 
-    /// The component's imports, by name, e.g. `pleo:oauth/http@0.2.0`.
+    /// The component's imports, by name, e.g. `pleo:oauth/http@0.3.0`.
     pub fn imports(&self) -> Vec<String> {
         let component = self.0.pre.instance_pre().component();
         component
@@ -257,6 +261,12 @@ impl Instance {
 
     pub fn backends(&self) -> &Backends {
         &self.backends
+    }
+
+    /// Whether a guest instance is alive (none after a trap, until the next
+    /// call makes one).
+    pub(crate) fn is_live(&self) -> bool {
+        self.live.is_some()
     }
 
     fn live(&mut self) -> Result<&mut Live, RuntimeError> {

@@ -2,7 +2,7 @@
 //! ("Exponential Backoff and Jitter", AWS Architecture Blog, 2015), so that
 //! many workers failing together do not retry together.
 
-use crate::io::Io;
+use crate::effects::Effects;
 
 /// The first ceiling: 2 s. It doubles with each consecutive failure.
 pub const BASE_MS: u64 = 2_000;
@@ -25,8 +25,8 @@ pub fn ceiling_ms(failures: u32, cap_ms: u64) -> u64 {
 /// When to try again after the `failures`-th consecutive failure: a
 /// uniformly random wait in `[MIN_MS, ceiling]` from the random import, or
 /// the server's `Retry-After` when that is later (clamped to an hour).
-pub fn next_retry_ms(
-    io: &mut dyn Io,
+pub async fn next_retry_ms(
+    fx: &Effects,
     now_ms: u64,
     failures: u32,
     cap_ms: u64,
@@ -34,7 +34,7 @@ pub fn next_retry_ms(
 ) -> u64 {
     let ceiling = ceiling_ms(failures, cap_ms);
     let mut bytes = [0u8; 8];
-    io.random(&mut bytes);
+    fx.random(&mut bytes).await;
     let wait = MIN_MS + u64::from_le_bytes(bytes) % (ceiling - MIN_MS + 1);
     let jittered = now_ms.saturating_add(wait);
     let server = retry_after_ms.map_or(0, |at| at.min(now_ms.saturating_add(MAX_RETRY_AFTER_MS)));
@@ -50,6 +50,7 @@ pub fn effective_retry_ms(stored: Option<u64>, now_ms: u64, cap_ms: u64) -> Opti
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::effects::drive;
     use crate::io::fake::FakeIo;
 
     #[test]
@@ -71,7 +72,11 @@ mod tests {
         let mut io = FakeIo::default();
         let now = 1_000_000;
         let waits: Vec<u64> = (0..200)
-            .map(|_| next_retry_ms(&mut io, now, 6, 300_000, None) - now)
+            .map(|_| {
+                drive(&mut io, async |fx| {
+                    next_retry_ms(fx, now, 6, 300_000, None).await
+                }) - now
+            })
             .collect();
         assert!(waits.iter().all(|w| (MIN_MS..=64_000).contains(w)));
         let distinct: std::collections::BTreeSet<_> = waits.iter().collect();
@@ -84,11 +89,25 @@ mod tests {
         let mut io = FakeIo::default();
         let now = 1_000_000;
         assert_eq!(
-            next_retry_ms(&mut io, now, 1, 300_000, Some(now + 120_000)),
+            drive(&mut io, async |fx| next_retry_ms(
+                fx,
+                now,
+                1,
+                300_000,
+                Some(now + 120_000)
+            )
+            .await),
             now + 120_000
         );
         assert_eq!(
-            next_retry_ms(&mut io, now, 1, 300_000, Some(u64::MAX)),
+            drive(&mut io, async |fx| next_retry_ms(
+                fx,
+                now,
+                1,
+                300_000,
+                Some(u64::MAX)
+            )
+            .await),
             now + MAX_RETRY_AFTER_MS
         );
         assert_eq!(

@@ -8,21 +8,23 @@ use super::outcome::{Bearer, Loaded, NotConnected, Refusal, Trigger, without_tok
 use super::refresh;
 use super::status;
 use super::store::{self, TokensRecord};
-use crate::io::Io;
+use crate::effects::Effects;
 
 /// Reads what the gate needs, refusing when there are no tokens to use.
 /// A connection whose grant died refuses even if wiping its tokens failed.
-pub(super) fn load(io: &mut dyn Io, now_ms: u64, connection: &str) -> Result<Loaded, Refusal> {
+pub(super) async fn load(fx: &Effects, now_ms: u64, connection: &str) -> Result<Loaded, Refusal> {
     let unknown = Refusal::NotConnected(NotConnected::UnknownConnection);
     config::validate_connection_id(connection).map_err(|_| unknown.clone())?;
-    let config = store::read::<ConnectionConfig>(io, &store::config_key(connection))?
+    let config = store::read::<ConnectionConfig>(fx, &store::config_key(connection))
+        .await?
         .ok_or(unknown)?
         .value;
-    let (status, _) = status::read(io, connection, now_ms)?;
+    let (status, _) = status::read(fx, connection, now_ms).await?;
     if let Some(reason) = status.reason {
         return Err(Refusal::Reauthenticate(reason));
     }
-    let Some(tokens) = store::read::<TokensRecord>(io, &store::tokens_key(connection))? else {
+    let Some(tokens) = store::read::<TokensRecord>(fx, &store::tokens_key(connection)).await?
+    else {
         return Err(without_tokens(&status));
     };
     Ok(Loaded {
@@ -36,8 +38,8 @@ pub(super) fn load(io: &mut dyn Io, now_ms: u64, connection: &str) -> Result<Loa
 /// three keys and writes nothing. A token within the refresh margin of
 /// expiry is refreshed first, single-flight; while that is impossible the
 /// still-valid token is served, and an expired one never is.
-pub fn access_token(io: &mut dyn Io, now_ms: u64, connection: &str) -> Result<Bearer, Refusal> {
-    let loaded = load(io, now_ms, connection)?;
+pub async fn access_token(fx: &Effects, now_ms: u64, connection: &str) -> Result<Bearer, Refusal> {
+    let loaded = load(fx, now_ms, connection).await?;
     if !loaded
         .tokens
         .value
@@ -45,5 +47,5 @@ pub fn access_token(io: &mut dyn Io, now_ms: u64, connection: &str) -> Result<Be
     {
         return Ok(Bearer::from(&loaded.tokens.value));
     }
-    refresh::refresh(io, now_ms, connection, loaded, Trigger::Expiry)
+    refresh::refresh(fx, now_ms, connection, loaded, Trigger::Expiry).await
 }

@@ -11,6 +11,7 @@
 //! seeds: no refresh token is ever presented twice, the grant never dies,
 //! and no worker is told to re-authenticate.
 
+use crate::effects::drive;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
@@ -413,7 +414,10 @@ fn seed_connection(world: &mut World) {
         after_unauthorized: false,
         unconfirmed: false,
     };
-    super::store::write(&mut io, "tokens/c1", &tokens, None).unwrap();
+    drive(&mut io, async |fx| {
+        super::store::write(fx, "tokens/c1", &tokens, None).await
+    })
+    .unwrap();
     world.store = io;
 }
 

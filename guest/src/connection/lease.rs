@@ -35,8 +35,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::store;
+use crate::effects::Effects;
 use crate::events::{self, Kind};
-use crate::io::Io;
 use crate::types::{Level, StorageError};
 
 /// Timeout of a refresh request; the host enforces it.
@@ -121,9 +121,9 @@ fn decode_lease(key: &str, bytes: &[u8]) -> Result<Option<LeaseRecord>, StorageE
 }
 
 /// Takes the lease unless another caller holds a live one.
-pub fn acquire(io: &mut dyn Io, connection: &str, now_ms: u64) -> Result<Acquire, StorageError> {
+pub async fn acquire(fx: &Effects, connection: &str, now_ms: u64) -> Result<Acquire, StorageError> {
     let key = store::lease_key(connection);
-    let current = io.get(&key)?;
+    let current = fx.get(&key).await?;
     let record = match &current {
         Some(entry) => decode_lease(&key, &entry.value)?,
         None => None,
@@ -136,24 +136,24 @@ pub fn acquire(io: &mut dyn Io, connection: &str, now_ms: u64) -> Result<Acquire
         }
         if lease.until_ms > now_ms {
             events::emit(
-                io,
+                fx,
                 Level::Warn,
                 Kind::LeaseClockSkew,
                 connection,
                 &[("ahead-ms", (lease.until_ms - now_ms - LEASE_MS).to_string())],
                 "a refresh lease from a clock further ahead than the skew bound was taken over; check the hosts' clocks",
-            );
+            ).await;
         }
     }
     let mut holder = [0u8; 16];
-    io.random(&mut holder);
+    fx.random(&mut holder).await;
     let holder: String = holder.iter().map(|b| format!("{b:02x}")).collect();
     let until_ms = now_ms.saturating_add(LEASE_MS);
     let record = LeaseRecord {
         holder: holder.clone(),
         until_ms,
     };
-    match store::write(io, &key, &record, current.map(|e| e.version)) {
+    match store::write(fx, &key, &record, current.map(|e| e.version)).await {
         Ok(version) => Ok(Acquire::Acquired(Lease {
             key,
             holder,
@@ -173,13 +173,13 @@ pub fn acquire(io: &mut dyn Io, connection: &str, now_ms: u64) -> Result<Acquire
 ///
 /// The compare-and-swap on the version this caller holds is the proof of
 /// ownership; it does not depend on any clock.
-pub fn renew(io: &mut dyn Io, lease: &mut Lease, now_ms: u64) -> Result<bool, StorageError> {
+pub async fn renew(fx: &Effects, lease: &mut Lease, now_ms: u64) -> Result<bool, StorageError> {
     let until_ms = now_ms.saturating_add(LEASE_MS);
     let record = LeaseRecord {
         holder: lease.holder.clone(),
         until_ms,
     };
-    match store::write(io, &lease.key, &record, Some(lease.version)) {
+    match store::write(fx, &lease.key, &record, Some(lease.version)).await {
         Ok(version) => {
             lease.version = version;
             lease.until_ms = until_ms;
@@ -192,19 +192,19 @@ pub fn renew(io: &mut dyn Io, lease: &mut Lease, now_ms: u64) -> Result<bool, St
 
 /// Gives the lease back. Best effort: a lease that cannot be deleted
 /// lapses at its expiry, and one that changed hands is not ours to delete.
-pub fn release(io: &mut dyn Io, lease: Lease) {
-    let _ = io.delete(&lease.key, lease.version);
+pub async fn release(fx: &Effects, lease: Lease) {
+    let _ = fx.delete(&lease.key, lease.version).await;
 }
 
 /// Until when (by our clock) a live lease keeps refreshes out, for status;
 /// `None` when free.
-pub fn held_until(
-    io: &mut dyn Io,
+pub async fn held_until(
+    fx: &Effects,
     connection: &str,
     now_ms: u64,
 ) -> Result<Option<u64>, StorageError> {
     let key = store::lease_key(connection);
-    let Some(entry) = io.get(&key)? else {
+    let Some(entry) = fx.get(&key).await? else {
         return Ok(None);
     };
     Ok(decode_lease(&key, &entry.value)?.and_then(|lease| honoured_until(&lease, now_ms)))
@@ -213,12 +213,13 @@ pub fn held_until(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::effects::drive;
     use crate::io::fake::FakeIo;
 
     const NOW: u64 = 1_700_000_000_000;
 
     fn acquired(io: &mut FakeIo, now: u64) -> Lease {
-        match acquire(io, "c1", now).unwrap() {
+        match drive(io, async |fx| acquire(fx, "c1", now).await).unwrap() {
             Acquire::Acquired(lease) => lease,
             Acquire::Held { .. } => panic!("the lease is free"),
         }
@@ -229,24 +230,29 @@ mod tests {
         let mut io = FakeIo::default();
         let first = acquired(&mut io, NOW);
         assert!(matches!(
-            acquire(&mut io, "c1", NOW + 1).unwrap(),
+            drive(&mut io, async |fx| acquire(fx, "c1", NOW + 1).await).unwrap(),
             Acquire::Held { retry_at_ms } if retry_at_ms == NOW + 1 + POLL_MS
         ));
         // A crashed holder never releases. Its deadline passing is not
         // enough: our clock may be up to the skew bound ahead of its.
         assert!(matches!(
-            acquire(&mut io, "c1", NOW + LEASE_MS).unwrap(),
+            drive(&mut io, async |fx| acquire(fx, "c1", NOW + LEASE_MS).await).unwrap(),
             Acquire::Held { .. }
         ));
         let second = acquired(&mut io, NOW + LEASE_MS + MAX_CLOCK_SKEW_MS);
         // The first holder's late release does not free the new lease.
-        release(&mut io, first);
+        drive(&mut io, async |fx| release(fx, first).await);
         assert!(
-            held_until(&mut io, "c1", NOW + LEASE_MS + MAX_CLOCK_SKEW_MS + 1)
-                .unwrap()
-                .is_some()
+            drive(&mut io, async |fx| held_until(
+                fx,
+                "c1",
+                NOW + LEASE_MS + MAX_CLOCK_SKEW_MS + 1
+            )
+            .await)
+            .unwrap()
+            .is_some()
         );
-        release(&mut io, second);
+        drive(&mut io, async |fx| release(fx, second).await);
     }
 
     /// A holder whose clock runs ahead of ours, by anything up to the
@@ -257,13 +263,22 @@ mod tests {
             let mut io = FakeIo::default();
             acquired(&mut io, NOW + ahead);
             assert!(
-                matches!(acquire(&mut io, "c1", NOW).unwrap(), Acquire::Held { .. }),
+                matches!(
+                    drive(&mut io, async |fx| acquire(fx, "c1", NOW).await).unwrap(),
+                    Acquire::Held { .. }
+                ),
                 "{ahead} ms ahead"
             );
             // Until the holder's own clock has passed its deadline.
             let holder_deadline_in_our_time = NOW + LEASE_MS;
             assert!(matches!(
-                acquire(&mut io, "c1", holder_deadline_in_our_time - 1).unwrap(),
+                drive(&mut io, async |fx| acquire(
+                    fx,
+                    "c1",
+                    holder_deadline_in_our_time - 1
+                )
+                .await)
+                .unwrap(),
                 Acquire::Held { .. }
             ));
         }
@@ -283,7 +298,15 @@ mod tests {
         let mut first = acquired(&mut io, NOW);
         // Paused past its own deadline, but nobody took over: renewal works
         // and restores the whole lease.
-        assert!(renew(&mut io, &mut first, NOW + LEASE_MS + 5_000).unwrap());
+        assert!(
+            drive(&mut io, async |fx| renew(
+                fx,
+                &mut first,
+                NOW + LEASE_MS + 5_000
+            )
+            .await)
+            .unwrap()
+        );
         assert_eq!(first.until_ms(), NOW + 2 * LEASE_MS + 5_000);
         assert!(first.covers_a_request(NOW + LEASE_MS + 5_000 + RENEW_SLACK_MS));
         // A pause between reading the clock and renewing: the deadline is
@@ -292,15 +315,22 @@ mod tests {
         // Taken over while paused: renewal fails, and the holder must not send.
         let taker_now = first.until_ms() + MAX_CLOCK_SKEW_MS;
         acquired(&mut io, taker_now);
-        assert!(!renew(&mut io, &mut first, taker_now + 1).unwrap());
+        assert!(
+            !drive(&mut io, async |fx| renew(fx, &mut first, taker_now + 1)
+                .await)
+            .unwrap()
+        );
     }
 
     #[test]
     fn release_frees_it() {
         let mut io = FakeIo::default();
         let lease = acquired(&mut io, NOW);
-        release(&mut io, lease);
-        assert_eq!(held_until(&mut io, "c1", NOW).unwrap(), None);
+        drive(&mut io, async |fx| release(fx, lease).await);
+        assert_eq!(
+            drive(&mut io, async |fx| held_until(fx, "c1", NOW).await).unwrap(),
+            None
+        );
         acquired(&mut io, NOW);
     }
 }

@@ -8,8 +8,8 @@ use super::request;
 use super::status::{self, State};
 use super::store::{self, StorageError, TokensRecord};
 use crate::classify::ErrorCode;
+use crate::effects::Effects;
 use crate::events::{self, Kind, kebab};
-use crate::io::Io;
 use crate::types::Level;
 
 /// What happened to the grant at the server on disconnect.
@@ -40,53 +40,56 @@ pub enum DisconnectError {
 /// Disconnects: optionally revokes the grant (RFC 7009), wipes the tokens,
 /// ends any pending authorisation, and keeps the configuration. The
 /// connection is `disconnected` until the user authorises again.
-pub fn disconnect(
-    io: &mut dyn Io,
+pub async fn disconnect(
+    fx: &Effects,
     now_ms: u64,
     connection: &str,
     revoke: bool,
 ) -> Result<Revocation, DisconnectError> {
     config::validate_connection_id(connection).map_err(|_| DisconnectError::UnknownConnection)?;
-    let config = store::read::<ConnectionConfig>(io, &store::config_key(connection))?
+    let config = store::read::<ConnectionConfig>(fx, &store::config_key(connection))
+        .await?
         .ok_or(DisconnectError::UnknownConnection)?
         .value;
-    let tokens = store::read::<TokensRecord>(io, &store::tokens_key(connection))?;
+    let tokens = store::read::<TokensRecord>(fx, &store::tokens_key(connection)).await?;
     let revocation = match (&config.revocation_url, tokens) {
         _ if !revoke => Revocation::NotRequested,
         (None, _) => Revocation::NotConfigured,
         (Some(_), None) => Revocation::NoToken,
-        (Some(url), Some(tokens)) => revoke_grant(io, &config, url, &tokens.value),
+        (Some(url), Some(tokens)) => revoke_grant(fx, &config, url, &tokens.value).await,
     };
-    store::remove(io, &store::tokens_key(connection))?;
+    store::remove(fx, &store::tokens_key(connection)).await?;
     let mut pending = None;
-    status::update(io, connection, now_ms, |_, mut status| {
+    status::update(fx, connection, now_ms, async |mut status| {
         pending = status.flow.take();
         status.reason = None;
         status.clear_failures();
         status.enter(State::Disconnected, now_ms);
         Ok::<_, StorageError>(status)
-    })?;
+    })
+    .await?;
     if let Some(hash) = pending {
         // Best effort: an orphaned flow expires, and its callback finds the
         // connection no longer waiting for it.
-        let _ = store::remove(io, &store::flow_key(&hash));
+        let _ = store::remove(fx, &store::flow_key(&hash)).await;
     }
     events::emit(
-        io,
+        fx,
         Level::Info,
         Kind::Disconnected,
         connection,
         &[("revocation", revocation_name(&revocation))],
         "disconnected by the user: tokens wiped, configuration kept",
-    );
+    )
+    .await;
     Ok(revocation)
 }
 
 /// RFC 7009 §2.1: revoking the refresh token revokes the grant (the
 /// server SHOULD then invalidate its access tokens too); without one, the
 /// access token.
-fn revoke_grant(
-    io: &mut dyn Io,
+async fn revoke_grant(
+    fx: &Effects,
     config: &ConnectionConfig,
     url: &str,
     tokens: &TokensRecord,
@@ -100,7 +103,7 @@ fn revoke_grant(
         url.to_owned(),
         &[("token", token.expose()), ("token_type_hint", hint)],
     );
-    match io.send(request) {
+    match fx.send(request).await {
         Ok(response) if response.status == 200 => Revocation::Revoked,
         Ok(response) => {
             // RFC 7009 §2.2.1: an error response has an RFC 6749 §5.2 body.
@@ -127,29 +130,30 @@ fn revocation_name(revocation: &Revocation) -> String {
 /// last, the configuration, so that a failure part-way leaves a connection
 /// that can still be forgotten. Forgetting an unknown connection succeeds.
 /// It does not revoke: disconnect with revocation first for that.
-pub fn forget(io: &mut dyn Io, connection: &str) -> Result<(), StorageError> {
+pub async fn forget(fx: &Effects, connection: &str) -> Result<(), StorageError> {
     if config::validate_connection_id(connection).is_err() {
         return Ok(());
     }
-    store::remove(io, &store::tokens_key(connection))?;
-    if let Some(status) = store::read::<status::Status>(io, &store::status_key(connection))?
+    store::remove(fx, &store::tokens_key(connection)).await?;
+    if let Some(status) = store::read::<status::Status>(fx, &store::status_key(connection)).await?
         && let Some(hash) = &status.value.flow
     {
-        store::remove(io, &store::flow_key(hash))?;
+        store::remove(fx, &store::flow_key(hash)).await?;
     }
-    store::remove(io, &store::lease_key(connection))?;
-    store::remove(io, &store::status_key(connection))?;
-    let existed = io.get(&store::config_key(connection))?.is_some();
-    store::remove(io, &store::config_key(connection))?;
+    store::remove(fx, &store::lease_key(connection)).await?;
+    store::remove(fx, &store::status_key(connection)).await?;
+    let existed = fx.get(&store::config_key(connection)).await?.is_some();
+    store::remove(fx, &store::config_key(connection)).await?;
     if existed {
         events::emit(
-            io,
+            fx,
             Level::Info,
             Kind::Forgotten,
             connection,
             &[],
             "the connection and everything stored for it were deleted",
-        );
+        )
+        .await;
     }
     Ok(())
 }

@@ -31,8 +31,8 @@ use super::store::{self, CAS_ATTEMPTS, StorageError, TokensRecord, Versioned};
 use crate::classify::{
     self, GrantKind, OAuthError, TokenOutcome, TokenSet, Transient, TransientCause,
 };
+use crate::effects::Effects;
 use crate::events::{self, Kind, kebab};
-use crate::io::Io;
 use crate::secret::{Secret, StoredSecret};
 use crate::types::Level;
 
@@ -51,8 +51,21 @@ pub const STALLED_PROBE_MS: u64 = 15 * 60 * 1000;
 /// While a refresh cannot happen (backing off, or another worker holds the
 /// lease) a still-usable access token is served; an expired one, or one the
 /// API refused, never is.
-pub(super) fn refresh(
-    io: &mut dyn Io,
+pub(super) async fn refresh(
+    fx: &Effects,
+    now_ms: u64,
+    connection: &str,
+    loaded: Loaded,
+    trigger: Trigger,
+) -> Result<Bearer, Refusal> {
+    // Out of line: a refresh's future is large (every step of the attempt),
+    // and the gate's, created on every call, would be as large with it
+    // inline; a refresh is rare, so its one allocation costs nothing.
+    Box::pin(refresh_attempt(fx, now_ms, connection, loaded, trigger)).await
+}
+
+async fn refresh_attempt(
+    fx: &Effects,
     now_ms: u64,
     connection: &str,
     loaded: Loaded,
@@ -70,7 +83,7 @@ pub(super) fn refresh(
     {
         return serve_or(usable, &tokens.value, || backing_off(&status, retry_at));
     }
-    let lease = match lease::acquire(io, connection, now_ms)? {
+    let lease = match lease::acquire(fx, connection, now_ms).await? {
         Acquire::Acquired(lease) => lease,
         Acquire::Held { retry_at_ms } => {
             return serve_or(usable, &tokens.value, || in_progress(retry_at_ms));
@@ -83,8 +96,8 @@ pub(super) fn refresh(
         trigger,
         lease,
     };
-    let result = attempt.run(io, tokens);
-    lease::release(io, attempt.lease);
+    let result = attempt.run(fx, tokens).await;
+    lease::release(fx, attempt.lease).await;
     result
 }
 
@@ -106,11 +119,15 @@ struct Sent {
 }
 
 impl Attempt<'_> {
-    fn run(&mut self, io: &mut dyn Io, seen: Versioned<TokensRecord>) -> Result<Bearer, Refusal> {
+    async fn run(
+        &mut self,
+        fx: &Effects,
+        seen: Versioned<TokensRecord>,
+    ) -> Result<Bearer, Refusal> {
         // Read again under the lease: another worker may have refreshed
         // between our first read and taking the lease.
-        let Some(current) = self.read_tokens(io)? else {
-            return Err(self.refusal_without_tokens(io)?);
+        let Some(current) = self.read_tokens(fx).await? else {
+            return Err(self.refusal_without_tokens(fx).await?);
         };
         let changed = current.value.access_token != seen.value.access_token;
         let fresh = match self.trigger {
@@ -132,27 +149,29 @@ impl Attempt<'_> {
             if self.usable(&current.value) {
                 return Ok(Bearer::from(&current.value));
             }
-            return Err(self.grant_dead(io, current.version, Reason::NoRefreshToken, &[])?);
+            return Err(self
+                .grant_dead(fx, current.version, Reason::NoRefreshToken, &[])
+                .await?);
         };
         // Tokens left unconfirmed by an earlier race (see `rejected`) are
         // being confirmed by this refresh.
         let confirming = current.value.unconfirmed;
-        self.exchange(io, current, &refresh_token, confirming)
+        self.exchange(fx, current, &refresh_token, confirming).await
     }
 
     /// Sends one refresh with `refresh_token` (the one in `current`) and
     /// acts on the verdict. `confirming`: `current` was found in storage
     /// after our own refresh was rejected, and this refresh decides whether
     /// the grant survived.
-    fn exchange(
+    async fn exchange(
         &mut self,
-        io: &mut dyn Io,
+        fx: &Effects,
         current: Versioned<TokensRecord>,
         refresh_token: &Secret,
         confirming: bool,
     ) -> Result<Bearer, Refusal> {
         let usable = self.usable(&current.value);
-        let sent = match self.send(io, &current, refresh_token)? {
+        let sent = match self.send(fx, &current, refresh_token).await? {
             Send::Sent(sent) => sent,
             // The lease was taken over while we paused: the other worker
             // refreshes; we send nothing.
@@ -169,24 +188,27 @@ impl Attempt<'_> {
             TokenOutcome::Success(set) => {
                 if confirming {
                     events::emit(
-                        io,
+                        fx,
                         Level::Info,
                         Kind::RotationRaceRecovered,
                         self.connection,
                         &[],
                         "the tokens another worker stored were confirmed by a refresh; the grant is alive",
-                    );
+                    ).await;
                 }
-                self.rotated(io, current, set)
+                self.rotated(fx, current, set).await
             }
             TokenOutcome::Reauthenticate(reauth) => {
-                self.rejected(io, refresh_token, &reauth.error, sent.earlier, confirming)
+                self.rejected(fx, refresh_token, &reauth.error, sent.earlier, confirming)
+                    .await
             }
             TokenOutcome::ClientMisconfigured(error) | TokenOutcome::RequestInvalid(error) => {
-                self.client_failure(io, &current.value, usable, &error, sent.earlier)
+                self.client_failure(fx, &current.value, usable, &error, sent.earlier)
+                    .await
             }
             TokenOutcome::CredentialsMissing => {
-                self.credentials_missing(io, &current.value, usable, sent.earlier)
+                self.credentials_missing(fx, &current.value, usable, sent.earlier)
+                    .await
             }
             TokenOutcome::Transient(transient) => {
                 let in_flight = if never_sent(&transient) {
@@ -194,27 +216,28 @@ impl Attempt<'_> {
                 } else {
                     InFlightAfter::Unknown(describe(&transient.cause))
                 };
-                self.transient_failure(io, &current.value, usable, &transient, in_flight)
+                self.transient_failure(fx, &current.value, usable, &transient, in_flight)
+                    .await
             }
         }
     }
 
     /// Steps 2 to 5 of the module's order.
-    fn send(
+    async fn send(
         &mut self,
-        io: &mut dyn Io,
+        fx: &Effects,
         current: &Versioned<TokensRecord>,
         refresh_token: &Secret,
     ) -> Result<Send, Refusal> {
-        let at_ms = self.clock(io);
-        if !lease::renew(io, &mut self.lease, at_ms)?
-            || !self.lease.covers_a_request(self.clock(io))
+        let at_ms = self.clock(fx).await;
+        if !lease::renew(fx, &mut self.lease, at_ms).await?
+            || !self.lease.covers_a_request(self.clock(fx).await)
         {
             return Ok(Send::LeaseLost);
         }
         let token_hash = refresh_token.fingerprint();
         let mut earlier = None;
-        status::update(io, self.connection, self.now_ms, |_, mut status| {
+        status::update(fx, self.connection, self.now_ms, async |mut status| {
             earlier = status
                 .in_flight
                 .take()
@@ -225,23 +248,29 @@ impl Attempt<'_> {
                 cause: None,
             }));
             Ok::<_, StorageError>(status)
-        })?;
-        match self.read_tokens(io)? {
+        })
+        .await?;
+        match self.read_tokens(fx).await? {
             // The same tokens (at most the 401-streak flag changed).
             Some(now) if now.value.refresh_token == current.value.refresh_token => {}
             Some(theirs) => return Ok(Send::Superseded(theirs.value)),
-            None => return Err(self.refusal_without_tokens(io)?),
+            None => return Err(self.refusal_without_tokens(fx).await?),
         }
-        let response = io.send(request::form_post(
-            self.config,
-            self.config.token_url(),
-            &[
-                ("grant_type", "refresh_token"),
-                ("refresh_token", refresh_token.expose()),
-            ],
-        ));
-        let outcome =
-            classify::token_response(GrantKind::RefreshToken, response.as_ref(), self.clock(io));
+        let response = fx
+            .send(request::form_post(
+                self.config,
+                self.config.token_url(),
+                &[
+                    ("grant_type", "refresh_token"),
+                    ("refresh_token", refresh_token.expose()),
+                ],
+            ))
+            .await;
+        let outcome = classify::token_response(
+            GrantKind::RefreshToken,
+            response.as_ref(),
+            self.clock(fx).await,
+        );
         Ok(Send::Sent(Sent { outcome, earlier }))
     }
 
@@ -253,23 +282,23 @@ impl Attempt<'_> {
 
     /// The clock now. A clock stepped back during the call reads as the
     /// call's start: time never runs backwards within one attempt.
-    fn clock(&self, io: &mut dyn Io) -> u64 {
-        io.now_ms().max(self.now_ms)
+    async fn clock(&self, fx: &Effects) -> u64 {
+        fx.now_ms().await.max(self.now_ms)
     }
 
     fn usable(&self, tokens: &TokensRecord) -> bool {
         self.trigger == Trigger::Expiry && tokens.usable(self.now_ms)
     }
 
-    fn read_tokens(
+    async fn read_tokens(
         &self,
-        io: &mut dyn Io,
+        fx: &Effects,
     ) -> Result<Option<Versioned<TokensRecord>>, StorageError> {
-        store::read(io, &store::tokens_key(self.connection))
+        store::read(fx, &store::tokens_key(self.connection)).await
     }
 
-    fn refusal_without_tokens(&self, io: &mut dyn Io) -> Result<Refusal, StorageError> {
-        let (status, _) = status::read(io, self.connection, self.now_ms)?;
+    async fn refusal_without_tokens(&self, fx: &Effects) -> Result<Refusal, StorageError> {
+        let (status, _) = status::read(fx, self.connection, self.now_ms).await?;
         Ok(without_tokens(&status))
     }
 
@@ -281,9 +310,9 @@ impl Attempt<'_> {
     /// write is retried while storage fails, every [`STORE_RETRY_MS`],
     /// until the lease ends; only then are they given up, and the refusal
     /// says so.
-    fn rotated(
+    async fn rotated(
         &self,
-        io: &mut dyn Io,
+        fx: &Effects,
         current: Versioned<TokensRecord>,
         set: TokenSet,
     ) -> Result<Bearer, Refusal> {
@@ -303,34 +332,39 @@ impl Attempt<'_> {
             unconfirmed: false,
         };
         let judged = current.version;
-        match self.store_rotated(io, current, &record, used_refresh.as_ref()) {
+        match self
+            .store_rotated(fx, current, &record, used_refresh.as_ref())
+            .await
+        {
             Ok(Stored::Ours) => {}
             Ok(Stored::Theirs(theirs)) => {
                 return serve_or(self.usable(&theirs), &theirs, || self.holder_busy());
             }
-            Ok(Stored::Gone) => return Err(self.refusal_without_tokens(io)?),
-            Err(error) => return Err(self.rotated_tokens_lost(io, judged, &error)),
+            Ok(Stored::Gone) => return Err(self.refusal_without_tokens(fx).await?),
+            Err(error) => return Err(self.rotated_tokens_lost(fx, judged, &error).await),
         }
         let mut before = Status::new(self.now_ms);
-        let recorded = status::update(io, self.connection, self.now_ms, |_, mut status| {
+        let recorded = status::update(fx, self.connection, self.now_ms, async |mut status| {
             before = status.clone();
             status.clear_failures();
             status.in_flight = None;
             status.last_refresh_ms = Some(self.now_ms);
             status.enter_token_state(self.now_ms);
             Ok::<_, StorageError>(status)
-        });
+        })
+        .await;
         if let Err(error) = recorded {
             // The tokens are safe; only the history is stale. The write-ahead
             // record names the old refresh token, which is never sent again.
             events::emit(
-                io,
+                fx,
                 Level::Warn,
                 Kind::StatusNotStored,
                 self.connection,
                 &[("error", error.kind().into())],
                 "the refreshed tokens are stored, but the status could not be updated",
-            );
+            )
+            .await;
         }
         let mut fields = vec![("trigger", self.trigger.name().to_owned())];
         if let Some(at) = record.expires_at_ms {
@@ -343,30 +377,32 @@ impl Attempt<'_> {
             fields.push(("cleared-client-error", code.clone()));
         }
         events::emit(
-            io,
+            fx,
             Level::Info,
             Kind::RefreshSucceeded,
             self.connection,
             &fields,
             "access token refreshed",
-        );
+        )
+        .await;
         if record.refresh_token != used_refresh {
             events::emit(
-                io,
+                fx,
                 Level::Info,
                 Kind::TokensRotated,
                 self.connection,
                 &[],
                 "the refresh token rotated; the new tokens are stored",
-            );
+            )
+            .await;
         }
         Ok(Bearer::from(&record))
     }
 
     /// The compare-and-swap loop behind [`Self::rotated`].
-    fn store_rotated(
+    async fn store_rotated(
         &self,
-        io: &mut dyn Io,
+        fx: &Effects,
         mut current: Versioned<TokensRecord>,
         record: &TokensRecord,
         used_refresh: Option<&StoredSecret>,
@@ -375,7 +411,7 @@ impl Attempt<'_> {
         let mut conflicts = 0;
         let mut retrying = false;
         loop {
-            let error = match store::write(io, &key, record, Some(current.version)) {
+            let error = match store::write(fx, &key, record, Some(current.version)).await {
                 Ok(_) => return Ok(Stored::Ours),
                 // A conflict, or a write whose outcome is unknown (the
                 // storage contract: re-read before acting again).
@@ -383,7 +419,7 @@ impl Attempt<'_> {
                     if conflicts < CAS_ATTEMPTS =>
                 {
                     conflicts += 1;
-                    match self.read_tokens(io) {
+                    match self.read_tokens(fx).await {
                         // Our write landed after all.
                         Ok(Some(now)) if now.value == *record => return Ok(Stored::Ours),
                         // Not written: try again from what is stored.
@@ -418,7 +454,7 @@ impl Attempt<'_> {
             }
             // The next attempt must finish, storage's own wait included,
             // before the lease ends: after that another worker may send.
-            let now = self.clock(io);
+            let now = self.clock(fx).await;
             let attempt_ends = now
                 .saturating_add(u64::from(STORE_RETRY_MS))
                 .saturating_add(STORE_OP_MS);
@@ -428,7 +464,7 @@ impl Attempt<'_> {
             if !retrying {
                 retrying = true;
                 events::emit(
-                    io,
+                    fx,
                     Level::Warn,
                     Kind::TokensStoreRetrying,
                     self.connection,
@@ -437,18 +473,24 @@ impl Attempt<'_> {
                         ("until-ms", self.lease.until_ms().to_string()),
                     ],
                     "storage refused the rotated tokens; retrying until the lease ends",
-                );
+                )
+                .await;
             }
-            io.sleep_ms(STORE_RETRY_MS);
+            fx.sleep_ms(STORE_RETRY_MS).await;
         }
     }
 
     /// The server rotated, and storage refused the new tokens until the
     /// lease ran out: they are lost, and with them the grant. Say so; record
     /// it if storage lets us.
-    fn rotated_tokens_lost(&self, io: &mut dyn Io, judged: u64, error: &StorageError) -> Refusal {
+    async fn rotated_tokens_lost(
+        &self,
+        fx: &Effects,
+        judged: u64,
+        error: &StorageError,
+    ) -> Refusal {
         events::emit(
-            io,
+            fx,
             Level::Error,
             Kind::RotatedTokensLost,
             self.connection,
@@ -457,9 +499,12 @@ impl Attempt<'_> {
                 ("error", error.kind().into()),
             ],
             "the server rotated the tokens but storage refused them until the lease ended: the grant is lost and the user must reconnect",
-        );
+        ).await;
         let cause = format!("rotated tokens not stored: {error}");
-        match self.grant_dead_with(io, judged, Reason::RotationLost, Some(cause), &[]) {
+        match self
+            .grant_dead_with(fx, judged, Reason::RotationLost, Some(cause), &[])
+            .await
+        {
             Ok(refusal) => refusal,
             // Storage is still down: the write-ahead record stays, so the
             // next refresh is rejected and recognised as a lost rotation.
@@ -477,9 +522,9 @@ impl Attempt<'_> {
     /// - an earlier request with this same token had no known outcome: the
     ///   server rotated then, and the new tokens were lost.
     /// - otherwise: the grant was revoked or expired.
-    fn rejected(
+    async fn rejected(
         &mut self,
-        io: &mut dyn Io,
+        fx: &Effects,
         used: &Secret,
         error: &OAuthError,
         earlier: Option<InFlight>,
@@ -487,8 +532,8 @@ impl Attempt<'_> {
     ) -> Result<Bearer, Refusal> {
         let code = ("error", error.code.as_str().to_owned());
         // Disconnected or forgotten meanwhile: the user's choice stands.
-        let Some(mut stored) = self.read_tokens(io)? else {
-            return Err(self.refusal_without_tokens(io)?);
+        let Some(mut stored) = self.read_tokens(fx).await? else {
+            return Err(self.refusal_without_tokens(fx).await?);
         };
         if !stored
             .value
@@ -502,13 +547,13 @@ impl Attempt<'_> {
                 return Err(self.holder_busy());
             }
             events::emit(
-                io,
+                fx,
                 Level::Warn,
                 Kind::RotationRaceDetected,
                 self.connection,
                 &[code],
                 "our refresh token was rejected while storage held newer tokens; confirming them before use",
-            );
+            ).await;
             let Some(their_refresh) = stored
                 .value
                 .refresh_token
@@ -525,7 +570,7 @@ impl Attempt<'_> {
             if !stored.value.unconfirmed {
                 stored.value.unconfirmed = true;
                 let key = store::tokens_key(self.connection);
-                match store::write(io, &key, &stored.value, Some(stored.version)) {
+                match store::write(fx, &key, &stored.value, Some(stored.version)).await {
                     Ok(version) => stored.version = version,
                     // Changed again: whoever changed it holds the lease now.
                     Err(StorageError::Conflict) => {
@@ -534,7 +579,9 @@ impl Attempt<'_> {
                     Err(error) => return Err(error.into()),
                 }
             }
-            return self.exchange(io, stored, &their_refresh, true);
+            // Boxed: `exchange` can lead back here (a confirmation that is
+            // rejected in turn), and a recursive future needs a box.
+            return Box::pin(self.exchange(fx, stored, &their_refresh, true)).await;
         }
         // Storage still holds the token that was rejected: the grant is
         // dead. Which way it died decides the reason; an earlier request
@@ -546,7 +593,7 @@ impl Attempt<'_> {
                     .cause
                     .unwrap_or_else(|| "no outcome recorded (the worker stopped)".into());
                 events::emit(
-                    io,
+                    fx,
                     Level::Error,
                     Kind::RotationLost,
                     self.connection,
@@ -556,33 +603,35 @@ impl Attempt<'_> {
                         ("earlier-at-ms", lost.since_ms.to_string()),
                     ],
                     "an earlier refresh had no known outcome and the server has since rotated the tokens: the new tokens never reached storage",
-                );
+                ).await;
                 let last = format!("rotation lost after: {cause}");
-                Err(self.grant_dead_with(io, judged, Reason::RotationLost, Some(last), &[])?)
+                Err(self
+                    .grant_dead_with(fx, judged, Reason::RotationLost, Some(last), &[])
+                    .await?)
             }
-            (None, true) => {
-                Err(self.grant_dead(io, judged, Reason::RefreshTokenReused, &[code])?)
-            }
-            (None, false) => {
-                Err(self.grant_dead(io, judged, Reason::RefreshTokenRejected, &[code])?)
-            }
+            (None, true) => Err(self
+                .grant_dead(fx, judged, Reason::RefreshTokenReused, &[code])
+                .await?),
+            (None, false) => Err(self
+                .grant_dead(fx, judged, Reason::RefreshTokenRejected, &[code])
+                .await?),
         }
     }
 
     /// The grant whose tokens are at version `judged` is dead.
-    fn grant_dead(
+    async fn grant_dead(
         &self,
-        io: &mut dyn Io,
+        fx: &Effects,
         judged: u64,
         reason: Reason,
         fields: &[(&str, String)],
     ) -> Result<Refusal, StorageError> {
-        self.grant_dead_with(io, judged, reason, None, fields)
+        self.grant_dead_with(fx, judged, reason, None, fields).await
     }
 
-    fn grant_dead_with(
+    async fn grant_dead_with(
         &self,
-        io: &mut dyn Io,
+        fx: &Effects,
         judged: u64,
         reason: Reason,
         last_error: Option<String>,
@@ -591,7 +640,7 @@ impl Attempt<'_> {
         let mut all = vec![("trigger", self.trigger.name().to_owned())];
         all.extend(fields.iter().cloned());
         grant_dead(
-            io,
+            fx,
             self.now_ms,
             self.connection,
             judged,
@@ -599,14 +648,15 @@ impl Attempt<'_> {
             last_error,
             &all,
         )
+        .await
     }
 
     /// `invalid_client` and kin (or a request the server calls invalid):
     /// the user re-authenticating does not help, an operator must act.
     /// Tokens are kept; refreshes go on, backed off, until one succeeds.
-    fn client_failure(
+    async fn client_failure(
         &self,
-        io: &mut dyn Io,
+        fx: &Effects,
         tokens: &TokensRecord,
         usable: bool,
         error: &OAuthError,
@@ -615,15 +665,17 @@ impl Attempt<'_> {
         // The server refused the client before looking at the token: an
         // earlier request's unknown outcome is still unknown.
         let code = error.code.as_str().to_owned();
-        let status = self.record_failure(
-            io,
-            Failure::Client(&code),
-            None,
-            InFlightAfter::Restore(earlier),
-        )?;
+        let status = self
+            .record_failure(
+                fx,
+                Failure::Client(&code),
+                None,
+                InFlightAfter::Restore(earlier),
+            )
+            .await?;
         let retry_at = status.next_retry_ms;
         events::emit(
-            io,
+            fx,
             Level::Error,
             Kind::ClientMisconfigured,
             self.connection,
@@ -633,7 +685,7 @@ impl Attempt<'_> {
                 ("next-retry-at-ms", retry_at.unwrap_or_default().to_string()),
             ],
             "the token endpoint refused the client: an operator must check the client id and secret (tokens are kept)",
-        );
+        ).await;
         serve_or(usable, tokens, || Refusal::ClientMisconfigured {
             fault: ClientFault::from_recorded(&code),
             retry_at_ms: retry_at,
@@ -643,27 +695,29 @@ impl Attempt<'_> {
     /// The host holds no secret for this confidential client, so nothing
     /// was sent. A configuration error, not an outage: no back-off (the
     /// next call costs nothing and succeeds as soon as the secret is there).
-    fn credentials_missing(
+    async fn credentials_missing(
         &self,
-        io: &mut dyn Io,
+        fx: &Effects,
         tokens: &TokensRecord,
         usable: bool,
         earlier: Option<InFlight>,
     ) -> Result<Bearer, Refusal> {
-        let status = self.record_failure(
-            io,
-            Failure::NoCredentials,
-            None,
-            InFlightAfter::Restore(earlier),
-        )?;
+        let status = self
+            .record_failure(
+                fx,
+                Failure::NoCredentials,
+                None,
+                InFlightAfter::Restore(earlier),
+            )
+            .await?;
         events::emit(
-            io,
+            fx,
             Level::Error,
             Kind::ClientCredentialsMissing,
             self.connection,
             &[("attempt", status.failures.to_string())],
             "the host holds no client secret for this confidential client; nothing was sent (tokens are kept)",
-        );
+        ).await;
         serve_or(usable, tokens, || Refusal::ClientMisconfigured {
             fault: ClientFault::NoCredentials,
             retry_at_ms: None,
@@ -674,9 +728,9 @@ impl Attempt<'_> {
     /// tokens, however many. Back off; serve the access token until it
     /// expires. Past the stall horizon, say so once, loudly, and probe
     /// slowly.
-    fn transient_failure(
+    async fn transient_failure(
         &self,
-        io: &mut dyn Io,
+        fx: &Effects,
         tokens: &TokensRecord,
         usable: bool,
         transient: &Transient,
@@ -685,15 +739,17 @@ impl Attempt<'_> {
         let cause = describe(&transient.cause);
         let unknown = matches!(in_flight, InFlightAfter::Unknown(_));
         let mut was_stalled = false;
-        let status = self.record_failure(
-            io,
-            Failure::Transient(&cause, &mut was_stalled),
-            transient.retry_at_ms,
-            in_flight,
-        )?;
+        let status = self
+            .record_failure(
+                fx,
+                Failure::Transient(&cause, &mut was_stalled),
+                transient.retry_at_ms,
+                in_flight,
+            )
+            .await?;
         let retry_at = status.next_retry_ms.unwrap_or(self.now_ms);
         events::emit(
-            io,
+            fx,
             Level::Warn,
             Kind::RefreshFailed,
             self.connection,
@@ -711,11 +767,12 @@ impl Attempt<'_> {
                 ),
             ],
             "refresh failed for a transient reason; backing off, tokens kept",
-        );
+        )
+        .await;
         if status.stalled && !was_stalled {
             let since = status.failing_since_ms.unwrap_or(self.now_ms);
             events::emit(
-                io,
+                fx,
                 Level::Error,
                 Kind::RefreshStalled,
                 self.connection,
@@ -725,24 +782,25 @@ impl Attempt<'_> {
                     ("probe-every-ms", STALLED_PROBE_MS.to_string()),
                 ],
                 "refreshes have failed without a break for longer than the stall horizon: an operator should look (tokens and configuration are kept)",
-            );
+            ).await;
         }
         if !usable {
             events::emit(
-                io,
+                fx,
                 Level::Warn,
                 Kind::AccessTokenExpired,
                 self.connection,
                 &[("retry-at-ms", retry_at.to_string())],
                 "the access token expired while refreshes are failing; API calls wait",
-            );
+            )
+            .await;
         }
         serve_or(usable, tokens, || backing_off(&status, retry_at))
     }
 
-    fn record_failure(
+    async fn record_failure(
         &self,
-        io: &mut dyn Io,
+        fx: &Effects,
         failure: Failure<'_>,
         retry_after_ms: Option<u64>,
         in_flight: InFlightAfter,
@@ -750,7 +808,7 @@ impl Attempt<'_> {
         let cap = self.config.max_backoff_ms();
         let stall_after = self.config.stall_after_ms();
         let mut failure = failure;
-        status::update(io, self.connection, self.now_ms, |io, mut status| {
+        status::update(fx, self.connection, self.now_ms, async |mut status| {
             status.failures = status.failures.saturating_add(1);
             let since = *status.failing_since_ms.get_or_insert(self.now_ms);
             match &mut failure {
@@ -773,16 +831,14 @@ impl Attempt<'_> {
             status.next_retry_ms = match &failure {
                 Failure::NoCredentials => None,
                 _ if status.stalled => Some(
-                    backoff::next_retry_ms(io, self.now_ms, status.failures, cap, retry_after_ms)
+                    backoff::next_retry_ms(fx, self.now_ms, status.failures, cap, retry_after_ms)
+                        .await
                         .max(self.now_ms.saturating_add(STALLED_PROBE_MS)),
                 ),
-                _ => Some(backoff::next_retry_ms(
-                    io,
-                    self.now_ms,
-                    status.failures,
-                    cap,
-                    retry_after_ms,
-                )),
+                _ => Some(
+                    backoff::next_retry_ms(fx, self.now_ms, status.failures, cap, retry_after_ms)
+                        .await,
+                ),
             };
             status.in_flight = match &in_flight {
                 InFlightAfter::Restore(earlier) => earlier.clone(),
@@ -794,6 +850,7 @@ impl Attempt<'_> {
             status.enter_token_state(self.now_ms);
             Ok::<_, StorageError>(status)
         })
+        .await
     }
 }
 
@@ -842,8 +899,8 @@ enum InFlightAfter {
 /// Only the tokens judged dead (at version `judged`) are wiped: when an
 /// authorisation stored a new grant meanwhile, it stands, and the status
 /// goes back to what its tokens say.
-pub(super) fn grant_dead(
-    io: &mut dyn Io,
+pub(super) async fn grant_dead(
+    fx: &Effects,
     now_ms: u64,
     connection: &str,
     judged: u64,
@@ -851,7 +908,7 @@ pub(super) fn grant_dead(
     last_error: Option<String>,
     fields: &[(&str, String)],
 ) -> Result<Refusal, StorageError> {
-    status::update(io, connection, now_ms, |_, mut status| {
+    status::update(fx, connection, now_ms, async |mut status| {
         status.reason = Some(reason);
         status.clear_failures();
         status.in_flight = None;
@@ -860,42 +917,46 @@ pub(super) fn grant_dead(
             status.enter(status::State::ReauthRequired, now_ms);
         }
         Ok::<_, StorageError>(status)
-    })?;
+    })
+    .await?;
     let key = store::tokens_key(connection);
-    match io.delete(&key, judged) {
+    match fx.delete(&key, judged).await {
         Ok(()) => {}
         Err(crate::types::StorageError::Conflict) => {
-            if store::read::<TokensRecord>(io, &key)?.is_some() {
+            if store::read::<TokensRecord>(fx, &key).await?.is_some() {
                 // A new grant arrived while this one was judged: undo.
-                status::update(io, connection, now_ms, |_, mut status| {
+                status::update(fx, connection, now_ms, async |mut status| {
                     if status.reason == Some(reason) {
                         status.reason = None;
                         status.last_error = None;
                         status.enter(status.token_state(), now_ms);
                     }
                     Ok::<_, StorageError>(status)
-                })?;
+                })
+                .await?;
                 return Ok(in_progress(now_ms.saturating_add(lease::POLL_MS)));
             }
         }
         Err(error) => return Err(error),
     }
     events::emit(
-        io,
+        fx,
         Level::Warn,
         Kind::RevocationDetected,
         connection,
         fields,
         "the grant is no longer valid; tokens wiped, configuration kept",
-    );
+    )
+    .await;
     events::emit(
-        io,
+        fx,
         Level::Warn,
         Kind::ReauthRequired,
         connection,
         &[("reason", kebab(&reason))],
         "API calls stop until the user re-authorises",
-    );
+    )
+    .await;
     Ok(Refusal::Reauthenticate(reason))
 }
 

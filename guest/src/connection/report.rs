@@ -7,8 +7,8 @@ use super::refresh;
 use super::status;
 use super::store::{self, StorageError};
 use crate::classify::{self, ApiAttempt, ApiOutcome};
+use crate::effects::Effects;
 use crate::events::{self, Kind};
-use crate::io::Io;
 use crate::types::{Level, ResponseHead};
 
 /// What to do after an API response.
@@ -43,14 +43,14 @@ pub enum ApiAction {
 /// answer is `RejectedAfterRefresh` (one refresh per 401 streak, no loop).
 /// A 401 to a token that is no longer the stored one (another worker
 /// refreshed already) just says retry with the stored one.
-pub fn report(
-    io: &mut dyn Io,
+pub async fn report(
+    fx: &Effects,
     now_ms: u64,
     connection: &str,
     used_token: &str,
     response: &ResponseHead,
 ) -> Result<ApiAction, Refusal> {
-    let loaded = gate::load(io, now_ms, connection)?;
+    let loaded = gate::load(fx, now_ms, connection).await?;
     let tokens = &loaded.tokens.value;
     let current = tokens.access_token.matches(used_token);
     let attempt = if current && tokens.after_unauthorized {
@@ -61,32 +61,35 @@ pub fn report(
     match classify::api_response(Ok(response), attempt, now_ms) {
         ApiOutcome::Ok => {
             if current && tokens.after_unauthorized {
-                end_streak(io, connection, &loaded.tokens);
+                end_streak(fx, connection, &loaded.tokens).await;
             }
             Ok(ApiAction::Proceed)
         }
-        ApiOutcome::RefreshAndRetry if !current => {
-            gate::access_token(io, now_ms, connection).map(ApiAction::Retry)
-        }
+        ApiOutcome::RefreshAndRetry if !current => gate::access_token(fx, now_ms, connection)
+            .await
+            .map(ApiAction::Retry),
         ApiOutcome::RefreshAndRetry => {
             events::emit(
-                io,
+                fx,
                 Level::Info,
                 Kind::ApiUnauthorized,
                 connection,
                 &[("status", response.status.to_string())],
                 "the API refused the access token; refreshing once",
-            );
-            refresh::refresh(io, now_ms, connection, loaded, Trigger::Unauthorized)
+            )
+            .await;
+            refresh::refresh(fx, now_ms, connection, loaded, Trigger::Unauthorized)
+                .await
                 .map(ApiAction::Retry)
         }
         ApiOutcome::RejectedAfterRefresh => {
-            let status = status::update(io, connection, now_ms, |_, mut status| {
+            let status = status::update(fx, connection, now_ms, async |mut status| {
                 status.fresh_rejections = status.fresh_rejections.saturating_add(1);
                 Ok::<_, StorageError>(status)
-            })?;
+            })
+            .await?;
             events::emit(
-                io,
+                fx,
                 Level::Error,
                 Kind::ApiRejectedFreshToken,
                 connection,
@@ -95,7 +98,7 @@ pub fn report(
                     ("count", status.fresh_rejections.to_string()),
                 ],
                 "the API refused an access token the authorisation server had just issued; tokens kept, not retrying",
-            );
+            ).await;
             Ok(ApiAction::RejectedAfterRefresh)
         }
         ApiOutcome::InsufficientScope(scopes) => {
@@ -106,22 +109,24 @@ pub fn report(
                 .filter(|s| !tokens.scopes.contains(s))
                 .cloned()
                 .collect();
-            status::update(io, connection, now_ms, |_, mut status| {
+            status::update(fx, connection, now_ms, async |mut status| {
                 for scope in &missing {
                     if !status.missing_scopes.contains(scope) {
                         status.missing_scopes.push(scope.clone());
                     }
                 }
                 Ok::<_, StorageError>(status)
-            })?;
+            })
+            .await?;
             events::emit(
-                io,
+                fx,
                 Level::Info,
                 Kind::ScopeUpgradeNeeded,
                 connection,
                 &[("scopes", missing.join(" "))],
                 "the API needs scopes the grant lacks; the next authorisation requests them",
-            );
+            )
+            .await;
             Ok(ApiAction::InsufficientScope(scopes))
         }
         ApiOutcome::Forbidden => Ok(ApiAction::Forbidden),
@@ -134,13 +139,18 @@ pub fn report(
 /// effort: a conflict means the tokens were replaced (the new record has
 /// its own flag); if the store fails, a later 401 to this same token is
 /// taken as a revocation, the conservative reading.
-fn end_streak(io: &mut dyn Io, connection: &str, tokens: &store::Versioned<store::TokensRecord>) {
+async fn end_streak(
+    fx: &Effects,
+    connection: &str,
+    tokens: &store::Versioned<store::TokensRecord>,
+) {
     let mut record = tokens.value.clone();
     record.after_unauthorized = false;
     let _ = store::write(
-        io,
+        fx,
         &store::tokens_key(connection),
         &record,
         Some(tokens.version),
-    );
+    )
+    .await;
 }

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::store::{self, CAS_ATTEMPTS, StorageError, TokensRecord, Versioned};
-use crate::io::Io;
+use crate::effects::Effects;
 
 /// Where a connection is in its lifecycle (the state diagram in
 /// `wit/connections.wit`).
@@ -205,13 +205,13 @@ impl Status {
 
 /// Reads the status and its version; a configured connection with no
 /// status record is `new` (and `None`: absent).
-pub fn read(
-    io: &mut dyn Io,
+pub async fn read(
+    fx: &Effects,
     connection: &str,
     now_ms: u64,
 ) -> Result<(Status, Option<u64>), StorageError> {
     Ok(
-        match store::read::<Status>(io, &store::status_key(connection))? {
+        match store::read::<Status>(fx, &store::status_key(connection)).await? {
             Some(Versioned { value, version }) => (value, Some(version)),
             None => (Status::new(now_ms), None),
         },
@@ -221,17 +221,17 @@ pub fn read(
 /// Read-modify-write of the status with a bounded compare-and-swap retry.
 /// `change` sees the current status each attempt and returns the new one
 /// (or an error that stops the update).
-pub fn update<E: From<StorageError>>(
-    io: &mut dyn Io,
+pub async fn update<E: From<StorageError>>(
+    fx: &Effects,
     connection: &str,
     now_ms: u64,
-    mut change: impl FnMut(&mut dyn Io, Status) -> Result<Status, E>,
+    mut change: impl AsyncFnMut(Status) -> Result<Status, E>,
 ) -> Result<Status, E> {
     let key = store::status_key(connection);
     for _ in 0..CAS_ATTEMPTS {
-        let (current, expected) = read(io, connection, now_ms)?;
-        let next = change(io, current)?;
-        match store::write(io, &key, &next, expected) {
+        let (current, expected) = read(fx, connection, now_ms).await?;
+        let next = change(current).await?;
+        match store::write(fx, &key, &next, expected).await {
             Ok(_) => return Ok(next),
             Err(StorageError::Conflict) => continue,
             Err(error) => return Err(error.into()),
@@ -241,6 +241,10 @@ pub fn update<E: From<StorageError>>(
 }
 
 /// Whether tokens are stored for the connection.
-pub fn has_tokens(io: &mut dyn Io, connection: &str) -> Result<bool, StorageError> {
-    Ok(store::read::<TokensRecord>(io, &store::tokens_key(connection))?.is_some())
+pub async fn has_tokens(fx: &Effects, connection: &str) -> Result<bool, StorageError> {
+    Ok(
+        store::read::<TokensRecord>(fx, &store::tokens_key(connection))
+            .await?
+            .is_some(),
+    )
 }

@@ -14,7 +14,7 @@
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::io::Io;
+use crate::effects::Effects;
 use crate::secret::StoredSecret;
 pub(crate) use crate::types::StorageError;
 
@@ -129,11 +129,11 @@ pub(crate) fn decode<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T, 
 }
 
 /// Reads and decodes a record.
-pub fn read<T: DeserializeOwned>(
-    io: &mut dyn Io,
+pub async fn read<T: DeserializeOwned>(
+    fx: &Effects,
     key: &str,
 ) -> Result<Option<Versioned<T>>, StorageError> {
-    let Some(entry) = io.get(key)? else {
+    let Some(entry) = fx.get(key).await? else {
         return Ok(None);
     };
     Ok(Some(Versioned {
@@ -143,14 +143,14 @@ pub fn read<T: DeserializeOwned>(
 }
 
 /// Encodes and writes a record when the key is at `expected`.
-pub fn write<T: Serialize>(
-    io: &mut dyn Io,
+pub async fn write<T: Serialize>(
+    fx: &Effects,
     key: &str,
     value: &T,
     expected: Option<u64>,
 ) -> Result<u64, StorageError> {
     let bytes = encode(key, value)?;
-    io.put(key, &bytes, expected)
+    fx.put(key, bytes, expected).await
 }
 
 /// The stored token set (`tokens/{id}`).
@@ -211,12 +211,12 @@ pub struct FlowRecord {
 
 /// Deletes `key` whatever its version, retrying a bounded number of times
 /// on conflict. Absent is success.
-pub fn remove(io: &mut dyn Io, key: &str) -> Result<(), StorageError> {
+pub async fn remove(fx: &Effects, key: &str) -> Result<(), StorageError> {
     for _ in 0..CAS_ATTEMPTS {
-        let Some(entry) = io.get(key)? else {
+        let Some(entry) = fx.get(key).await? else {
             return Ok(());
         };
-        match io.delete(key, entry.version) {
+        match fx.delete(key, entry.version).await {
             Ok(()) => return Ok(()),
             // Re-read: gone now is success, whoever deleted it.
             Err(StorageError::Conflict | StorageError::OutcomeUnknown(_)) => continue,
@@ -228,14 +228,14 @@ pub fn remove(io: &mut dyn Io, key: &str) -> Result<(), StorageError> {
 
 /// Writes `value` over whatever is stored at `key` (or creates it), in one
 /// compare-and-swap, retrying a bounded number of times on conflict.
-pub fn replace<T: Serialize + DeserializeOwned>(
-    io: &mut dyn Io,
+pub async fn replace<T: Serialize + DeserializeOwned>(
+    fx: &Effects,
     key: &str,
     value: &T,
 ) -> Result<(), StorageError> {
     let bytes = encode(key, value)?;
     for _ in 0..CAS_ATTEMPTS {
-        let current = io.get(key)?;
+        let current = fx.get(key).await?;
         // Our earlier attempt, whose outcome was unknown, landed.
         if current.as_ref().is_some_and(|e| e.value == bytes) {
             return Ok(());
@@ -244,7 +244,7 @@ pub fn replace<T: Serialize + DeserializeOwned>(
         if let Some(entry) = &current {
             decode::<T>(key, &entry.value)?;
         }
-        match io.put(key, &bytes, current.map(|e| e.version)) {
+        match fx.put(key, bytes.clone(), current.map(|e| e.version)).await {
             Ok(_) => return Ok(()),
             Err(StorageError::Conflict | StorageError::OutcomeUnknown(_)) => continue,
             Err(error) => return Err(error),

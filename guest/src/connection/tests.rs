@@ -5,6 +5,7 @@
 use super::config::tests::config;
 use super::*;
 use crate::authorize::{self, BeginOptions};
+use crate::effects::drive;
 use crate::io::fake::FakeIo;
 use crate::secret::Secret;
 use crate::types::{Header, Response, ResponseHead, StorageError, TransportError};
@@ -73,9 +74,11 @@ fn status(io: &mut FakeIo, now: u64) -> StatusView {
 }
 
 fn stored_refresh(io: &mut FakeIo) -> Option<String> {
-    store::read::<store::TokensRecord>(io, "tokens/c1")
-        .unwrap()
-        .and_then(|t| t.value.refresh_token.map(|r| r.to_secret().into_exposed()))
+    drive(io, async |fx| {
+        store::read::<store::TokensRecord>(fx, "tokens/c1").await
+    })
+    .unwrap()
+    .and_then(|t| t.value.refresh_token.map(|r| r.to_secret().into_exposed()))
 }
 
 /// No event field or message carries a secret the test used.
@@ -570,7 +573,9 @@ fn rate_limits_and_outages_are_reported_with_their_time() {
 fn lease_held_means_wait_and_a_crashed_holder_lapses() {
     let mut io = connected(config());
     let at = NOW + HOUR;
-    let lease::Acquire::Acquired(_crashed) = lease::acquire(&mut io, "c1", at).unwrap() else {
+    let lease::Acquire::Acquired(_crashed) =
+        drive(&mut io, async |fx| lease::acquire(fx, "c1", at).await).unwrap()
+    else {
         panic!("free");
     };
     assert_eq!(
@@ -593,7 +598,10 @@ fn lease_held_means_wait_and_a_crashed_holder_lapses() {
     assert_eq!(token_of(access_token(&mut io, lapses, "c1")), "AT-2");
     // Within the margin but valid: served while another worker refreshes.
     let mut io = connected(config());
-    lease::acquire(&mut io, "c1", NOW + HOUR - 30_000).unwrap();
+    drive(&mut io, async |fx| {
+        lease::acquire(fx, "c1", NOW + HOUR - 30_000).await
+    })
+    .unwrap();
     assert_eq!(
         token_of(access_token(&mut io, NOW + HOUR - 29_000, "c1")),
         "AT-1"
@@ -783,7 +791,7 @@ fn forget_deletes_everything_of_the_connection() {
     let mut io = connected(config());
     configure(&mut io, "other", &config()).unwrap();
     authorize::begin(&mut io, NOW, "c1", &BeginOptions::default()).unwrap();
-    lease::acquire(&mut io, "c1", NOW).unwrap();
+    drive(&mut io, async |fx| lease::acquire(fx, "c1", NOW).await).unwrap();
     forget(&mut io, "c1").unwrap();
     assert_eq!(io.store.keys().collect::<Vec<_>>(), ["config/other"]);
     assert_eq!(
@@ -896,18 +904,27 @@ fn a_worker_that_stopped_mid_refresh_leaves_a_record_that_names_it() {
     let mut io = connected(config());
     io.clock = NOW + HOUR;
     // The crash: the lease and the write-ahead record stay behind.
-    let lease::Acquire::Acquired(mut lease) = lease::acquire(&mut io, "c1", NOW + HOUR).unwrap()
-    else {
+    let lease::Acquire::Acquired(mut lease) = drive(&mut io, async |fx| {
+        lease::acquire(fx, "c1", NOW + HOUR).await
+    })
+    .unwrap() else {
         panic!("free");
     };
-    assert!(lease::renew(&mut io, &mut lease, NOW + HOUR).unwrap());
-    status::update(&mut io, "c1", NOW + HOUR, |_, mut s| {
-        s.in_flight = Some(status::InFlight {
-            token_hash: Secret::new("RT-1").fingerprint(),
-            since_ms: NOW + HOUR,
-            cause: None,
-        });
-        Ok::<_, StorageError>(s)
+    assert!(
+        drive(&mut io, async |fx| lease::renew(fx, &mut lease, NOW + HOUR)
+            .await)
+        .unwrap()
+    );
+    drive(&mut io, async |fx| {
+        status::update(fx, "c1", NOW + HOUR, async |mut s| {
+            s.in_flight = Some(status::InFlight {
+                token_hash: Secret::new("RT-1").fingerprint(),
+                since_ms: NOW + HOUR,
+                cause: None,
+            });
+            Ok::<_, StorageError>(s)
+        })
+        .await
     })
     .unwrap();
     let later = NOW + HOUR + lease::LEASE_MS + lease::MAX_CLOCK_SKEW_MS;
@@ -1070,10 +1087,15 @@ fn tokens_replaced_since_the_callers_read_are_served_not_refreshed() {
         after_unauthorized: false,
         unconfirmed: false,
     };
-    let seen = store::read::<store::TokensRecord>(&mut io, "tokens/c1")
-        .unwrap()
-        .unwrap();
-    store::replace(&mut io, "tokens/c1", &record).unwrap();
+    let seen = drive(&mut io, async |fx| {
+        store::read::<store::TokensRecord>(fx, "tokens/c1").await
+    })
+    .unwrap()
+    .unwrap();
+    drive(&mut io, async |fx| {
+        store::replace(fx, "tokens/c1", &record).await
+    })
+    .unwrap();
     let loaded = outcome::Loaded {
         config: config(),
         status: Status::new(NOW),
@@ -1082,13 +1104,9 @@ fn tokens_replaced_since_the_callers_read_are_served_not_refreshed() {
     // The caller read RT-1 before the replacement; under the lease the
     // tokens are read again and found fresh.
     assert_eq!(
-        token_of(refresh::refresh(
-            &mut io,
-            NOW + HOUR,
-            "c1",
-            loaded,
-            outcome::Trigger::Expiry
-        )),
+        token_of(drive(&mut io, async |fx| {
+            refresh::refresh(fx, NOW + HOUR, "c1", loaded, outcome::Trigger::Expiry).await
+        })),
         "AT-2"
     );
     assert!(io.sent.is_empty());

@@ -12,109 +12,25 @@ impl w::Guest for Component {
         connection: String,
         options: w::BeginOptions,
     ) -> Result<w::Authorization, w::BeginError> {
-        let options = c::BeginOptions {
-            extra_scopes: options.extra_scopes,
-            return_to: options.return_to,
-            extra_params: options.extra_params,
-            ttl_seconds: options.ttl_seconds,
-        };
-        let authorization = c::begin(&mut Imports, clock::now_ms(), &connection, &options)
-            .map_err(|e| match e {
-                c::BeginError::UnknownConnection => w::BeginError::UnknownConnection,
-                c::BeginError::InvalidConfig(error) => w::BeginError::InvalidConfig(error.into()),
-                c::BeginError::InvalidOption(error) => w::BeginError::InvalidOption(match error {
-                    c::OptionError::InvalidScope(scope) => w::OptionError::InvalidScope(scope),
-                    c::OptionError::Param(error) => w::OptionError::Param(error.into()),
-                    c::OptionError::ReturnToTooLong => w::OptionError::ReturnToTooLong,
-                    c::OptionError::InvalidTtl => w::OptionError::InvalidTtl,
-                }),
-                c::BeginError::Storage(error) => w::BeginError::Storage(error.into()),
-            })?;
-        Ok(w::Authorization {
-            url: authorization.url.into_exposed(),
-            expires_at_ms: authorization.expires_at_ms,
-            scopes: authorization.scopes,
-        })
+        let options = options.into();
+        begin_result(c::begin(
+            &mut Imports,
+            clock::now_ms(),
+            &connection,
+            &options,
+        ))
     }
 
     fn complete(
         callback: String,
         connection: Option<String>,
     ) -> Result<w::Completed, w::CompleteError> {
-        let completed = c::complete(
+        complete_result(c::complete(
             &mut Imports,
             clock::now_ms(),
             &callback,
             connection.as_deref(),
-        )
-        .map_err(|e| match e {
-            c::CompleteError::Rejected(rejection) => w::CompleteError::Rejected(w::Rejection {
-                reason: rejection.reason.into(),
-                connection: rejection.connection,
-            }),
-            c::CompleteError::Denied { connection, error } => w::CompleteError::Denied(w::Denial {
-                connection,
-                error: w::AuthorizationError {
-                    code: match error.code {
-                        c::AuthorizationErrorCode::InvalidRequest => {
-                            w::AuthorizationErrorCode::InvalidRequest
-                        }
-                        c::AuthorizationErrorCode::UnauthorizedClient => {
-                            w::AuthorizationErrorCode::UnauthorizedClient
-                        }
-                        c::AuthorizationErrorCode::AccessDenied => {
-                            w::AuthorizationErrorCode::AccessDenied
-                        }
-                        c::AuthorizationErrorCode::UnsupportedResponseType => {
-                            w::AuthorizationErrorCode::UnsupportedResponseType
-                        }
-                        c::AuthorizationErrorCode::InvalidScope => {
-                            w::AuthorizationErrorCode::InvalidScope
-                        }
-                        c::AuthorizationErrorCode::ServerError => {
-                            w::AuthorizationErrorCode::ServerError
-                        }
-                        c::AuthorizationErrorCode::TemporarilyUnavailable => {
-                            w::AuthorizationErrorCode::TemporarilyUnavailable
-                        }
-                        c::AuthorizationErrorCode::Other(code) => {
-                            w::AuthorizationErrorCode::Other(code)
-                        }
-                    },
-                    description: error.description,
-                },
-            }),
-            c::CompleteError::ExchangeFailed {
-                connection,
-                failure,
-            } => w::CompleteError::ExchangeFailed(w::ExchangeError {
-                connection,
-                failure: match failure {
-                    c::ExchangeFailure::Reauthenticate(reauth) => {
-                        w::ExchangeFailure::Reauthenticate(reauth.into())
-                    }
-                    c::ExchangeFailure::ClientMisconfigured(error) => {
-                        w::ExchangeFailure::ClientMisconfigured(error.into())
-                    }
-                    c::ExchangeFailure::RequestInvalid(error) => {
-                        w::ExchangeFailure::RequestInvalid(error.into())
-                    }
-                    c::ExchangeFailure::Transient(transient) => {
-                        w::ExchangeFailure::Transient(transient.into())
-                    }
-                    c::ExchangeFailure::CredentialsMissing => {
-                        w::ExchangeFailure::CredentialsMissing
-                    }
-                },
-            }),
-            c::CompleteError::Storage(error) => w::CompleteError::Storage(error.into()),
-        })?;
-        Ok(w::Completed {
-            connection: completed.connection,
-            return_to: completed.return_to,
-            scopes: completed.scopes,
-            recovered: completed.recovered,
-        })
+        ))
     }
 
     fn s256_challenge(verifier: String) -> Result<String, w::VerifierError> {
@@ -144,6 +60,109 @@ impl w::Guest for Component {
                 c::UrlError::Param(error) => w::UrlError::Param(error.into()),
             })
     }
+}
+
+record_into!(
+    w::BeginOptions => c::BeginOptions {
+        extra_scopes,
+        return_to,
+        extra_params,
+        ttl_seconds,
+    }
+);
+
+/// `authorize.begin`'s result (shared with `steps`).
+pub(super) fn begin_result(
+    result: Result<c::Authorization, c::BeginError>,
+) -> Result<w::Authorization, w::BeginError> {
+    let authorization = result.map_err(|e| match e {
+        c::BeginError::UnknownConnection => w::BeginError::UnknownConnection,
+        c::BeginError::InvalidConfig(error) => w::BeginError::InvalidConfig(error.into()),
+        c::BeginError::InvalidOption(error) => w::BeginError::InvalidOption(match error {
+            c::OptionError::InvalidScope(scope) => w::OptionError::InvalidScope(scope),
+            c::OptionError::Param(error) => w::OptionError::Param(error.into()),
+            c::OptionError::ReturnToTooLong => w::OptionError::ReturnToTooLong,
+            c::OptionError::InvalidTtl => w::OptionError::InvalidTtl,
+        }),
+        c::BeginError::Storage(error) => w::BeginError::Storage(error.into()),
+    })?;
+    Ok(w::Authorization {
+        url: authorization.url.into_exposed(),
+        expires_at_ms: authorization.expires_at_ms,
+        scopes: authorization.scopes,
+    })
+}
+
+/// `authorize.complete`'s result (shared with `steps`).
+pub(super) fn complete_result(
+    result: Result<c::Completed, c::CompleteError>,
+) -> Result<w::Completed, w::CompleteError> {
+    let completed = result.map_err(|e| match e {
+        c::CompleteError::Rejected(rejection) => w::CompleteError::Rejected(w::Rejection {
+            reason: rejection.reason.into(),
+            connection: rejection.connection,
+        }),
+        c::CompleteError::Denied { connection, error } => w::CompleteError::Denied(w::Denial {
+            connection,
+            error: w::AuthorizationError {
+                code: match error.code {
+                    c::AuthorizationErrorCode::InvalidRequest => {
+                        w::AuthorizationErrorCode::InvalidRequest
+                    }
+                    c::AuthorizationErrorCode::UnauthorizedClient => {
+                        w::AuthorizationErrorCode::UnauthorizedClient
+                    }
+                    c::AuthorizationErrorCode::AccessDenied => {
+                        w::AuthorizationErrorCode::AccessDenied
+                    }
+                    c::AuthorizationErrorCode::UnsupportedResponseType => {
+                        w::AuthorizationErrorCode::UnsupportedResponseType
+                    }
+                    c::AuthorizationErrorCode::InvalidScope => {
+                        w::AuthorizationErrorCode::InvalidScope
+                    }
+                    c::AuthorizationErrorCode::ServerError => {
+                        w::AuthorizationErrorCode::ServerError
+                    }
+                    c::AuthorizationErrorCode::TemporarilyUnavailable => {
+                        w::AuthorizationErrorCode::TemporarilyUnavailable
+                    }
+                    c::AuthorizationErrorCode::Other(code) => {
+                        w::AuthorizationErrorCode::Other(code)
+                    }
+                },
+                description: error.description,
+            },
+        }),
+        c::CompleteError::ExchangeFailed {
+            connection,
+            failure,
+        } => w::CompleteError::ExchangeFailed(w::ExchangeError {
+            connection,
+            failure: match failure {
+                c::ExchangeFailure::Reauthenticate(reauth) => {
+                    w::ExchangeFailure::Reauthenticate(reauth.into())
+                }
+                c::ExchangeFailure::ClientMisconfigured(error) => {
+                    w::ExchangeFailure::ClientMisconfigured(error.into())
+                }
+                c::ExchangeFailure::RequestInvalid(error) => {
+                    w::ExchangeFailure::RequestInvalid(error.into())
+                }
+                c::ExchangeFailure::Transient(transient) => {
+                    w::ExchangeFailure::Transient(transient.into())
+                }
+                c::ExchangeFailure::CredentialsMissing => w::ExchangeFailure::CredentialsMissing,
+            },
+        }),
+        c::CompleteError::Storage(error) => w::CompleteError::Storage(error.into()),
+    })?;
+    Ok(w::Completed {
+        connection: completed.connection,
+        return_to: completed.return_to,
+        scopes: completed.scopes,
+        recovered: completed.recovered,
+    })
 }
 
 enum_into!(c::VerifierError => w::VerifierError { Length, Character });

@@ -1,4 +1,5 @@
-//! The `connections` export.
+//! The `connections` export. The conversions of results are functions of
+//! their own, shared with the `steps` export.
 
 use super::Component;
 use super::bindings::exports::pleo::oauth::connections as w;
@@ -8,10 +9,7 @@ use crate::connection as c;
 
 impl w::Guest for Component {
     fn configure(connection: String, config: w::ConnectionConfig) -> Result<(), w::ConfigureError> {
-        c::configure(&mut Imports, &connection, &config.into()).map_err(|e| match e {
-            c::ConfigureError::Invalid(error) => w::ConfigureError::Invalid(error.into()),
-            c::ConfigureError::Storage(error) => w::ConfigureError::Storage(error.into()),
-        })
+        configure_result(c::configure(&mut Imports, &connection, &config.into()))
     }
 
     fn get_config(connection: String) -> Result<Option<w::ConnectionConfig>, w::StorageError> {
@@ -19,26 +17,7 @@ impl w::Guest for Component {
     }
 
     fn status(connection: String) -> Result<w::ConnectionStatus, w::StatusError> {
-        let view =
-            c::status_view(&mut Imports, clock::now_ms(), &connection).map_err(status_error)?;
-        Ok(w::ConnectionStatus {
-            state: view.state.into(),
-            since_ms: view.since_ms,
-            reason: view.reason.map(Into::into),
-            access_expires_at_ms: view.access_expires_at_ms,
-            scopes: view.scopes,
-            missing_scopes: view.missing_scopes,
-            authorization_expires_at_ms: view.authorization_expires_at_ms,
-            consecutive_failures: view.failures,
-            next_retry_at_ms: view.next_retry_at_ms,
-            last_refresh_at_ms: view.last_refresh_at_ms,
-            last_error: view.last_error,
-            refreshing_until_ms: view.refreshing_until_ms,
-            failing_since_ms: view.failing_since_ms,
-            refresh_outcome_unknown_since_ms: view.refresh_outcome_unknown_since_ms,
-            fresh_token_rejections: view.fresh_token_rejections,
-            next_action: view.next_action,
-        })
+        status_result(c::status_view(&mut Imports, clock::now_ms(), &connection))
     }
 
     fn access_token(connection: String) -> Result<w::Bearer, w::Refusal> {
@@ -62,15 +41,7 @@ impl w::Guest for Component {
             &access_token,
             &response,
         )?;
-        Ok(match action {
-            c::ApiAction::Proceed => w::ApiAction::Proceed,
-            c::ApiAction::Retry(bearer) => w::ApiAction::Retry(bearer.into()),
-            c::ApiAction::InsufficientScope(scopes) => w::ApiAction::InsufficientScope(scopes),
-            c::ApiAction::Forbidden => w::ApiAction::Forbidden,
-            c::ApiAction::RateLimited(at) => w::ApiAction::RateLimited(at),
-            c::ApiAction::Transient(at) => w::ApiAction::Transient(at),
-            c::ApiAction::RejectedAfterRefresh => w::ApiAction::RejectedAfterRefresh,
-        })
+        Ok(action.into())
     }
 
     fn retry_now(connection: String) -> Result<(), w::StatusError> {
@@ -78,18 +49,12 @@ impl w::Guest for Component {
     }
 
     fn disconnect(connection: String, revoke: bool) -> Result<w::Revocation, w::DisconnectError> {
-        let revocation = c::disconnect(&mut Imports, clock::now_ms(), &connection, revoke)
-            .map_err(|e| match e {
-                c::DisconnectError::UnknownConnection => w::DisconnectError::UnknownConnection,
-                c::DisconnectError::Storage(error) => w::DisconnectError::Storage(error.into()),
-            })?;
-        Ok(match revocation {
-            c::Revocation::NotRequested => w::Revocation::NotRequested,
-            c::Revocation::NotConfigured => w::Revocation::NotConfigured,
-            c::Revocation::NoToken => w::Revocation::NoToken,
-            c::Revocation::Revoked => w::Revocation::Revoked,
-            c::Revocation::Failed(why) => w::Revocation::Failed(why),
-        })
+        disconnect_result(c::disconnect(
+            &mut Imports,
+            clock::now_ms(),
+            &connection,
+            revoke,
+        ))
     }
 
     fn forget(connection: String) -> Result<(), w::StorageError> {
@@ -97,8 +62,76 @@ impl w::Guest for Component {
     }
 
     fn list(after: Option<String>, limit: u32) -> Result<w::ConnectionPage, w::StorageError> {
-        let page = c::list(&mut Imports, clock::now_ms(), after.as_deref(), limit)?;
-        Ok(w::ConnectionPage {
+        Ok(c::list(&mut Imports, clock::now_ms(), after.as_deref(), limit)?.into())
+    }
+}
+
+pub(super) fn configure_result(
+    result: Result<(), c::ConfigureError>,
+) -> Result<(), w::ConfigureError> {
+    result.map_err(|e| match e {
+        c::ConfigureError::Invalid(error) => w::ConfigureError::Invalid(error.into()),
+        c::ConfigureError::Storage(error) => w::ConfigureError::Storage(error.into()),
+    })
+}
+
+pub(super) fn status_result(
+    view: Result<c::StatusView, c::StatusError>,
+) -> Result<w::ConnectionStatus, w::StatusError> {
+    let view = view.map_err(status_error)?;
+    Ok(w::ConnectionStatus {
+        state: view.state.into(),
+        since_ms: view.since_ms,
+        reason: view.reason.map(Into::into),
+        access_expires_at_ms: view.access_expires_at_ms,
+        scopes: view.scopes,
+        missing_scopes: view.missing_scopes,
+        authorization_expires_at_ms: view.authorization_expires_at_ms,
+        consecutive_failures: view.failures,
+        next_retry_at_ms: view.next_retry_at_ms,
+        last_refresh_at_ms: view.last_refresh_at_ms,
+        last_error: view.last_error,
+        refreshing_until_ms: view.refreshing_until_ms,
+        failing_since_ms: view.failing_since_ms,
+        refresh_outcome_unknown_since_ms: view.refresh_outcome_unknown_since_ms,
+        fresh_token_rejections: view.fresh_token_rejections,
+        next_action: view.next_action,
+    })
+}
+
+pub(super) fn disconnect_result(
+    result: Result<c::Revocation, c::DisconnectError>,
+) -> Result<w::Revocation, w::DisconnectError> {
+    let revocation = result.map_err(|e| match e {
+        c::DisconnectError::UnknownConnection => w::DisconnectError::UnknownConnection,
+        c::DisconnectError::Storage(error) => w::DisconnectError::Storage(error.into()),
+    })?;
+    Ok(match revocation {
+        c::Revocation::NotRequested => w::Revocation::NotRequested,
+        c::Revocation::NotConfigured => w::Revocation::NotConfigured,
+        c::Revocation::NoToken => w::Revocation::NoToken,
+        c::Revocation::Revoked => w::Revocation::Revoked,
+        c::Revocation::Failed(why) => w::Revocation::Failed(why),
+    })
+}
+
+impl From<c::ApiAction> for w::ApiAction {
+    fn from(action: c::ApiAction) -> Self {
+        match action {
+            c::ApiAction::Proceed => Self::Proceed,
+            c::ApiAction::Retry(bearer) => Self::Retry(bearer.into()),
+            c::ApiAction::InsufficientScope(scopes) => Self::InsufficientScope(scopes),
+            c::ApiAction::Forbidden => Self::Forbidden,
+            c::ApiAction::RateLimited(at) => Self::RateLimited(at),
+            c::ApiAction::Transient(at) => Self::Transient(at),
+            c::ApiAction::RejectedAfterRefresh => Self::RejectedAfterRefresh,
+        }
+    }
+}
+
+impl From<c::ConnectionPage> for w::ConnectionPage {
+    fn from(page: c::ConnectionPage) -> Self {
+        Self {
             connections: page
                 .connections
                 .into_iter()
@@ -109,11 +142,11 @@ impl w::Guest for Component {
                 })
                 .collect(),
             next_after: page.next_after,
-        })
+        }
     }
 }
 
-fn status_error(error: c::StatusError) -> w::StatusError {
+pub(super) fn status_error(error: c::StatusError) -> w::StatusError {
     match error {
         c::StatusError::UnknownConnection => w::StatusError::UnknownConnection,
         c::StatusError::Storage(error) => w::StatusError::Storage(error.into()),

@@ -31,10 +31,7 @@ impl From<StorageError> for wt::StorageError {
 
 impl Io for Imports {
     fn get(&mut self, key: &str) -> Result<Option<Entry>, StorageError> {
-        Ok(storage::get(key)?.map(|e| Entry {
-            value: e.value,
-            version: e.version,
-        }))
+        Ok(storage::get(key)?.map(from_entry))
     }
 
     fn put(&mut self, key: &str, value: &[u8], expected: Option<u64>) -> Result<u64, StorageError> {
@@ -55,32 +52,8 @@ impl Io for Imports {
     }
 
     fn send(&mut self, request: Request) -> Result<Response, TransportError> {
-        let request = http::Request {
-            method: match request.method {
-                Method::Get => http::Method::Get,
-                Method::Post => http::Method::Post,
-            },
-            url: request.url,
-            headers: request
-                .headers
-                .into_iter()
-                .map(|h| wt::Header {
-                    name: h.name,
-                    value: h.value,
-                })
-                .collect(),
-            body: request.body,
-            timeout_ms: request.timeout_ms,
-            client_auth: request
-                .client_auth
-                .map(|client_id| http::ClientAuth { client_id }),
-        };
-        http::send(&request)
-            .map(|r| Response {
-                status: r.status,
-                headers: super::classify::headers(r.headers),
-                body: r.body,
-            })
+        http::send(&to_request(request))
+            .map(from_response)
             .map_err(TransportError::from)
     }
 
@@ -92,24 +65,7 @@ impl Io for Imports {
     }
 
     fn emit(&mut self, event: Event) {
-        log::emit(&log::Event {
-            at_ms: event.at_ms,
-            level: match event.level {
-                Level::Trace => log::Level::Trace,
-                Level::Debug => log::Level::Debug,
-                Level::Info => log::Level::Info,
-                Level::Warn => log::Level::Warn,
-                Level::Error => log::Level::Error,
-            },
-            kind: event.kind,
-            connection: event.connection,
-            fields: event
-                .fields
-                .into_iter()
-                .map(|(key, value)| log::Field { key, value })
-                .collect(),
-            message: event.message,
-        });
+        log::emit(&to_event(event));
     }
 
     fn now_ms(&mut self) -> u64 {
@@ -118,5 +74,67 @@ impl Io for Imports {
 
     fn sleep_ms(&mut self, ms: u32) {
         clock::sleep_ms(ms);
+    }
+}
+
+// The conversions of the imports' types, shared with the `steps` export,
+// whose effects carry the same values.
+
+pub(super) fn from_entry(entry: storage::Entry) -> Entry {
+    Entry {
+        value: entry.value,
+        version: entry.version,
+    }
+}
+
+pub(super) fn to_request(request: Request) -> http::Request {
+    http::Request {
+        method: match request.method {
+            Method::Get => http::Method::Get,
+            Method::Post => http::Method::Post,
+        },
+        url: request.url,
+        headers: request
+            .headers
+            .into_iter()
+            .map(|h| wt::Header {
+                name: h.name,
+                value: h.value,
+            })
+            .collect(),
+        body: request.body,
+        timeout_ms: request.timeout_ms,
+        client_auth: request
+            .client_auth
+            .map(|client_id| http::ClientAuth { client_id }),
+    }
+}
+
+pub(super) fn from_response(response: http::Response) -> Response {
+    Response {
+        status: response.status,
+        headers: super::classify::headers(response.headers),
+        body: response.body,
+    }
+}
+
+pub(super) fn to_event(event: Event) -> log::Event {
+    log::Event {
+        at_ms: event.at_ms,
+        level: match event.level {
+            Level::Trace => log::Level::Trace,
+            Level::Debug => log::Level::Debug,
+            Level::Info => log::Level::Info,
+            Level::Warn => log::Level::Warn,
+            Level::Error => log::Level::Error,
+        },
+        kind: event.kind,
+        connection: event.connection,
+        fields: event
+            .fields
+            .into_iter()
+            .map(|(key, value)| log::Field { key, value })
+            .collect(),
+        message: event.message,
     }
 }

@@ -5,6 +5,7 @@ mod authorize;
 mod classify;
 mod connections;
 mod io;
+mod steps;
 
 pub(crate) mod bindings {
     wit_bindgen::generate!({

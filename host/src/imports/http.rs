@@ -60,28 +60,38 @@ impl wit_types::Host for HostState {}
 
 impl wit::Host for HostState {
     fn send(&mut self, request: wit::Request) -> Result<wit::Response, wit_types::TransportError> {
-        let request = Request {
-            method: match request.method {
-                wit::Method::Get => Method::Get,
-                wit::Method::Post => Method::Post,
-            },
-            url: request.url,
-            headers: request.headers.into_iter().map(Header::from).collect(),
-            body: request.body,
-            timeout_ms: request.timeout_ms,
-            client_auth: request.client_auth.map(|auth| auth.client_id),
-        };
+        let request = from_wit_request(request);
         self.timed(|backends| backends.http.send(request))
-            .map(|response| wit::Response {
-                status: response.status,
-                headers: response
-                    .headers
-                    .into_iter()
-                    .map(wit_types::Header::from)
-                    .collect(),
-                body: response.body,
-            })
+            .map(to_wit_response)
             .map_err(wit_types::TransportError::from)
+    }
+}
+
+/// The request the guest passed, as the backend takes it (shared with the
+/// `steps` export, whose `http-send` effect carries the same record).
+pub(crate) fn from_wit_request(request: wit::Request) -> Request {
+    Request {
+        method: match request.method {
+            wit::Method::Get => Method::Get,
+            wit::Method::Post => Method::Post,
+        },
+        url: request.url,
+        headers: request.headers.into_iter().map(Header::from).collect(),
+        body: request.body,
+        timeout_ms: request.timeout_ms,
+        client_auth: request.client_auth.map(|auth| auth.client_id),
+    }
+}
+
+pub(crate) fn to_wit_response(response: Response) -> wit::Response {
+    wit::Response {
+        status: response.status,
+        headers: response
+            .headers
+            .into_iter()
+            .map(wit_types::Header::from)
+            .collect(),
+        body: response.body,
     }
 }
 

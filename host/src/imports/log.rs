@@ -188,21 +188,27 @@ impl Log for TracingLog {
 
 impl wit::Host for HostState {
     fn emit(&mut self, event: wit::Event) {
-        let event = Event {
-            at_ms: event.at_ms,
-            level: match event.level {
-                wit::Level::Trace => Level::Trace,
-                wit::Level::Debug => Level::Debug,
-                wit::Level::Info => Level::Info,
-                wit::Level::Warn => Level::Warn,
-                wit::Level::Error => Level::Error,
-            },
-            kind: event.kind,
-            connection: event.connection,
-            fields: event.fields.into_iter().map(|f| (f.key, f.value)).collect(),
-            message: event.message,
-        };
+        let event = from_wit_event(event);
         self.timed(|backends| backends.log.emit(event));
+    }
+}
+
+/// The event the guest emitted, as the backend takes it (shared with the
+/// `steps` export's `emit` effect).
+pub(crate) fn from_wit_event(event: wit::Event) -> Event {
+    Event {
+        at_ms: event.at_ms,
+        level: match event.level {
+            wit::Level::Trace => Level::Trace,
+            wit::Level::Debug => Level::Debug,
+            wit::Level::Info => Level::Info,
+            wit::Level::Warn => Level::Warn,
+            wit::Level::Error => Level::Error,
+        },
+        kind: event.kind,
+        connection: event.connection,
+        fields: event.fields.into_iter().map(|f| (f.key, f.value)).collect(),
+        message: event.message,
     }
 }
 
