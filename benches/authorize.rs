@@ -6,8 +6,9 @@
 //! user-space CSPRNG, `rand`'s thread RNG, which oauth2-rs uses: the core
 //! takes randomness as an argument, so where it comes from is the caller's
 //! choice and not part of what is compared. The core and the component check
-//! and encode the client's fixed parameters once (`UrlTemplate`), as
-//! oauth2-rs parses its endpoint once (`AuthUrl`). Run with `cargo bench
+//! and encode the client's fixed parameters once (`UrlTemplate`, in the
+//! component `authorize.url-template`), as oauth2-rs parses its endpoint
+//! once (`AuthUrl`); the `-unprepared` rows check everything per call. Run with `cargo bench
 //! --bench authorize`; compare ratios within one run.
 
 use base64::Engine as _;
@@ -71,7 +72,30 @@ fn benches(c: &mut Criterion) {
             url::build(black_box(&params(state, verifier.s256_challenge()))).unwrap()
         })
     });
+    let mut component_template = instance
+        .url_template(
+            &fixed.authorize_url,
+            &fixed.client_id,
+            &fixed.redirect_uri,
+            &fixed.scopes,
+        )
+        .unwrap()
+        .unwrap();
     group.bench_function("component", |b| {
+        b.iter(|| {
+            let verifier = Verifier::from_random(&random32());
+            let challenge = instance
+                .s256_challenge(verifier.secret().expose())
+                .unwrap()
+                .unwrap();
+            let state = Secret::new(URL_SAFE_NO_PAD.encode(random32()));
+            instance
+                .template_url(black_box(&mut component_template), &state, &challenge, &[])
+                .unwrap()
+                .unwrap()
+        })
+    });
+    group.bench_function("component-unprepared", |b| {
         b.iter(|| {
             let verifier = Verifier::from_random(&random32());
             let challenge = instance

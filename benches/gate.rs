@@ -51,6 +51,12 @@ impl Native<'_> {
 
 fn benches(c: &mut Criterion) {
     let runtime = Runtime::new(RuntimeConfig::default()).expect("runtime");
+    // The same component with every memory access bounds-checked.
+    let checked = Runtime::new(RuntimeConfig {
+        elide_bounds_checks: false,
+        ..RuntimeConfig::default()
+    })
+    .expect("runtime");
     let dir = std::env::temp_dir().join(format!("pleo-oauth-bench-{}", std::process::id()));
     let sqlite: Arc<dyn Storage> =
         Arc::new(SqliteStorage::open(&dir.join("bench.db")).expect("sqlite"));
@@ -85,6 +91,15 @@ fn benches(c: &mut Criterion) {
             })
         });
         if name == "memory" {
+            let mut instance = checked.instance(backends.clone()).expect("instance");
+            group.bench_function("component-bounds-checked", |b| {
+                b.iter(|| {
+                    instance
+                        .access_token(black_box("c1"))
+                        .unwrap()
+                        .expect("a token")
+                })
+            });
             group.bench_function("component-fresh-instance", |b| {
                 b.iter(|| {
                     let mut instance = runtime.instance(backends.clone()).expect("instance");

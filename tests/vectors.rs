@@ -105,9 +105,55 @@ fn authorize_vectors() {
                 .build_url(&params)
                 .map_err(|e| e.to_string())?
                 .into();
-            both(native, component, &input.expect)
+            both(native, component, &input.expect)?;
+            // The same URL, or the same error, from a template made once.
+            let native = authorize::UrlTemplate::new(
+                &params.authorize_url,
+                &params.client_id,
+                &params.redirect_uri,
+                &params.scopes,
+            )
+            .and_then(|t| t.url(&params.state, &params.code_challenge, &params.extra_params))
+            .into();
+            let component = template_url(&mut instance, &params)
+                .map_err(|e| e.to_string())?
+                .into();
+            both(native, component, &input.expect).map_err(|e| format!("url-template: {e}"))
         }
     });
+}
+
+/// `authorize.url-template` through the component: made, used twice (the
+/// second URL must equal the first), given back.
+fn template_url(
+    instance: &mut pleo_oauth::Instance,
+    params: &authorize::UrlParams,
+) -> Result<Result<pleo_oauth::secret::Secret, authorize::UrlError>, pleo_oauth::GuestError> {
+    let mut template = match instance.url_template(
+        &params.authorize_url,
+        &params.client_id,
+        &params.redirect_uri,
+        &params.scopes,
+    )? {
+        Ok(template) => template,
+        Err(error) => return Ok(Err(error)),
+    };
+    let url = |instance: &mut pleo_oauth::Instance, template: &mut _| {
+        instance.template_url(
+            template,
+            &params.state,
+            &params.code_challenge,
+            &params.extra_params,
+        )
+    };
+    let first = url(instance, &mut template)?;
+    assert_eq!(
+        url(instance, &mut template)?,
+        first,
+        "a template is reusable"
+    );
+    instance.drop_url_template(template)?;
+    Ok(first)
 }
 
 /// The suites together hold at least 120 cases, each naming its rule, with

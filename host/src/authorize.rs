@@ -6,6 +6,7 @@ pub use pleo_oauth_core::authorize::{
     UrlError, UrlParams, VerifierError,
 };
 use pleo_oauth_core::secret::Secret;
+use wasmtime::component::ResourceAny;
 
 use crate::bindings::exports::pleo::oauth::authorize as wit;
 use crate::classify::{oauth_error, reauth, transient};
@@ -68,16 +69,114 @@ impl Instance {
         };
         let result =
             self.call(|store, c| c.pleo_oauth_authorize().call_build_url(store, &params))?;
-        Ok(result.map(Secret::new).map_err(|e| match e {
-            wit::UrlError::InvalidEndpoint => UrlError::InvalidEndpoint,
-            wit::UrlError::InvalidClientId => UrlError::InvalidClientId,
-            wit::UrlError::InvalidRedirectUri => UrlError::InvalidRedirectUri,
-            wit::UrlError::InvalidScope(scope) => UrlError::InvalidScope(scope),
-            wit::UrlError::NoScopes => UrlError::NoScopes,
-            wit::UrlError::WeakState => UrlError::WeakState,
-            wit::UrlError::InvalidChallenge => UrlError::InvalidChallenge,
-            wit::UrlError::Param(error) => UrlError::Param(error.into()),
+        Ok(result.map(Secret::new).map_err(url_error))
+    }
+
+    /// `authorize.url-template.create`: checks and encodes a client's fixed
+    /// URL parameters once in the component.
+    pub fn url_template(
+        &mut self,
+        authorize_url: &str,
+        client_id: &str,
+        redirect_uri: &str,
+        scopes: &[String],
+    ) -> Result<Result<UrlTemplate, UrlError>, GuestError> {
+        let inputs = TemplateInputs {
+            authorize_url: authorize_url.into(),
+            client_id: client_id.into(),
+            redirect_uri: redirect_uri.into(),
+            scopes: scopes.to_vec(),
+        };
+        Ok(self.create_template(&inputs)?.map(|resource| UrlTemplate {
+            resource,
+            instantiation: self.instantiations(),
+            inputs,
         }))
+    }
+
+    /// `url-template.url`: the URL for one request. A template made in an
+    /// instance since replaced (after a trap) is made again, from the same
+    /// inputs, in the new one.
+    pub fn template_url(
+        &mut self,
+        template: &mut UrlTemplate,
+        state: &Secret,
+        code_challenge: &str,
+        extra_params: &[(String, String)],
+    ) -> Result<Result<Secret, UrlError>, GuestError> {
+        if template.instantiation != self.instantiations() || !self.is_live() {
+            template.resource = match self.create_template(&template.inputs)? {
+                Ok(resource) => resource,
+                Err(error) => return Ok(Err(error)),
+            };
+            template.instantiation = self.instantiations();
+        }
+        let resource = template.resource;
+        let result = self.call(|store, c| {
+            c.pleo_oauth_authorize().url_template().call_url(
+                store,
+                resource,
+                state.expose(),
+                code_challenge,
+                extra_params,
+            )
+        })?;
+        Ok(result.map(Secret::new).map_err(url_error))
+    }
+
+    /// Frees a template's resource in the component.
+    pub fn drop_url_template(&mut self, template: UrlTemplate) -> Result<(), GuestError> {
+        if template.instantiation != self.instantiations() || !self.is_live() {
+            return Ok(());
+        }
+        self.call(|store, _| template.resource.resource_drop(store))
+    }
+
+    fn create_template(
+        &mut self,
+        inputs: &TemplateInputs,
+    ) -> Result<Result<ResourceAny, UrlError>, GuestError> {
+        let result = self.call(|store, c| {
+            c.pleo_oauth_authorize().url_template().call_create(
+                store,
+                &inputs.authorize_url,
+                &inputs.client_id,
+                &inputs.redirect_uri,
+                &inputs.scopes,
+            )
+        })?;
+        Ok(result.map_err(url_error))
+    }
+}
+
+/// A client's fixed authorisation-URL parameters, checked and encoded in
+/// the component (`authorize.url-template`). It belongs to the instance
+/// that made it: give it back with [`Instance::drop_url_template`].
+#[derive(Debug)]
+pub struct UrlTemplate {
+    resource: ResourceAny,
+    instantiation: u64,
+    inputs: TemplateInputs,
+}
+
+#[derive(Debug)]
+struct TemplateInputs {
+    authorize_url: String,
+    client_id: String,
+    redirect_uri: String,
+    scopes: Vec<String>,
+}
+
+fn url_error(error: wit::UrlError) -> UrlError {
+    match error {
+        wit::UrlError::InvalidEndpoint => UrlError::InvalidEndpoint,
+        wit::UrlError::InvalidClientId => UrlError::InvalidClientId,
+        wit::UrlError::InvalidRedirectUri => UrlError::InvalidRedirectUri,
+        wit::UrlError::InvalidScope(scope) => UrlError::InvalidScope(scope),
+        wit::UrlError::NoScopes => UrlError::NoScopes,
+        wit::UrlError::WeakState => UrlError::WeakState,
+        wit::UrlError::InvalidChallenge => UrlError::InvalidChallenge,
+        wit::UrlError::Param(error) => UrlError::Param(error.into()),
     }
 }
 

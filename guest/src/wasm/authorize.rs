@@ -8,6 +8,8 @@ use crate::authorize as c;
 use crate::secret::Secret;
 
 impl w::Guest for Component {
+    type UrlTemplate = UrlTemplate;
+
     fn begin(
         connection: String,
         options: w::BeginOptions,
@@ -47,18 +49,50 @@ impl w::Guest for Component {
             code_challenge: params.code_challenge,
             extra_params: params.extra_params,
         };
-        c::url::build(&params)
-            .map(Secret::into_exposed)
-            .map_err(|e| match e {
-                c::UrlError::InvalidEndpoint => w::UrlError::InvalidEndpoint,
-                c::UrlError::InvalidClientId => w::UrlError::InvalidClientId,
-                c::UrlError::InvalidRedirectUri => w::UrlError::InvalidRedirectUri,
-                c::UrlError::InvalidScope(scope) => w::UrlError::InvalidScope(scope),
-                c::UrlError::NoScopes => w::UrlError::NoScopes,
-                c::UrlError::WeakState => w::UrlError::WeakState,
-                c::UrlError::InvalidChallenge => w::UrlError::InvalidChallenge,
-                c::UrlError::Param(error) => w::UrlError::Param(error.into()),
-            })
+        Ok(c::url::build(&params)?.into_exposed())
+    }
+}
+
+/// `url-template`: the core's [`c::UrlTemplate`] as a resource.
+pub struct UrlTemplate(c::UrlTemplate);
+
+impl w::GuestUrlTemplate for UrlTemplate {
+    fn create(
+        authorize_url: String,
+        client_id: String,
+        redirect_uri: String,
+        scopes: Vec<String>,
+    ) -> Result<w::UrlTemplate, w::UrlError> {
+        let template = c::UrlTemplate::new(&authorize_url, &client_id, &redirect_uri, &scopes)?;
+        Ok(w::UrlTemplate::new(Self(template)))
+    }
+
+    fn url(
+        &self,
+        state: String,
+        code_challenge: String,
+        extra_params: Vec<(String, String)>,
+    ) -> Result<String, w::UrlError> {
+        let state = Secret::new(state);
+        Ok(self
+            .0
+            .url(&state, &code_challenge, &extra_params)?
+            .into_exposed())
+    }
+}
+
+impl From<c::UrlError> for w::UrlError {
+    fn from(error: c::UrlError) -> Self {
+        match error {
+            c::UrlError::InvalidEndpoint => Self::InvalidEndpoint,
+            c::UrlError::InvalidClientId => Self::InvalidClientId,
+            c::UrlError::InvalidRedirectUri => Self::InvalidRedirectUri,
+            c::UrlError::InvalidScope(scope) => Self::InvalidScope(scope),
+            c::UrlError::NoScopes => Self::NoScopes,
+            c::UrlError::WeakState => Self::WeakState,
+            c::UrlError::InvalidChallenge => Self::InvalidChallenge,
+            c::UrlError::Param(error) => Self::Param(error.into()),
+        }
     }
 }
 
