@@ -212,12 +212,6 @@ fn ticks(budget: Duration, tick: Duration) -> u64 {
     (budget.as_nanos() / tick.as_nanos().max(1)).max(1) as u64
 }
 
-/// Bytes of a freed slot's memory and tables reset in place (a `memset`)
-/// rather than returned to the kernel and faulted in again by the next
-/// instance: a call touches less than this, so a fresh instance per call
-/// costs no page faults.
-const KEEP_RESIDENT: usize = 1 << 20;
-
 /// The engine: Cranelift, epoch interruption, and a pooling allocator sized
 /// for `max_instances` instances of at most `memory_limit` bytes each.
 fn engine(config: &RuntimeConfig) -> Result<Engine, RuntimeError> {
@@ -231,9 +225,7 @@ fn engine(config: &RuntimeConfig) -> Result<Engine, RuntimeError> {
         .total_memories(config.max_instances)
         .max_tables_per_component(4)
         .total_tables(config.max_instances * 4)
-        .max_memory_size(config.memory_limit)
-        .linear_memory_keep_resident(KEEP_RESIDENT)
-        .table_keep_resident(KEEP_RESIDENT);
+        .max_memory_size(config.memory_limit);
     let (reservation, guard) = if config.elide_bounds_checks {
         // A 32-bit memory can address 4 GiB: reserve all of it, and a guard
         // past it for the static offsets of loads and stores.
