@@ -290,7 +290,12 @@ fn open(global: &Global) -> Result<App> {
         },
         http: HttpLimits::default(),
         clock,
-        runtime: RuntimeConfig::default(),
+        // A command holds one instance at a time, two at most: a pool of 64
+        // slots would reserve address space for some 60 never used.
+        runtime: RuntimeConfig {
+            max_instances: 4,
+            ..RuntimeConfig::default()
+        },
     })?)
 }
 
