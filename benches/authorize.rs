@@ -39,6 +39,16 @@ fn params(state: Secret, code_challenge: String) -> url::UrlParams {
     }
 }
 
+/// A fresh verifier's challenge, computed by the component, and a state.
+fn state_and_challenge(instance: &mut pleo_oauth::Instance) -> (Secret, String) {
+    let verifier = Verifier::from_random(&random32());
+    let challenge = instance
+        .s256_challenge(verifier.secret().expose())
+        .unwrap()
+        .unwrap();
+    (Secret::new(URL_SAFE_NO_PAD.encode(random32())), challenge)
+}
+
 fn benches(c: &mut Criterion) {
     let runtime = Runtime::new(RuntimeConfig::default()).expect("runtime");
     let mut instance = runtime.instance(Backends::default()).expect("instance");
@@ -83,12 +93,7 @@ fn benches(c: &mut Criterion) {
         .unwrap();
     group.bench_function("component", |b| {
         b.iter(|| {
-            let verifier = Verifier::from_random(&random32());
-            let challenge = instance
-                .s256_challenge(verifier.secret().expose())
-                .unwrap()
-                .unwrap();
-            let state = Secret::new(URL_SAFE_NO_PAD.encode(random32()));
+            let (state, challenge) = state_and_challenge(&mut instance);
             instance
                 .template_url(black_box(&mut component_template), &state, &challenge, &[])
                 .unwrap()
@@ -97,12 +102,7 @@ fn benches(c: &mut Criterion) {
     });
     group.bench_function("component-unprepared", |b| {
         b.iter(|| {
-            let verifier = Verifier::from_random(&random32());
-            let challenge = instance
-                .s256_challenge(verifier.secret().expose())
-                .unwrap()
-                .unwrap();
-            let state = Secret::new(URL_SAFE_NO_PAD.encode(random32()));
+            let (state, challenge) = state_and_challenge(&mut instance);
             instance
                 .build_url(black_box(&params(state, challenge)))
                 .unwrap()
