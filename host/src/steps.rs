@@ -18,9 +18,10 @@ use wasmtime::component::ResourceAny;
 
 use crate::bindings::exports::pleo::oauth::steps as wit;
 use crate::bindings::pleo::oauth::storage as wit_storage;
+use crate::imports::clock::guest_sleep;
 use crate::imports::http::{from_wit_request, to_wit_response};
 use crate::imports::log::from_wit_event;
-use crate::imports::random::MAX_RANDOM_BYTES;
+use crate::imports::random::guest_bytes;
 use crate::runtime::{GuestError, Instance};
 use crate::{Backends, authorize, connections};
 
@@ -150,19 +151,12 @@ pub fn perform(backends: &Backends, effect: Effect) -> Result<EffectResult, Gues
             limit,
         } => EffectResult::StorageKeys(backends.storage.keys(&prefix, after.as_deref(), limit)),
         Effect::HttpSend(request) => EffectResult::HttpSend(backends.http.send(request)),
-        Effect::RandomBytes(len) => {
-            if len > MAX_RANDOM_BYTES {
-                return Err(GuestError::Trap(format!(
-                    "the guest asked for {len} random bytes; the contract allows {MAX_RANDOM_BYTES}"
-                )));
-            }
-            let mut bytes = vec![0; len as usize];
-            backends.random.fill(&mut bytes);
-            EffectResult::RandomBytes(bytes)
-        }
+        Effect::RandomBytes(len) => EffectResult::RandomBytes(
+            guest_bytes(backends.random.as_ref(), len).map_err(GuestError::Trap)?,
+        ),
         Effect::NowMs => EffectResult::NowMs(backends.clock.now_ms()),
         Effect::SleepMs(ms) => {
-            backends.clock.sleep_ms(ms);
+            guest_sleep(backends.clock.as_ref(), ms);
             EffectResult::SleepMs
         }
         Effect::Emit(event) => {

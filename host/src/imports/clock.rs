@@ -20,6 +20,12 @@ pub trait Clock: Send + Sync {
 /// The longest one `sleep-ms` call blocks, as the contract says.
 pub const MAX_SLEEP_MS: u32 = 5_000;
 
+/// A guest's `sleep-ms`, by import or as a `steps` effect: at most
+/// [`MAX_SLEEP_MS`].
+pub(crate) fn guest_sleep(clock: &dyn Clock, ms: u32) {
+    clock.sleep_ms(ms.min(MAX_SLEEP_MS));
+}
+
 /// The system's wall clock.
 pub struct SystemClock;
 
@@ -94,7 +100,7 @@ impl wit::Host for HostState {
     }
 
     fn sleep_ms(&mut self, ms: u32) {
-        self.timed(|backends| backends.clock.sleep_ms(ms.min(MAX_SLEEP_MS)));
+        self.timed(|backends| guest_sleep(backends.clock.as_ref(), ms));
     }
 }
 

@@ -52,15 +52,23 @@ impl Random for SeededRandom {
 
 impl wit::Host for HostState {
     fn bytes(&mut self, len: u32) -> wasmtime::Result<Vec<u8>> {
-        if len > MAX_RANDOM_BYTES {
-            wasmtime::bail!(
-                "the guest asked for {len} random bytes; the contract allows {MAX_RANDOM_BYTES}"
-            );
-        }
-        let mut buf = vec![0; len as usize];
-        self.timed(|backends| backends.random.fill(&mut buf));
-        Ok(buf)
+        self.timed(|backends| guest_bytes(backends.random.as_ref(), len))
+            .map_err(wasmtime::Error::msg)
     }
+}
+
+/// A guest's `random.bytes`, by import or as a `steps` effect. Asking for
+/// more than [`MAX_RANDOM_BYTES`] is a guest bug, which the caller turns
+/// into a trap.
+pub(crate) fn guest_bytes(random: &dyn Random, len: u32) -> Result<Vec<u8>, String> {
+    if len > MAX_RANDOM_BYTES {
+        return Err(format!(
+            "the guest asked for {len} random bytes; the contract allows {MAX_RANDOM_BYTES}"
+        ));
+    }
+    let mut buf = vec![0; len as usize];
+    random.fill(&mut buf);
+    Ok(buf)
 }
 
 #[cfg(test)]
