@@ -22,7 +22,7 @@ impl Instance {
     ) -> Result<Result<Authorization, BeginError>, GuestError> {
         let options = wit::BeginOptions::from(options.clone());
         let result = self.call(|store, c| {
-            c.pleo_oauth_authorize()
+            c.pleo_oauth_authorize(store)?
                 .call_begin(store, connection, &options)
         })?;
         Ok(begin_result(result))
@@ -35,7 +35,7 @@ impl Instance {
         connection: Option<&str>,
     ) -> Result<Result<Completed, CompleteError>, GuestError> {
         let result = self.call(|store, c| {
-            c.pleo_oauth_authorize()
+            c.pleo_oauth_authorize(store)?
                 .call_complete(store, callback, connection)
         })?;
         Ok(complete_result(result))
@@ -47,7 +47,7 @@ impl Instance {
         verifier: &str,
     ) -> Result<Result<String, VerifierError>, GuestError> {
         let result = self.call(|store, c| {
-            c.pleo_oauth_authorize()
+            c.pleo_oauth_authorize(store)?
                 .call_s256_challenge(store, verifier)
         })?;
         Ok(result.map_err(Into::into))
@@ -67,8 +67,10 @@ impl Instance {
             code_challenge: params.code_challenge.clone(),
             extra_params: params.extra_params.clone(),
         };
-        let result =
-            self.call(|store, c| c.pleo_oauth_authorize().call_build_url(store, &params))?;
+        let result = self.call(|store, c| {
+            c.pleo_oauth_authorize(store)?
+                .call_build_url(store, &params)
+        })?;
         Ok(result.map(Secret::new).map_err(url_error))
     }
 
@@ -113,7 +115,7 @@ impl Instance {
         }
         let resource = template.resource;
         let result = self.call(|store, c| {
-            c.pleo_oauth_authorize().url_template().call_url(
+            c.pleo_oauth_authorize(store)?.url_template().call_url(
                 store,
                 resource,
                 state.expose(),
@@ -137,7 +139,7 @@ impl Instance {
         inputs: &TemplateInputs,
     ) -> Result<Result<ResourceAny, UrlError>, GuestError> {
         let result = self.call(|store, c| {
-            c.pleo_oauth_authorize().url_template().call_create(
+            c.pleo_oauth_authorize(store)?.url_template().call_create(
                 store,
                 &inputs.authorize_url,
                 &inputs.client_id,

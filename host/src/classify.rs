@@ -34,7 +34,7 @@ impl Instance {
             })
             .map_err(|e| e.clone().into());
         self.call(|store, component| {
-            component.pleo_oauth_classify().call_token_response(
+            component.pleo_oauth_classify(store)?.call_token_response(
                 store,
                 grant,
                 response.as_ref(),
@@ -62,7 +62,7 @@ impl Instance {
             })
             .map_err(|e| e.clone().into());
         let outcome = self.call(|store, component| {
-            component.pleo_oauth_classify().call_api_response(
+            component.pleo_oauth_classify(store)?.call_api_response(
                 store,
                 response.as_ref(),
                 attempt,
@@ -88,7 +88,7 @@ impl Instance {
         let values: Vec<String> = values.iter().map(|v| v.as_ref().to_owned()).collect();
         let parsed = self.call(|store, component| {
             component
-                .pleo_oauth_classify()
+                .pleo_oauth_classify(store)?
                 .call_www_authenticate(store, &values)
         })?;
         Ok(parsed
@@ -100,7 +100,7 @@ impl Instance {
     pub fn retry_after(&mut self, value: &str, now_ms: u64) -> Result<Option<u64>, GuestError> {
         self.call(|store, component| {
             component
-                .pleo_oauth_classify()
+                .pleo_oauth_classify(store)?
                 .call_retry_after(store, value, now_ms)
         })
     }

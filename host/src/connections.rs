@@ -22,7 +22,7 @@ impl Instance {
     ) -> Result<Result<(), ConfigureError>, GuestError> {
         let config = wit::ConnectionConfig::from(config.clone());
         let result = self.call(|store, c| {
-            c.pleo_oauth_connections()
+            c.pleo_oauth_connections(store)?
                 .call_configure(store, connection, &config)
         })?;
         Ok(configure_result(result))
@@ -34,7 +34,7 @@ impl Instance {
         connection: &str,
     ) -> Result<Result<Option<ConnectionConfig>, StorageError>, GuestError> {
         let result = self.call(|store, c| {
-            c.pleo_oauth_connections()
+            c.pleo_oauth_connections(store)?
                 .call_get_config(store, connection)
         })?;
         Ok(result
@@ -47,14 +47,18 @@ impl Instance {
         &mut self,
         connection: &str,
     ) -> Result<Result<StatusView, StatusError>, GuestError> {
-        let result =
-            self.call(|store, c| c.pleo_oauth_connections().call_status(store, connection))?;
+        let result = self.call(|store, c| {
+            c.pleo_oauth_connections(store)?
+                .call_status(store, connection)
+        })?;
         Ok(status_result(result))
     }
     /// `connections.retry-now`: clears the back-off.
     pub fn retry_now(&mut self, connection: &str) -> Result<Result<(), StatusError>, GuestError> {
-        let result =
-            self.call(|store, c| c.pleo_oauth_connections().call_retry_now(store, connection))?;
+        let result = self.call(|store, c| {
+            c.pleo_oauth_connections(store)?
+                .call_retry_now(store, connection)
+        })?;
         Ok(result.map_err(status_error))
     }
 }
@@ -75,7 +79,7 @@ impl Instance {
         connection: &str,
     ) -> Result<Result<Bearer, Refusal>, GuestError> {
         let result = self.call(|store, c| {
-            c.pleo_oauth_connections()
+            c.pleo_oauth_connections(store)?
                 .call_access_token(store, connection)
         })?;
         Ok(result.map(Into::into).map_err(Into::into))
@@ -91,7 +95,7 @@ impl Instance {
     ) -> Result<Result<ApiAction, Refusal>, GuestError> {
         let headers: Vec<_> = headers.iter().cloned().map(Into::into).collect();
         let result = self.call(|store, c| {
-            c.pleo_oauth_connections().call_report(
+            c.pleo_oauth_connections(store)?.call_report(
                 store,
                 connection,
                 access_token,
@@ -109,7 +113,7 @@ impl Instance {
         revoke: bool,
     ) -> Result<Result<Revocation, DisconnectError>, GuestError> {
         let result = self.call(|store, c| {
-            c.pleo_oauth_connections()
+            c.pleo_oauth_connections(store)?
                 .call_disconnect(store, connection, revoke)
         })?;
         Ok(disconnect_result(result))
@@ -122,15 +126,19 @@ impl Instance {
         after: Option<&str>,
         limit: u32,
     ) -> Result<Result<ConnectionPage, StorageError>, GuestError> {
-        let result =
-            self.call(|store, c| c.pleo_oauth_connections().call_list(store, after, limit))?;
+        let result = self.call(|store, c| {
+            c.pleo_oauth_connections(store)?
+                .call_list(store, after, limit)
+        })?;
         Ok(result.map(Into::into).map_err(Into::into))
     }
 
     /// `connections.forget`.
     pub fn forget(&mut self, connection: &str) -> Result<Result<(), StorageError>, GuestError> {
-        let result =
-            self.call(|store, c| c.pleo_oauth_connections().call_forget(store, connection))?;
+        let result = self.call(|store, c| {
+            c.pleo_oauth_connections(store)?
+                .call_forget(store, connection)
+        })?;
         Ok(result.map_err(Into::into))
     }
 }

@@ -6,13 +6,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use wasmtime::component::Linker;
+use std::cell::OnceCell;
+
+use wasmtime::component::{InstancePre, Linker};
 use wasmtime::{
     Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap,
     UpdateDeadline,
 };
 
-use crate::bindings;
+use crate::bindings::exports::pleo::oauth::{authorize, classify, connections, steps};
 use crate::cache::{self, CacheStatus};
 use crate::imports::{self, Backends, HostState};
 
@@ -89,7 +91,8 @@ pub enum GuestError {
 
 struct Shared {
     engine: Engine,
-    pre: bindings::TokenLifecyclePre<HostState>,
+    pre: InstancePre<HostState>,
+    indices: Arc<ExportIndices>,
     config: RuntimeConfig,
     cache_status: CacheStatus,
     stop_ticker: Arc<AtomicBool>,
@@ -125,19 +128,40 @@ impl Runtime {
                 .map_err(|e| RuntimeError::Component(e.to_string()))?;
         let mut linker = Linker::new(&engine);
         imports::add_to_linker(&mut linker).map_err(|e| RuntimeError::Component(e.to_string()))?;
-        let pre = linker
+        let (pre, indices) = linker
             .instantiate_pre(&component)
-            .and_then(bindings::TokenLifecyclePre::new)
+            .and_then(|pre| {
+                let indices = ExportIndices::new(&pre)?;
+                Ok((pre, Arc::new(indices)))
+            })
             .map_err(|e| RuntimeError::Component(e.to_string()))?;
         let stop_ticker = Arc::new(AtomicBool::new(false));
         spawn_ticker(engine.clone(), config.epoch_tick, stop_ticker.clone());
-        Ok(Self(Arc::new(Shared {
+        let runtime = Self(Arc::new(Shared {
             engine,
             pre,
+            indices,
             config,
             cache_status,
             stop_ticker,
-        })))
+        }));
+        runtime.check_exports()?;
+        Ok(runtime)
+    }
+
+    /// Type-checks every export once, on a throwaway instance, so a
+    /// component of another world fails here rather than at its first call.
+    fn check_exports(&self) -> Result<(), RuntimeError> {
+        let mut store = self.store(Backends::default());
+        let instance = self
+            .0
+            .pre
+            .instantiate(&mut store)
+            .map_err(|e| RuntimeError::Component(format!("{e:#}")))?;
+        let exports = Exports::new(self.0.indices.clone(), instance);
+        exports
+            .check_all(&mut store)
+            .map_err(|e| RuntimeError::Component(format!("{e:#}")))
     }
 
     /// A new instance using `backends` for its imports.
@@ -167,7 +191,7 @@ impl Runtime {
 
     /// The component's imports, by name, e.g. `pleo:oauth/http@0.3.0`.
     pub fn imports(&self) -> Vec<String> {
-        let component = self.0.pre.instance_pre().component();
+        let component = self.0.pre.component();
         component
             .component_type()
             .imports(&self.0.engine)
@@ -177,7 +201,7 @@ impl Runtime {
 
     /// The component's exports, by name.
     pub fn exports(&self) -> Vec<String> {
-        let component = self.0.pre.instance_pre().component();
+        let component = self.0.pre.component();
         component
             .component_type()
             .exports(&self.0.engine)
@@ -225,7 +249,15 @@ fn engine(config: &RuntimeConfig) -> Result<Engine, RuntimeError> {
         .total_memories(config.max_instances)
         .max_tables_per_component(4)
         .total_tables(config.max_instances * 4)
-        .max_memory_size(config.memory_limit);
+        .max_memory_size(config.memory_limit)
+        // A slot handed back is reset page by page: the pages the instance
+        // wrote are found with Linux's PAGEMAP_SCAN (6.7 and later) and
+        // zeroed or copied back from the image, up to this much, instead of
+        // being dropped with `madvise` and faulted in again by the next
+        // instance. Elsewhere the first bytes are zeroed, the rest dropped.
+        .linear_memory_keep_resident(KEEP_RESIDENT)
+        .table_keep_resident(KEEP_RESIDENT)
+        .pagemap_scan(wasmtime::Enabled::Auto);
     let (reservation, guard) = if config.elide_bounds_checks {
         // A 32-bit memory can address 4 GiB: reserve all of it, and a guard
         // past it for the static offsets of loads and stores.
@@ -240,6 +272,12 @@ fn engine(config: &RuntimeConfig) -> Result<Engine, RuntimeError> {
         .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     Engine::new(&wasm).map_err(|e| RuntimeError::Engine(e.to_string()))
 }
+
+/// Bytes of a pooled slot kept resident between instances: more than a call
+/// writes (the top of its 1 MiB stack, the data, the heap's arena), so a
+/// fresh instance takes no page faults; only pages that were written stay
+/// resident. README, "Benchmarks".
+const KEEP_RESIDENT: usize = 2 << 20;
 
 /// Ticks the engine's epoch until the runtime is dropped.
 fn spawn_ticker(engine: Engine, tick: Duration, stop: Arc<AtomicBool>) {
@@ -256,7 +294,111 @@ fn spawn_ticker(engine: Engine, tick: Duration, stop: Arc<AtomicBool>) {
 
 struct Live {
     store: Store<HostState>,
-    bindings: bindings::TokenLifecycle,
+    exports: Exports,
+}
+
+/// Where each exported function is in the component: found once per
+/// runtime.
+struct ExportIndices {
+    classify: classify::GuestIndices,
+    connections: connections::GuestIndices,
+    authorize: authorize::GuestIndices,
+    steps: steps::GuestIndices,
+}
+
+impl ExportIndices {
+    fn new(pre: &InstancePre<HostState>) -> wasmtime::Result<Self> {
+        Ok(Self {
+            classify: classify::GuestIndices::new(pre)?,
+            connections: connections::GuestIndices::new(pre)?,
+            authorize: authorize::GuestIndices::new(pre)?,
+            steps: steps::GuestIndices::new(pre)?,
+        })
+    }
+}
+
+/// An instance's exported interfaces, each fetched and type-checked the
+/// first time a call on that instance uses it. Why not all at once, as the
+/// generated `TokenLifecyclePre::instantiate` does: the type check walks
+/// every function's types (the `steps` variants are large), and repeating it
+/// for interfaces a short-lived instance never calls was a fifth of the
+/// cost of a fresh instance (README, "Benchmarks"). The types cannot differ
+/// between instances of one component; `Runtime::new` checks them all once.
+pub(crate) struct Exports {
+    indices: Arc<ExportIndices>,
+    instance: wasmtime::component::Instance,
+    classify: OnceCell<classify::Guest>,
+    connections: OnceCell<connections::Guest>,
+    authorize: OnceCell<authorize::Guest>,
+    steps: OnceCell<steps::Guest>,
+}
+
+impl Exports {
+    fn new(indices: Arc<ExportIndices>, instance: wasmtime::component::Instance) -> Self {
+        Self {
+            indices,
+            instance,
+            classify: OnceCell::new(),
+            connections: OnceCell::new(),
+            authorize: OnceCell::new(),
+            steps: OnceCell::new(),
+        }
+    }
+
+    pub(crate) fn pleo_oauth_classify(
+        &self,
+        store: &mut Store<HostState>,
+    ) -> wasmtime::Result<&classify::Guest> {
+        fetch(&self.classify, || {
+            self.indices.classify.load(store, &self.instance)
+        })
+    }
+
+    pub(crate) fn pleo_oauth_connections(
+        &self,
+        store: &mut Store<HostState>,
+    ) -> wasmtime::Result<&connections::Guest> {
+        fetch(&self.connections, || {
+            self.indices.connections.load(store, &self.instance)
+        })
+    }
+
+    pub(crate) fn pleo_oauth_authorize(
+        &self,
+        store: &mut Store<HostState>,
+    ) -> wasmtime::Result<&authorize::Guest> {
+        fetch(&self.authorize, || {
+            self.indices.authorize.load(store, &self.instance)
+        })
+    }
+
+    pub(crate) fn pleo_oauth_steps(
+        &self,
+        store: &mut Store<HostState>,
+    ) -> wasmtime::Result<&steps::Guest> {
+        fetch(&self.steps, || {
+            self.indices.steps.load(store, &self.instance)
+        })
+    }
+
+    fn check_all(&self, store: &mut Store<HostState>) -> wasmtime::Result<()> {
+        self.pleo_oauth_classify(store)?;
+        self.pleo_oauth_connections(store)?;
+        self.pleo_oauth_authorize(store)?;
+        self.pleo_oauth_steps(store)?;
+        Ok(())
+    }
+}
+
+fn fetch<G>(
+    cell: &OnceCell<G>,
+    load: impl FnOnce() -> wasmtime::Result<G>,
+) -> wasmtime::Result<&G> {
+    if let Some(guest) = cell.get() {
+        return Ok(guest);
+    }
+    let guest = load()?;
+    Ok(cell.get_or_init(|| guest))
 }
 
 /// One guest instance with its own store and backends. Calls are
@@ -281,6 +423,14 @@ impl Instance {
         &self.backends
     }
 
+    /// The guest's linear memory, in bytes (0 after a trap, until the next
+    /// call makes a fresh instance).
+    pub fn memory_bytes(&self) -> usize {
+        self.live
+            .as_ref()
+            .map_or(0, |live| live.store.data().memory_bytes)
+    }
+
     /// Whether a guest instance is alive (none after a trap, until the next
     /// call makes one).
     pub(crate) fn is_live(&self) -> bool {
@@ -290,11 +440,12 @@ impl Instance {
     fn live(&mut self) -> Result<&mut Live, RuntimeError> {
         if self.live.is_none() {
             let mut store = self.runtime.store(self.backends.clone());
-            let bindings = self.runtime.0.pre.instantiate(&mut store).map_err(|e| {
+            let instance = self.runtime.0.pre.instantiate(&mut store).map_err(|e| {
                 RuntimeError::Instantiate(self.runtime.0.config.max_instances, format!("{e:#}"))
             })?;
+            let exports = Exports::new(self.runtime.0.indices.clone(), instance);
             self.instantiations += 1;
-            self.live = Some(Live { store, bindings });
+            self.live = Some(Live { store, exports });
         }
         Ok(self.live.as_mut().expect("instantiated above"))
     }
@@ -302,7 +453,7 @@ impl Instance {
     /// Runs one export call under the runtime's limits.
     pub(crate) fn call<R>(
         &mut self,
-        f: impl FnOnce(&mut Store<HostState>, &bindings::TokenLifecycle) -> wasmtime::Result<R>,
+        f: impl FnOnce(&mut Store<HostState>, &Exports) -> wasmtime::Result<R>,
     ) -> Result<R, GuestError> {
         let config = self.runtime.0.config.clone();
         let live = self.live()?;
@@ -310,7 +461,7 @@ impl Instance {
         live.store.data_mut().memory_limit_hit = false;
         live.store
             .set_epoch_deadline(ticks(config.call_budget, config.epoch_tick));
-        let error = match f(&mut live.store, &live.bindings) {
+        let error = match f(&mut live.store, &live.exports) {
             Ok(value) => return Ok(value),
             Err(error) => error,
         };

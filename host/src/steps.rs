@@ -44,7 +44,7 @@ impl Instance {
     pub fn start(&mut self, call: Call) -> Result<Operation, GuestError> {
         let call = to_wit_call(call);
         let resource = self.call(|store, c| {
-            c.pleo_oauth_steps()
+            c.pleo_oauth_steps(store)?
                 .operation()
                 .call_constructor(store, &call)
         })?;
@@ -64,9 +64,11 @@ impl Instance {
         self.check(operation)?;
         let result = result.map(to_wit_result);
         let step = self.call(|store, c| {
-            c.pleo_oauth_steps()
-                .operation()
-                .call_next(store, operation.resource, result.as_ref())
+            c.pleo_oauth_steps(store)?.operation().call_next(
+                store,
+                operation.resource,
+                result.as_ref(),
+            )
         })?;
         Ok(step
             .map(|step| match step {
