@@ -349,6 +349,43 @@ fn two_workers_in_turn_never_reuse_a_refresh_token() {
     );
 }
 
+/// The guest's heap starts inside its initial memory, so a connection's
+/// whole life (configure, authorise, serve, refresh with rotation, report a
+/// 401, revocation) never grows linear memory: a host that pools instances
+/// pays no `mprotect` to grow and shrink a fresh one (README, "Benchmarks").
+#[test]
+fn a_connections_whole_life_never_grows_guest_memory() {
+    let fixture = Fixture::new();
+    let mut instance = component(&fixture.backends);
+    let initial = instance.memory_bytes();
+    assert!(initial > 0, "the instance reports its memory");
+    lifecycle::connected(&fixture, &mut instance);
+    assert_eq!(
+        token(instance.access_token(CONNECTION).unwrap()),
+        "token:AT-1"
+    );
+    fixture.clock.set(NOW + HOUR + 1);
+    fixture.http.push(Ok(token_json(
+        200,
+        r#"{"access_token":"AT-2","token_type":"Bearer","expires_in":3600,"refresh_token":"RT-2"}"#,
+    )));
+    assert_eq!(
+        token(instance.access_token(CONNECTION).unwrap()),
+        "token:AT-2"
+    );
+    fixture.http.push(Ok(token_json(
+        400,
+        r#"{"error":"invalid_grant","error_description":"revoked"}"#,
+    )));
+    let _ = instance.report(CONNECTION, "AT-2", 401, &[]).unwrap();
+    assert_eq!(
+        instance.access_token(CONNECTION).unwrap(),
+        Err(Refusal::Reauthenticate(Reason::RefreshTokenRejected))
+    );
+    assert_eq!(instance.instantiations(), 1);
+    assert_eq!(instance.memory_bytes(), initial, "memory grew");
+}
+
 /// A grant that dies while the user's settings stay: `invalid_grant`
 /// through the component, with the reason, and the config intact.
 #[test]

@@ -4,6 +4,7 @@
 mod authorize;
 mod classify;
 mod connections;
+mod heap;
 mod io;
 mod steps;
 

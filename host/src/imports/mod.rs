@@ -49,6 +49,8 @@ pub struct HostState {
     pub(crate) memory_limit: usize,
     /// Set when the guest asked for more memory than `memory_limit`.
     pub(crate) memory_limit_hit: bool,
+    /// The guest's linear memory, in bytes, as last allowed.
+    pub(crate) memory_bytes: usize,
     /// When the current export call began.
     pub(crate) call_started: Instant,
     /// Time the current call spent in host imports, which does not count
@@ -62,6 +64,7 @@ impl HostState {
             backends,
             memory_limit,
             memory_limit_hit: false,
+            memory_bytes: 0,
             call_started: Instant::now(),
             host_time: Duration::ZERO,
         }
@@ -101,6 +104,7 @@ impl wasmtime::ResourceLimiter for HostState {
                 self.memory_limit
             );
         }
+        self.memory_bytes = desired;
         Ok(true)
     }
 
