@@ -7,6 +7,7 @@
 //! are transient, however often they happen.
 
 mod api_response;
+mod members;
 mod oauth_error;
 mod retry_after;
 mod token_response;

@@ -1,8 +1,7 @@
 //! Verdicts on token-endpoint responses (RFC 6749 §5.1, §5.2; Pleo's
 //! refresh-token rules).
 
-use serde_json::{Map, Value};
-
+use super::members::{Member, Members};
 use super::oauth_error::{ErrorCode, OAuthError};
 use super::retry_after::retry_after_header;
 use crate::secret::Secret;
@@ -150,34 +149,29 @@ pub fn token_response(
         };
         return transient(cause, retry_at_ms);
     }
-    let object = match serde_json::from_slice::<Value>(&response.body) {
-        Ok(Value::Object(object)) => Some(object),
-        _ => None,
-    };
+    let members = Members::parse(&response.body);
     // `"error": null` means no error, as `null` means "not given" for every member.
-    if let Some(error) = object.as_ref().and_then(|o| present(o, "error")) {
+    if let Some(error) = members.as_ref().and_then(|m| m.error.present()) {
         let Some(code) = error.as_str() else {
             return transient(
                 TransientCause::InvalidResponse(InvalidResponse::InvalidErrorMember),
                 retry_at_ms,
             );
         };
-        let error = OAuthError::from_members(
-            code,
-            object.as_ref().and_then(|o| o.get("error_description")),
-        );
+        let description = members.as_ref().and_then(|m| m.error_description.as_str());
+        let error = OAuthError::from_members(code, description);
         return judge_error(grant, error, retry_at_ms);
     }
     if !success {
         return transient(TransientCause::Status(response.status), retry_at_ms);
     }
-    let Some(object) = object else {
+    let Some(members) = members else {
         return transient(
             TransientCause::InvalidResponse(InvalidResponse::NotJson),
             retry_at_ms,
         );
     };
-    match token_set(&object) {
+    match token_set(&members) {
         Ok(tokens) => TokenOutcome::Success(tokens),
         Err(invalid) => transient(TransientCause::InvalidResponse(invalid), retry_at_ms),
     }
@@ -211,26 +205,26 @@ fn judge_error(grant: GrantKind, error: OAuthError, retry_at_ms: Option<u64>) ->
 }
 
 /// Validates a success body (RFC 6749 §5.1).
-fn token_set(object: &Map<String, Value>) -> Result<TokenSet, InvalidResponse> {
-    let access_token = match object.get("access_token") {
-        None | Some(Value::Null) => return Err(InvalidResponse::MissingAccessToken),
+fn token_set(members: &Members<'_>) -> Result<TokenSet, InvalidResponse> {
+    let access_token = match members.access_token.present() {
+        None => return Err(InvalidResponse::MissingAccessToken),
         Some(value) => token_value(value).ok_or(InvalidResponse::InvalidAccessToken)?,
     };
-    match object.get("token_type") {
-        None | Some(Value::Null) => return Err(InvalidResponse::MissingTokenType),
+    match members.token_type.present() {
+        None => return Err(InvalidResponse::MissingTokenType),
         // RFC 6749 §7.1 / RFC 6750: the type name is case-insensitive.
-        Some(Value::String(kind)) if kind.eq_ignore_ascii_case("bearer") => {}
+        Some(Member::String(kind)) if kind.eq_ignore_ascii_case("bearer") => {}
         Some(_) => return Err(InvalidResponse::UnsupportedTokenType),
     }
-    let expires_in = match present(object, "expires_in") {
+    let expires_in = match members.expires_in.present() {
         None => None,
         Some(value) => Some(expires_in(value).ok_or(InvalidResponse::InvalidExpiresIn)?),
     };
-    let refresh_token = match present(object, "refresh_token") {
+    let refresh_token = match members.refresh_token.present() {
         None => None,
         Some(value) => Some(token_value(value).ok_or(InvalidResponse::InvalidRefreshToken)?),
     };
-    let scope = match present(object, "scope") {
+    let scope = match members.scope.present() {
         None => None,
         Some(value) => Some(scope(value).ok_or(InvalidResponse::InvalidScope)?),
     };
@@ -242,16 +236,10 @@ fn token_set(object: &Map<String, Value>) -> Result<TokenSet, InvalidResponse> {
     })
 }
 
-/// A member that is present and not `null` (some servers send `null` for
-/// "not given").
-fn present<'a>(object: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
-    object.get(name).filter(|value| !value.is_null())
-}
-
 /// A token: 1 to [`MAX_TOKEN_LEN`] characters of `%x21-7E` (RFC 6749
 /// Appendix A.12 and A.17 allow VSCHAR; a space could not be sent in an
 /// `Authorization` header, and a control character would be header injection).
-fn token_value(value: &Value) -> Option<Secret> {
+fn token_value(value: &Member<'_>) -> Option<Secret> {
     let text = value.as_str()?;
     let valid = !text.is_empty()
         && text.len() <= MAX_TOKEN_LEN
@@ -261,10 +249,10 @@ fn token_value(value: &Value) -> Option<Secret> {
 
 /// `expires_in`: an integer of seconds, 1 to [`MAX_EXPIRES_IN`]. A string of
 /// digits is accepted too, because some servers send one.
-fn expires_in(value: &Value) -> Option<u32> {
+fn expires_in(value: &Member<'_>) -> Option<u32> {
     let seconds = match value {
-        Value::Number(number) => number.as_u64()?,
-        Value::String(text)
+        Member::Unsigned(seconds) => *seconds,
+        Member::String(text)
             if !text.is_empty() && text.len() <= 10 && text.bytes().all(|b| b.is_ascii_digit()) =>
         {
             text.parse().ok()?
@@ -278,7 +266,7 @@ fn expires_in(value: &Value) -> Option<u32> {
 
 /// `scope`: scope-tokens separated by spaces (RFC 6749 §3.3). Repeated
 /// spaces are tolerated.
-fn scope(value: &Value) -> Option<Vec<String>> {
+fn scope(value: &Member<'_>) -> Option<Vec<String>> {
     let text = value.as_str()?;
     let tokens: Vec<String> = text
         .split(' ')
