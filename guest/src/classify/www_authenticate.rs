@@ -79,20 +79,29 @@ pub struct ChallengeError {
 /// challenges may be spread over lines. Empty list elements are skipped
 /// (RFC 9110 §5.6.1). Schemes and parameter names come back in lowercase.
 pub fn www_authenticate<S: AsRef<str>>(values: &[S]) -> Result<Vec<Challenge>, ChallengeError> {
+    let too_large = |starts: &[usize]| locate(starts, values, ChallengeErrorKind::TooLarge, 0);
+    // One line (the usual case) is parsed where it is, not copied.
     let mut joined = String::new();
-    let mut starts = Vec::with_capacity(values.len());
-    for (index, value) in values.iter().enumerate() {
-        if index > 0 {
-            joined.push_str(SEPARATOR);
+    let (input, starts) = match values {
+        [value] if value.as_ref().len() > MAX_FIELD_BYTES => return Err(too_large(&[0])),
+        [value] => (value.as_ref(), vec![0]),
+        _ => {
+            let mut starts = Vec::with_capacity(values.len());
+            for (index, value) in values.iter().enumerate() {
+                if index > 0 {
+                    joined.push_str(SEPARATOR);
+                }
+                starts.push(joined.len());
+                joined.push_str(value.as_ref());
+                if joined.len() > MAX_FIELD_BYTES {
+                    return Err(too_large(&starts));
+                }
+            }
+            (joined.as_str(), starts)
         }
-        starts.push(joined.len());
-        joined.push_str(value.as_ref());
-        if joined.len() > MAX_FIELD_BYTES {
-            return Err(locate(&starts, values, ChallengeErrorKind::TooLarge, 0));
-        }
-    }
+    };
     Parser {
-        input: joined.as_bytes(),
+        input: input.as_bytes(),
         pos: 0,
     }
     .challenges()
@@ -252,6 +261,14 @@ impl<'a> Parser<'a> {
     fn quoted_string(&mut self) -> Parsed<String> {
         let open = self.pos;
         self.pos += 1;
+        // Without escapes (the usual case) the value is the text as it is.
+        let rest = &self.input[self.pos..];
+        if let Some(len) = rest.iter().position(|&b| !is_qdtext(b))
+            && rest[len] == b'"'
+        {
+            self.pos += len + 1;
+            return Ok(String::from_utf8_lossy(&rest[..len]).into_owned());
+        }
         let mut value = Vec::new();
         loop {
             let Some(byte) = self.peek() else {
@@ -259,7 +276,7 @@ impl<'a> Parser<'a> {
             };
             self.pos += 1;
             match byte {
-                b'"' => return Ok(String::from_utf8_lossy(&value).into_owned()),
+                b'"' => break,
                 b'\\' => match self.peek() {
                     Some(escaped) if escaped == b'\t' || escaped >= b' ' && escaped != 0x7f => {
                         value.push(escaped);
@@ -268,10 +285,14 @@ impl<'a> Parser<'a> {
                     Some(_) => return Err((ChallengeErrorKind::UnexpectedCharacter, self.pos)),
                     None => return Err((ChallengeErrorKind::UnterminatedQuotedString, open)),
                 },
-                b'\t' | b' ' | 0x21 | 0x23..=0x5b | 0x5d..=0x7e | 0x80..=0xff => value.push(byte),
+                byte if is_qdtext(byte) => value.push(byte),
                 _ => return Err((ChallengeErrorKind::UnexpectedCharacter, self.pos - 1)),
             }
         }
+        // Removing the ASCII backslashes of a UTF-8 input leaves UTF-8; the
+        // lossy conversion is only a guard.
+        Ok(String::from_utf8(value)
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()))
     }
 
     /// `token = 1*tchar`, or `None` with the position unchanged.
@@ -311,6 +332,11 @@ impl<'a> Parser<'a> {
 /// `tchar` (RFC 9110 §5.6.2).
 fn is_tchar(byte: u8) -> bool {
     byte.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&byte)
+}
+
+/// `qdtext` (RFC 9110 §5.6.4): what a quoted string holds unescaped.
+fn is_qdtext(byte: u8) -> bool {
+    matches!(byte, b'\t' | b' ' | 0x21 | 0x23..=0x5b | 0x5d..=0x7e | 0x80..=0xff)
 }
 
 /// The characters of `token68` before its trailing `=` (RFC 9110 §11.2).
