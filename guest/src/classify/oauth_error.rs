@@ -78,6 +78,16 @@ pub struct OAuthError {
     pub description: Option<String>,
 }
 
+impl ErrorCode {
+    /// The `error` member of an RFC 6749 §5.2 body (as RFC 7009 §2.2.1
+    /// error responses carry), when the body is a JSON object with a
+    /// string there.
+    pub(crate) fn of_body(body: &[u8]) -> Option<Self> {
+        let members = super::members::Members::parse(body)?;
+        members.error.as_str().map(Self::parse)
+    }
+}
+
 impl OAuthError {
     /// Reads an error from the `error` member and the `error_description`
     /// member when it is a string.

@@ -107,9 +107,7 @@ async fn revoke_grant(
         Ok(response) if response.status == 200 => Revocation::Revoked,
         Ok(response) => {
             // RFC 7009 §2.2.1: an error response has an RFC 6749 §5.2 body.
-            let code = serde_json::from_slice::<serde_json::Value>(&response.body)
-                .ok()
-                .and_then(|body| body.get("error")?.as_str().map(ErrorCode::parse));
+            let code = ErrorCode::of_body(&response.body);
             Revocation::Failed(match code {
                 Some(code) => format!("status {}: {}", response.status, code.as_str()),
                 None => format!("status {}", response.status),
