@@ -527,6 +527,29 @@ mod tests {
         run.call(&mut *store, ())
     }
 
+    /// A component of another world is refused when the runtime loads it,
+    /// not at its first call.
+    #[test]
+    fn a_component_of_another_world_is_refused_at_load() {
+        let wat = r#"(component
+            (core module $m (func (export "run")))
+            (core instance $i (instantiate $m))
+            (func (export "run") (canon lift (core func $i "run"))))"#;
+        let config = RuntimeConfig {
+            cache_dir: None,
+            max_instances: 2,
+            ..RuntimeConfig::default()
+        };
+        let bytes = wat::parse_str(wat).expect("valid WAT");
+        let error = Runtime::with_component(config, &bytes)
+            .err()
+            .expect("refused");
+        assert!(
+            matches!(&error, RuntimeError::Component(why) if why.contains("pleo:oauth/classify")),
+            "{error}"
+        );
+    }
+
     /// A guest that loops forever is interrupted once it has used its
     /// budget, and the error says so.
     #[test]
