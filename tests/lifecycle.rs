@@ -56,6 +56,19 @@ fn lifecycle_vectors() {
     assert!(count >= 25, "{count} scenarios");
 }
 
+/// The token endpoint answers the next refresh with `AT-2`/`RT-2`, and the
+/// gate serves `AT-2`.
+fn refreshed_to_at_2(fixture: &Fixture, instance: &mut Instance) {
+    fixture.http.push(Ok(token_json(
+        200,
+        r#"{"access_token":"AT-2","token_type":"Bearer","expires_in":3600,"refresh_token":"RT-2"}"#,
+    )));
+    assert_eq!(
+        token(instance.access_token(CONNECTION).unwrap()),
+        "token:AT-2"
+    );
+}
+
 fn token(result: Result<pleo_oauth::connections::Bearer, Refusal>) -> String {
     lifecycle::access(&result)
 }
@@ -141,14 +154,7 @@ fn storm_of_50_transient_failures_never_reauthenticates() {
     );
     assert_eq!(kinds.iter().filter(|k| *k == "refresh-failed").count(), 50);
 
-    fixture.http.push(Ok(token_json(
-        200,
-        r#"{"access_token":"AT-2","token_type":"Bearer","expires_in":3600,"refresh_token":"RT-2"}"#,
-    )));
-    assert_eq!(
-        token(instance.access_token(CONNECTION).unwrap()),
-        "token:AT-2"
-    );
+    refreshed_to_at_2(&fixture, &mut instance);
     let status = instance.status(CONNECTION).unwrap().unwrap();
     assert_eq!(
         (status.state, status.failures, status.next_retry_at_ms),
@@ -365,14 +371,7 @@ fn a_connections_whole_life_never_grows_guest_memory() {
         "token:AT-1"
     );
     fixture.clock.set(NOW + HOUR + 1);
-    fixture.http.push(Ok(token_json(
-        200,
-        r#"{"access_token":"AT-2","token_type":"Bearer","expires_in":3600,"refresh_token":"RT-2"}"#,
-    )));
-    assert_eq!(
-        token(instance.access_token(CONNECTION).unwrap()),
-        "token:AT-2"
-    );
+    refreshed_to_at_2(&fixture, &mut instance);
     fixture.http.push(Ok(token_json(
         400,
         r#"{"error":"invalid_grant","error_description":"revoked"}"#,
