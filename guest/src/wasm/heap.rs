@@ -12,6 +12,11 @@
 //! measured too, and was slower (classify 3.6 against 3.0 µs, a fresh
 //! instance 21.3 against 18.4 µs in one run). README, "Benchmarks".
 
+// The allocator below assumes one thread per instance (`Heap` is `Sync`
+// without a lock); a build with wasm threads must not get it silently.
+#[cfg(target_feature = "atomics")]
+compile_error!("the guest's allocator is single-threaded; wasm threads need a locking allocator");
+
 use core::alloc::{GlobalAlloc, Layout};
 use core::cell::{Cell, UnsafeCell};
 
