@@ -79,8 +79,8 @@ impl Instance {
         connection: &str,
     ) -> Result<Result<Bearer, Refusal>, GuestError> {
         let result = self.call(|store, c| {
-            c.pleo_oauth_connections(store)?
-                .call_access_token(store, connection)
+            let (result,) = c.access_token(store)?.call(&mut *store, (connection,))?;
+            Ok(result)
         })?;
         Ok(result.map(Into::into).map_err(Into::into))
     }
