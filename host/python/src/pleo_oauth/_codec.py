@@ -65,6 +65,25 @@ def _fail(path: str, why: str) -> TypeError:
     return TypeError(f"{path or 'value'}: {why}")
 
 
+def _fill(count: int, lower_at: Any, slot: Any, delete: Any, raw: Any) -> None:
+    """Lowers `count` elements into the uninitialised C container `raw`,
+    `lower_at(i)` writing element `i`. If one fails, every slot not yet
+    written gets a value that owns nothing (`slot(j)` is its value), `raw`
+    is freed with `delete`, and the error goes on."""
+    done = 0
+    try:
+        for i in range(count):
+            lower_at(i)
+            done += 1
+    except BaseException:
+        for j in range(done, count):
+            value = slot(j)
+            value.kind = ffi.WASMTIME_COMPONENT_BOOL
+            value.of.boolean = False
+        delete(byref(raw))
+        raise
+
+
 def lower(store: Any, ty: ValType, val: Any, ptr: Any, path: str = "") -> None:
     """Writes `val` as a value of `ty` into the C value at `ptr`."""
     if isinstance(ty, Bool):
@@ -100,17 +119,11 @@ def lower(store: Any, ty: ValType, val: Any, ptr: Any, path: str = "") -> None:
             raise _fail(path, f"expected a list, got {type(val).__name__}")
         raw = ffi.wasmtime_component_vallist_t()
         ffi.wasmtime_component_vallist_new_uninit(raw, len(val))
-        done = 0
-        try:
-            for i, item in enumerate(val):
-                lower(store, element, item, ctypes.pointer(raw.data[i]), f"{path}[{i}]")
-                done += 1
-        except BaseException:
-            for j in range(done, len(val)):
-                raw.data[j].kind = ffi.WASMTIME_COMPONENT_BOOL
-                raw.data[j].of.boolean = False
-            ffi.wasmtime_component_vallist_delete(byref(raw))
-            raise
+
+        def element_at(i: int) -> None:
+            lower(store, element, val[i], ctypes.pointer(raw.data[i]), f"{path}[{i}]")
+
+        _fill(len(val), element_at, lambda j: raw.data[j], ffi.wasmtime_component_vallist_delete, raw)
         ptr.contents.kind = ffi.WASMTIME_COMPONENT_LIST
         ptr.contents.of.list = raw
     elif isinstance(ty, TupleType):
@@ -119,17 +132,11 @@ def lower(store: Any, ty: ValType, val: Any, ptr: Any, path: str = "") -> None:
             raise _fail(path, f"expected a tuple of {len(elements)}")
         raw = ffi.wasmtime_component_valtuple_t()
         ffi.wasmtime_component_valtuple_new_uninit(raw, len(elements))
-        done = 0
-        try:
-            for i, (ety, item) in enumerate(zip(elements, val)):
-                lower(store, ety, item, ctypes.pointer(raw.data[i]), f"{path}[{i}]")
-                done += 1
-        except BaseException:
-            for j in range(done, len(elements)):
-                raw.data[j].kind = ffi.WASMTIME_COMPONENT_BOOL
-                raw.data[j].of.boolean = False
-            ffi.wasmtime_component_valtuple_delete(byref(raw))
-            raise
+
+        def element_at(i: int) -> None:
+            lower(store, elements[i], val[i], ctypes.pointer(raw.data[i]), f"{path}[{i}]")
+
+        _fill(len(elements), element_at, lambda j: raw.data[j], ffi.wasmtime_component_valtuple_delete, raw)
         ptr.contents.kind = ffi.WASMTIME_COMPONENT_TUPLE
         ptr.contents.of.tuple = raw
     elif isinstance(ty, RecordType):
@@ -141,24 +148,19 @@ def lower(store: Any, ty: ValType, val: Any, ptr: Any, path: str = "") -> None:
             raise ValueError(f"{path or 'value'}: unknown fields {sorted(unknown)}")
         raw = ffi.wasmtime_component_valrecord_t()
         ffi.wasmtime_component_valrecord_new_uninit(raw, len(fields))
-        done = 0
-        try:
-            for i, (name, fty) in enumerate(fields):
-                if name in val:
-                    item = val[name]
-                elif isinstance(fty, OptionType):
-                    item = None
-                else:
-                    raise ValueError(f"{path or 'value'}: missing field {name!r}")
-                lower(store, fty, item, ctypes.pointer(raw.data[i].val), f"{path}.{name}")
-                raw.data[i].name = ffi.str_to_capi(name)
-                done += 1
-        except BaseException:
-            for j in range(done, len(fields)):
-                raw.data[j].val.kind = ffi.WASMTIME_COMPONENT_BOOL
-                raw.data[j].val.of.boolean = False
-            ffi.wasmtime_component_valrecord_delete(byref(raw))
-            raise
+
+        def field_at(i: int) -> None:
+            name, fty = fields[i]
+            if name in val:
+                item = val[name]
+            elif isinstance(fty, OptionType):
+                item = None
+            else:
+                raise ValueError(f"{path or 'value'}: missing field {name!r}")
+            lower(store, fty, item, ctypes.pointer(raw.data[i].val), f"{path}.{name}")
+            raw.data[i].name = ffi.str_to_capi(name)
+
+        _fill(len(fields), field_at, lambda j: raw.data[j].val, ffi.wasmtime_component_valrecord_delete, raw)
         ptr.contents.kind = ffi.WASMTIME_COMPONENT_RECORD
         ptr.contents.of.record = raw
     elif isinstance(ty, VariantType):
