@@ -172,4 +172,6 @@ def matches(got: Any, expected: Any) -> bool:
         return len(got) == len(expected) and all(matches(g, e) for g, e in zip(got, expected))
     if isinstance(got, tuple):
         got = list(got)
+    if isinstance(got, str) and isinstance(expected, str):  # a `Token` is a str
+        return got == expected
     return type(got) is type(expected) and got == expected

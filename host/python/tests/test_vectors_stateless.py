@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any, Callable
 
 import pytest
 
-from pleo_oauth import ChallengeError, PleoOAuth, UrlError, UrlParams, VerifierError
+from pleo_oauth import ChallengeError, HttpResponse, PleoOAuth, UrlError, UrlParams, VerifierError
 from pleo_oauth.storage import MemoryStorage
 
 from conftest import answer, load_vectors, matches, strict
@@ -49,6 +50,19 @@ def test_token_response(oauth: PleoOAuth) -> None:
         expect(got, case["expect"])
 
     assert run_suite("token-response.json", {"grant", "now-ms", "input", "expect"}, check) > 0
+
+
+def test_a_printed_token_set_verdict_shows_no_token(oauth: PleoOAuth) -> None:
+    """Tokens are credentials (RFC 6750 §5.3, RFC 6749 §10.4): a verdict that is
+    printed or logged shows neither token; the values are the tokens as sent."""
+    body = b'{"access_token":"AT-not-for-logs","token_type":"Bearer","refresh_token":"RT-not-for-logs"}'
+    verdict = oauth.classify.token_response("refresh-token", HttpResponse(200, [], body), 0)
+    tokens = verdict["success"]
+    assert tokens["access-token"] == "AT-not-for-logs" and tokens["refresh-token"] == "RT-not-for-logs"
+    assert f"Bearer {tokens['access-token']}" == "Bearer AT-not-for-logs"
+    assert json.loads(json.dumps(verdict))["success"]["refresh-token"] == "RT-not-for-logs"
+    for shown in (repr(verdict), str(verdict), "%s" % verdict, repr(tokens["access-token"])):
+        assert "not-for-logs" not in shown and "[redacted]" in shown, shown
 
 
 def test_api_response(oauth: PleoOAuth) -> None:

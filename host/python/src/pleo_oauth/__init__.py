@@ -13,7 +13,7 @@ from .storage import (
 from .types import (
     ApiAction, ApiActionKind, Authorization, BeginOptions, Bearer, ClientType, Completed, ConnectionConfig,
     ConnectionPage, ConnectionStatus, ConnectionSummary, CustomEndpoints, LogEvent, Revocation,
-    RevocationKind, State, UrlParams, from_ms, to_ms,
+    RevocationKind, State, Token, UrlParams, from_ms, to_ms,
 )
 
 __all__ = [name for name in dir() if not name.startswith("_")]

@@ -34,7 +34,7 @@ from .http import Http, HttpRequest, HttpResponse, TransportError
 from .storage import Entry, Storage, StorageError
 from .types import (
     ApiAction, Authorization, BeginOptions, Bearer, Completed, ConnectionConfig, ConnectionPage,
-    ConnectionStatus, LogEvent, Revocation, UrlParams, from_ms, to_ms,
+    ConnectionStatus, LogEvent, Revocation, UrlParams, from_ms, redact_token_set, to_ms,
 )
 
 _logger = logging.getLogger("pleo_oauth")
@@ -337,13 +337,16 @@ def _response_wit(response: HttpResponse | TransportError, head: bool) -> Any:
 class Classify:
     """`classify`: the pure verdicts. Results are WIT values in explicit
     form (the vectors' JSON: records as dicts, variants as a case name or
-    ``{case: payload}``); `retry_after` gives an aware `datetime`."""
+    ``{case: payload}``), except that the tokens of a `token_response`
+    success are `Token`s, strings whose `repr` is redacted; `retry_after`
+    gives an aware `datetime`."""
 
     def __init__(self, oauth: PleoOAuth) -> None:
         self._o = oauth
 
     def token_response(self, grant: str, response: HttpResponse | TransportError, now_ms: int) -> Any:
-        return self._o._call("classify", "token-response", grant, _response_wit(response, False), now_ms)
+        verdict = self._o._call("classify", "token-response", grant, _response_wit(response, False), now_ms)
+        return redact_token_set(verdict)
 
     def api_response(self, response: HttpResponse | TransportError, attempt: str, now_ms: int) -> Any:
         return self._o._call("classify", "api-response", _response_wit(response, True), attempt, now_ms)

@@ -29,6 +29,28 @@ def to_ms(when: datetime) -> int:
     return (when - EPOCH) // timedelta(milliseconds=1)
 
 
+class Token(str):
+    """A token in a `classify.token_response` verdict: the value itself (a
+    `str`, for an `Authorization` header or storage), whose `repr` is
+    redacted, so a verdict that is printed or logged shows no token."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "Token([redacted])"
+
+
+def redact_token_set(verdict: Any) -> Any:
+    """`verdict` (a `token-outcome` in explicit form) with the access and
+    refresh tokens of a `success` as `Token`s."""
+    tokens = verdict.get("success") if isinstance(verdict, dict) else None
+    if isinstance(tokens, dict):
+        for key in ("access-token", "refresh-token"):
+            if isinstance(tokens.get(key), str):
+                tokens[key] = Token(tokens[key])
+    return verdict
+
+
 class State(str, enum.Enum):
     NEW = "new"
     AUTHORIZING = "authorizing"
