@@ -9,8 +9,11 @@
 // Values are jco's mapping of the WIT types (records with camelCase keys,
 // variants `{ tag, val }`, enums strings, options `undefined`), except that
 // every time is a `Date` and its key loses the `Ms` suffix
-// (`expiresAtMs: bigint` → `expiresAt: Date`).
+// (`expiresAtMs: bigint` → `expiresAt: Date`), and that a value holding a
+// token or an authorisation URL prints it as `[redacted]` in `console.log`
+// and `util.inspect` (the value itself is unchanged).
 import { webcrypto } from 'node:crypto';
+import { inspect } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Engine } from './engine.js';
 import { FetchHttp } from './http.js';
@@ -36,6 +39,29 @@ const ERRORS = {
   report: RefusalError, disconnect: DisconnectError, 'retry-now': StatusError, forget: StorageError,
   list: StorageError, begin: BeginError, complete: CompleteError,
 };
+
+/**
+ * Marks the `keys` of `value` as secret for `console.log` and `util.inspect`,
+ * which then show `[redacted]` for them, so a result that is logged shows no
+ * token (RFC 6750 §5.3). The values, the object's keys, `JSON.stringify` and
+ * equality are unchanged: the marker is a non-enumerable symbol property.
+ * @template T
+ * @param {T} value
+ * @param {string[]} keys
+ * @returns {T}
+ */
+function redactedInLogs(value, keys) {
+  if (value === null || typeof value !== 'object') return value;
+  Object.defineProperty(value, inspect.custom, {
+    enumerable: false,
+    value(_depth, options, show) {
+      const shown = { ...this };
+      for (const key of keys) if (typeof shown[key] === 'string') shown[key] = '[redacted]';
+      return show(shown, options);
+    },
+  });
+  return value;
+}
 
 /** `reauthenticate (refresh-token-rejected)`: case names only, never a value that could be secret. */
 function describeVariant(v) {
@@ -89,11 +115,13 @@ export class PleoOAuth {
       getConfig: async (connection) => op('get-config', connectionId(connection)),
       status: async (connection) => op('status', connectionId(connection)),
       /** A bearer `{ token, expiresAt, scopes }`; a refusal is thrown as RefusalError. */
-      accessToken: async (connection) => op('access-token', connectionId(connection)),
+      accessToken: async (connection) => redactedInLogs(await op('access-token', connectionId(connection)), ['token']),
       /** What an API response means: `{ tag: 'proceed' | 'retry' | ... }`. `response`: `{ status, headers }`. */
       report: async (connection, accessToken, response) => {
         const head = W.responseHead(response, 'response');
-        return op('report', { connection: connectionId(connection), accessToken: W.str(accessToken, 'accessToken'), status: head.status, headers: head.headers ?? [] });
+        const action = await op('report', { connection: connectionId(connection), accessToken: W.str(accessToken, 'accessToken'), status: head.status, headers: head.headers ?? [] });
+        if (action.tag === 'retry') redactedInLogs(action.val, ['token']);
+        return action;
       },
       disconnect: async (connection, { revoke = false } = {}) =>
         op('disconnect', { connection: connectionId(connection), revoke: W.bool(revoke, 'revoke') }),
@@ -105,10 +133,11 @@ export class PleoOAuth {
       /** `{ url, expiresAt, scopes }`: redirect the user to `url` (never log it). */
       begin: async (connection, options = {}) => {
         const o = W.beginOptions(options, 'options');
-        return op('begin', {
+        const authorization = await op('begin', {
           connection: connectionId(connection),
           options: { extraScopes: o.extraScopes ?? [], returnTo: o.returnTo, extraParams: o.extraParams ?? [], ttlSeconds: o.ttlSeconds },
         });
+        return redactedInLogs(authorization, ['url']);
       },
       /** From the redirect back: the full URL or its query string. */
       complete: async (callback, { connection } = {}) =>
@@ -139,7 +168,9 @@ export class PleoOAuth {
         const g = W.grantKind(grant, 'grant');
         const r = outcome(response, 'response') ?? { tag: 'ok', val: W.fillResponse(W.response(response, 'response')) };
         const t = now(at);
-        return W.datesOut(pure('classify.token-response', (x) => x.classify.tokenResponse(g, r, t)));
+        const verdict = W.datesOut(pure('classify.token-response', (x) => x.classify.tokenResponse(g, r, t)));
+        if (verdict.tag === 'success') redactedInLogs(verdict.val, ['accessToken', 'refreshToken']);
+        return verdict;
       },
       /** `response`: `{ status, headers }` or `{ transportError }`. */
       apiResponse: (response, attempt = 'first', at) => {

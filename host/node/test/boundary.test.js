@@ -2,6 +2,7 @@
 // instance in use.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { format, inspect } from 'node:util';
 import { PleoOAuth, BoundaryError, ComponentTrapError, HostError, MemoryStorage, RefusalError } from '../src/index.js';
 
 const json = (s) => new TextEncoder().encode(s);
@@ -38,6 +39,20 @@ test('wrong shapes at the boundary are rejected with a clear error', async () =>
     /config\.environment: expected a variant/,
   );
   await assert.rejects(() => oauth.authorize.begin('c1', { returnto: '/x' }), /options\.returnto: no such field/);
+});
+
+test('a logged token-response verdict shows no token (RFC 6750 §5.3); the values are unchanged', async () => {
+  const oauth = await PleoOAuth.load({ build: 'checked' });
+  const body = json('{"access_token":"AT-not-for-logs","token_type":"Bearer","refresh_token":"RT-not-for-logs"}');
+  const verdict = oauth.classify.tokenResponse('refresh-token', { status: 200, headers: [], body });
+  assert.equal(verdict.tag, 'success');
+  assert.equal(verdict.val.accessToken, 'AT-not-for-logs');
+  assert.equal(`Bearer ${verdict.val.accessToken}`, 'Bearer AT-not-for-logs');
+  assert.equal(JSON.parse(JSON.stringify(verdict)).val.refreshToken, 'RT-not-for-logs');
+  assert.deepEqual({ ...verdict.val }, { accessToken: 'AT-not-for-logs', expiresIn: undefined, refreshToken: 'RT-not-for-logs', scope: undefined });
+  for (const shown of [inspect(verdict), inspect(verdict.val), format('%o', verdict), format('%s', verdict.val)]) {
+    assert.ok(!shown.includes('not-for-logs') && shown.includes('[redacted]'), shown);
+  }
 });
 
 test('a storage backend that returns a wrong shape fails the call, not the verdict', async () => {

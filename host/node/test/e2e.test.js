@@ -9,6 +9,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
+import { inspect } from 'node:util';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PleoOAuth, RefusalError } from '../src/index.js';
@@ -36,6 +37,9 @@ test('end to end against the mock of Pleo, SQLite storage', async (t) => {
   // Everything the package hands to the platform's log, and every error
   // message, is kept and scanned for secrets at the end.
   const logged = [];
+  // What a platform would write if it logged the results it is given
+  // (`console.log` formats with `util.inspect`): scanned the same way.
+  const printed = [];
   const secrets = new Set([SECRET]);
   let offsetMs = 0; // a clock the test moves ahead, for proactive refreshes
   const oauth = await PleoOAuth.load({
@@ -52,7 +56,10 @@ test('end to end against the mock of Pleo, SQLite storage', async (t) => {
   const api = (token) => fetch(`${BASE}/v2/users`, { headers: { Authorization: `Bearer ${token}` } });
   const head = (r) => ({ status: r.status, headers: [...r.headers] });
   const connect = async () => {
-    const { url } = await oauth.authorize.begin(CONNECTION, { returnTo: '/settings' });
+    const authorization = await oauth.authorize.begin(CONNECTION, { returnTo: '/settings' });
+    // What a platform that logs the result would write: no state in it.
+    printed.push(inspect(authorization));
+    const { url } = authorization;
     secrets.add(new URL(url).searchParams.get('state'));
     const redirect = await fetch(url, { redirect: 'manual' });
     assert.equal(redirect.status, 302, 'the mock consents and redirects');
@@ -74,6 +81,7 @@ test('end to end against the mock of Pleo, SQLite storage', async (t) => {
   const token = async () => {
     const bearer = await oauth.connections.accessToken(CONNECTION);
     secrets.add(bearer.token);
+    printed.push(inspect(bearer));
     await storedSecrets();
     return bearer;
   };
@@ -106,6 +114,7 @@ test('end to end against the mock of Pleo, SQLite storage', async (t) => {
   const action = await oauth.connections.report(CONNECTION, first.token, head(response));
   assert.equal(action.tag, 'retry');
   secrets.add(action.val.token);
+  printed.push(inspect(action));
   assert.notEqual(action.val.token, first.token, 'a new access token');
   await storedSecrets();
   assert.equal((await api(action.val.token)).status, 200);
@@ -150,10 +159,11 @@ test('end to end against the mock of Pleo, SQLite storage', async (t) => {
   // No token, code, state or client secret in anything logged or thrown.
   const kinds = logged.filter((l) => l.startsWith('{')).map((l) => JSON.parse(l).kind);
   assert.ok(kinds.includes('tokens-rotated') || kinds.includes('refresh-succeeded'), kinds.join(' '));
-  const text = logged.join('\n');
+  assert.ok(printed.length >= 3 && printed.every((p) => p.includes('[redacted]')), printed.join('\n'));
+  const text = [...logged, ...printed].join('\n');
   for (const secret of secrets) {
     assert.ok(secret && secret.length >= 8, 'a secret worth scanning for');
     assert.ok(!text.includes(secret), `a secret (${secret.length} characters) appears in the log`);
   }
-  console.log(`e2e: ${logged.length} log lines scanned for ${secrets.size} secrets; events: ${kinds.join(' ')}`);
+  console.log(`e2e: ${logged.length} log lines and ${printed.length} printed results scanned for ${secrets.size} secrets; events: ${kinds.join(' ')}`);
 });
