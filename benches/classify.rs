@@ -1,6 +1,9 @@
 //! Classification natively and through the component, and the cost of a
-//! fresh instance. Run with `cargo bench --bench classify`; compare ratios
-//! within one run, since these machines are noisy.
+//! fresh instance. The `*-floor` rows pass an input of the same shape that
+//! the guest dismisses at once (a body that is not JSON; a 200), so they
+//! measure the boundary alone: lowering the arguments into the guest and
+//! the call. Run with `cargo bench --bench classify`; compare ratios within
+//! one run, since these machines are noisy.
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use pleo_oauth::{Backends, Runtime, RuntimeConfig};
@@ -18,6 +21,13 @@ fn token_response() -> Response {
     }
 }
 
+/// The token response's headers, and a body of its length that is not JSON.
+fn token_response_floor() -> Response {
+    let mut response = token_response();
+    response.body.fill(b'x');
+    response
+}
+
 fn api_response() -> ResponseHead {
     ResponseHead {
         status: 403,
@@ -32,7 +42,12 @@ fn benches(c: &mut Criterion) {
     let runtime = Runtime::new(RuntimeConfig::default()).expect("runtime");
     let mut instance = runtime.instance(Backends::default()).expect("instance");
     let token = token_response();
+    let token_floor = token_response_floor();
     let api = api_response();
+    let api_floor = ResponseHead {
+        status: 200,
+        ..api_response()
+    };
 
     let mut group = c.benchmark_group("token-response");
     group.bench_function("native", |b| {
@@ -42,6 +57,18 @@ fn benches(c: &mut Criterion) {
         b.iter(|| {
             instance
                 .token_response(GrantKind::RefreshToken, Ok(black_box(&token)), NOW)
+                .unwrap()
+        })
+    });
+    group.bench_function("native-floor", |b| {
+        b.iter(|| {
+            classify::token_response(GrantKind::RefreshToken, Ok(black_box(&token_floor)), NOW)
+        })
+    });
+    group.bench_function("component-floor", |b| {
+        b.iter(|| {
+            instance
+                .token_response(GrantKind::RefreshToken, Ok(black_box(&token_floor)), NOW)
                 .unwrap()
         })
     });
@@ -55,6 +82,13 @@ fn benches(c: &mut Criterion) {
         b.iter(|| {
             instance
                 .api_response(Ok(black_box(&api)), ApiAttempt::First, NOW)
+                .unwrap()
+        })
+    });
+    group.bench_function("component-floor", |b| {
+        b.iter(|| {
+            instance
+                .api_response(Ok(black_box(&api_floor)), ApiAttempt::First, NOW)
                 .unwrap()
         })
     });
