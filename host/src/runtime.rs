@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use std::cell::OnceCell;
@@ -96,6 +96,9 @@ struct Shared {
     config: RuntimeConfig,
     cache_status: CacheStatus,
     stop_ticker: Arc<AtomicBool>,
+    /// The epoch ticks so far (the ticker counts them as it ticks the
+    /// engine): what each store times the guest's CPU budget with.
+    ticks: Arc<AtomicU64>,
 }
 
 impl Drop for Shared {
@@ -136,7 +139,13 @@ impl Runtime {
             })
             .map_err(|e| RuntimeError::Component(e.to_string()))?;
         let stop_ticker = Arc::new(AtomicBool::new(false));
-        spawn_ticker(engine.clone(), config.epoch_tick, stop_ticker.clone());
+        let ticks = Arc::new(AtomicU64::new(0));
+        spawn_ticker(
+            engine.clone(),
+            config.epoch_tick,
+            stop_ticker.clone(),
+            ticks.clone(),
+        );
         let runtime = Self(Arc::new(Shared {
             engine,
             pre,
@@ -144,6 +153,7 @@ impl Runtime {
             config,
             cache_status,
             stop_ticker,
+            ticks,
         }));
         runtime.check_exports()?;
         Ok(runtime)
@@ -214,19 +224,18 @@ impl Runtime {
         let config = &self.0.config;
         let mut store = Store::new(
             &self.0.engine,
-            HostState::new(backends, config.memory_limit),
+            HostState::new(backends, config.memory_limit, self.0.ticks.clone()),
         );
         store.limiter(|state| state);
-        let budget = config.call_budget;
-        let tick = config.epoch_tick;
+        let budget = ticks(config.call_budget, config.epoch_tick);
         // Past the deadline, stop only when the guest itself used the budget:
         // time in imports (a slow token endpoint) is not the guest's fault.
         store.epoch_deadline_callback(move |context| {
-            let used = context.data().guest_time();
+            let used = context.data().guest_ticks();
             if used >= budget {
                 return Ok(UpdateDeadline::Interrupt);
             }
-            Ok(UpdateDeadline::Continue(ticks(budget - used, tick)))
+            Ok(UpdateDeadline::Continue(budget - used))
         });
         store
     }
@@ -279,13 +288,15 @@ fn engine(config: &RuntimeConfig) -> Result<Engine, RuntimeError> {
 /// resident. README, "Benchmarks".
 const KEEP_RESIDENT: usize = 2 << 20;
 
-/// Ticks the engine's epoch until the runtime is dropped.
-fn spawn_ticker(engine: Engine, tick: Duration, stop: Arc<AtomicBool>) {
+/// Ticks the engine's epoch, counting the ticks in `ticks`, until the
+/// runtime is dropped.
+fn spawn_ticker(engine: Engine, tick: Duration, stop: Arc<AtomicBool>, ticks: Arc<AtomicU64>) {
     std::thread::Builder::new()
         .name("pleo-oauth-epoch".into())
         .spawn(move || {
             while !stop.load(Ordering::Relaxed) {
                 std::thread::sleep(tick);
+                ticks.fetch_add(1, Ordering::Relaxed);
                 engine.increment_epoch();
             }
         })
@@ -647,6 +658,12 @@ mod tests {
             (func (export "run") (canon lift (core func $i "run"))))"#;
         call(&runtime, &mut store, wat, &linker)
             .expect("160 ms in imports, almost none in the guest");
-        assert!(store.data().host_time >= Duration::from_millis(160));
+        // About 32 ticks of 5 ms passed in the imports; the ticker thread may
+        // be late on a loaded machine, never early.
+        assert!(
+            store.data().host_ticks >= 10,
+            "{} ticks in imports",
+            store.data().host_ticks
+        );
     }
 }

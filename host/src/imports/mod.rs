@@ -9,7 +9,7 @@ pub mod random;
 pub mod storage;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use wasmtime::component::{HasSelf, Linker};
 
@@ -51,42 +51,59 @@ pub struct HostState {
     pub(crate) memory_limit_hit: bool,
     /// The guest's linear memory, in bytes, as last allowed.
     pub(crate) memory_bytes: usize,
-    /// When the current export call began.
-    pub(crate) call_started: Instant,
-    /// Time the current call spent in host imports, which does not count
-    /// against the guest's CPU budget.
-    pub(crate) host_time: Duration,
+    /// The runtime's epoch ticks so far, counted by its ticker thread: the
+    /// clock of the CPU budget. Reading it is an atomic load, not a system
+    /// call, so timing every import costs next to nothing.
+    pub(crate) ticks: Arc<AtomicU64>,
+    /// The tick the current export call began at.
+    pub(crate) call_started_tick: u64,
+    /// Ticks that passed while the current call was in host imports: they
+    /// do not count against the guest's CPU budget.
+    pub(crate) host_ticks: u64,
 }
 
 impl HostState {
-    pub(crate) fn new(backends: Backends, memory_limit: usize) -> Self {
+    pub(crate) fn new(backends: Backends, memory_limit: usize, ticks: Arc<AtomicU64>) -> Self {
+        let now = ticks.load(Ordering::Relaxed);
         Self {
             backends,
             memory_limit,
             memory_limit_hit: false,
             memory_bytes: 0,
-            call_started: Instant::now(),
-            host_time: Duration::ZERO,
+            ticks,
+            call_started_tick: now,
+            host_ticks: 0,
         }
+    }
+
+    fn tick(&self) -> u64 {
+        self.ticks.load(Ordering::Relaxed)
     }
 
     /// Resets the per-call bookkeeping.
     pub(crate) fn begin_call(&mut self) {
-        self.call_started = Instant::now();
-        self.host_time = Duration::ZERO;
+        self.call_started_tick = self.tick();
+        self.host_ticks = 0;
     }
 
-    /// Runs a host import, keeping its time out of the guest's budget.
+    /// Runs a host import, keeping its time out of the guest's budget: the
+    /// ticks that pass while it runs are the host's. Counting ticks samples
+    /// time at the budget's own granularity: an import is charged a tick
+    /// when one passes during it, so over a call the guest is charged the
+    /// ticks that passed while it ran, without a clock read per import.
     pub(crate) fn timed<R>(&mut self, f: impl FnOnce(&Backends) -> R) -> R {
-        let started = Instant::now();
+        let started = self.tick();
         let result = f(&self.backends);
-        self.host_time += started.elapsed();
+        self.host_ticks += self.tick().wrapping_sub(started);
         result
     }
 
-    /// Guest time of the current call: wall time minus time in imports.
-    pub(crate) fn guest_time(&self) -> Duration {
-        self.call_started.elapsed().saturating_sub(self.host_time)
+    /// The ticks the current call has spent in the guest: all that passed
+    /// since it began, less those in imports.
+    pub(crate) fn guest_ticks(&self) -> u64 {
+        self.tick()
+            .wrapping_sub(self.call_started_tick)
+            .saturating_sub(self.host_ticks)
     }
 }
 
