@@ -2,8 +2,9 @@
 //! how the runtime contains a misbehaving guest.
 
 use pleo_oauth::classify::{GrantKind, TokenOutcome};
+use pleo_oauth::secret::Secret;
 use pleo_oauth::types::Response;
-use pleo_oauth::{Backends, GuestError};
+use pleo_oauth::{Backends, GuestError, Instance};
 use pleo_oauth_conformance::runtime;
 
 /// The component imports only the project's own interfaces: no WASI, no
@@ -124,4 +125,44 @@ fn verdict_debug_redacts_tokens() {
         printed.contains("Success") && !printed.contains("SECRET"),
         "{printed}"
     );
+}
+
+/// The guest's heap hands out its arena by moving a pointer and takes it
+/// back whole once nothing in it is live. A resource kept across calls (a
+/// URL template here) keeps something live, so the blocks the calls free
+/// out of order stay taken until the arena is full; the calls' memory then
+/// comes from the general allocator, which reuses what they free: memory
+/// may grow once, then holds, however many calls follow.
+#[test]
+fn a_resource_kept_across_calls_leaves_guest_memory_bounded() {
+    let mut instance = runtime().instance(Backends::default()).unwrap();
+    let initial = instance.memory_bytes();
+    let mut template = instance
+        .url_template(
+            "https://auth.example/oauth/authorize",
+            "client-1",
+            "https://app.example/callback",
+            &["users:read".to_owned(), "expenses:read".to_owned()],
+        )
+        .unwrap()
+        .unwrap();
+    let state = Secret::new("s".repeat(43));
+    let challenge = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+    let mut build = |instance: &mut Instance, calls: usize| {
+        for _ in 0..calls {
+            let url = instance.template_url(&mut template, &state, challenge, &[]);
+            assert!(matches!(url, Ok(Ok(_))), "{url:?}");
+        }
+    };
+    // Enough calls for the arena to fill (each strands a few bytes).
+    build(&mut instance, 20_000);
+    let settled = instance.memory_bytes();
+    build(&mut instance, 10_000);
+    assert_eq!(instance.memory_bytes(), settled, "memory kept growing");
+    assert!(
+        settled - initial <= 256 << 10,
+        "grew {} bytes",
+        settled - initial
+    );
+    assert_eq!(instance.instantiations(), 1);
 }
