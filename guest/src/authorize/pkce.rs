@@ -38,7 +38,7 @@ impl Verifier {
         }
         if !text
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
         {
             return Err(VerifierError::Character);
         }

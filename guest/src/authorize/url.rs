@@ -171,7 +171,7 @@ impl UrlTemplate {
 /// query.
 fn url_safe(text: &str) -> bool {
     text.bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b))
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'))
 }
 
 /// Appends the parameters to an endpoint already checked, for callers that

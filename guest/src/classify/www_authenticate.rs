@@ -101,6 +101,7 @@ pub fn www_authenticate<S: AsRef<str>>(values: &[S]) -> Result<Vec<Challenge>, C
         }
     };
     Parser {
+        text: input,
         input: input.as_bytes(),
         pos: 0,
     }
@@ -129,7 +130,10 @@ fn locate<S: AsRef<str>>(
 
 type Parsed<T> = Result<T, (ChallengeErrorKind, usize)>;
 
+/// Positions only ever stop before an ASCII byte or at the end, which are
+/// character boundaries, so slices of `text` need no UTF-8 check.
 struct Parser<'a> {
+    text: &'a str,
     input: &'a [u8],
     pos: usize,
 }
@@ -217,7 +221,7 @@ impl<'a> Parser<'a> {
         self.pos = end;
         self.skip_ows();
         if self.at_end() || self.peek() == Some(b',') {
-            Some(String::from_utf8_lossy(&self.input[start..end]).into_owned())
+            Some(self.text[start..end].to_owned())
         } else {
             self.pos = start;
             None
@@ -266,8 +270,9 @@ impl<'a> Parser<'a> {
         if let Some(len) = rest.iter().position(|&b| !is_qdtext(b))
             && rest[len] == b'"'
         {
+            let value = self.text[self.pos..self.pos + len].to_owned();
             self.pos += len + 1;
-            return Ok(String::from_utf8_lossy(&rest[..len]).into_owned());
+            return Ok(value);
         }
         let mut value = Vec::new();
         loop {
@@ -301,9 +306,8 @@ impl<'a> Parser<'a> {
         while self.peek().is_some_and(is_tchar) {
             self.pos += 1;
         }
-        // tchars are ASCII, so the slice is valid UTF-8.
-        let input: &'a [u8] = self.input;
-        (self.pos > start).then(|| std::str::from_utf8(&input[start..self.pos]).unwrap_or_default())
+        let text: &'a str = self.text;
+        (self.pos > start).then(|| &text[start..self.pos])
     }
 
     /// `OWS = *( SP / HTAB )`.
@@ -331,7 +335,27 @@ impl<'a> Parser<'a> {
 
 /// `tchar` (RFC 9110 §5.6.2).
 fn is_tchar(byte: u8) -> bool {
-    byte.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&byte)
+    TCHAR[usize::from(byte)]
+}
+
+const TCHAR: [bool; 256] = alphanumeric_and(b"!#$%&'*+-.^_`|~");
+
+/// The ASCII letters and digits and the bytes of `extra`, as a table: one
+/// load per byte in the parser's loops, where searching `extra` would call
+/// `memchr`.
+const fn alphanumeric_and(extra: &[u8]) -> [bool; 256] {
+    let mut table = [false; 256];
+    let mut byte = 0;
+    while byte < 256 {
+        table[byte] = (byte as u8).is_ascii_alphanumeric();
+        byte += 1;
+    }
+    let mut i = 0;
+    while i < extra.len() {
+        table[extra[i] as usize] = true;
+        i += 1;
+    }
+    table
 }
 
 /// `qdtext` (RFC 9110 §5.6.4): what a quoted string holds unescaped.
@@ -341,8 +365,10 @@ fn is_qdtext(byte: u8) -> bool {
 
 /// The characters of `token68` before its trailing `=` (RFC 9110 §11.2).
 fn is_token68_char(byte: u8) -> bool {
-    byte.is_ascii_alphanumeric() || b"-._~+/".contains(&byte)
+    TOKEN68[usize::from(byte)]
 }
+
+const TOKEN68: [bool; 256] = alphanumeric_and(b"-._~+/");
 
 #[cfg(test)]
 mod tests {
@@ -414,6 +440,30 @@ mod tests {
                 challenge("bearer", params(&[]))
             ]
         );
+    }
+
+    /// RFC 9110 §5.6.4: `obs-text` (bytes 0x80-0xFF) is allowed in a
+    /// quoted string, so UTF-8 text comes back whole, escaped or not, and a
+    /// non-ASCII character ends a token without splitting it.
+    #[test]
+    fn rfc9110_5_6_4_non_ascii_text_in_quoted_strings() {
+        let parsed = www_authenticate(&[
+            r#"Bearer realm="bücher", error_description="Zugriff \"verweigert\" 🔒""#,
+        ])
+        .unwrap();
+        assert_eq!(
+            parsed,
+            [challenge(
+                "bearer",
+                params(&[
+                    ("realm", "bücher"),
+                    ("error_description", r#"Zugriff "verweigert" 🔒"#)
+                ])
+            )]
+        );
+        let error = www_authenticate(&["Bearer realm=bücher"]).unwrap_err();
+        assert_eq!(error.kind, ChallengeErrorKind::UnexpectedCharacter);
+        assert_eq!(error.offset, 14, "at the first byte of `ü`");
     }
 
     #[test]

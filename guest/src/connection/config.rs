@@ -215,7 +215,7 @@ pub fn validate_connection_id(id: &str) -> Result<(), InvalidConfig> {
         && id.len() <= MAX_CONNECTION_ID
         && id
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b));
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'));
     if valid {
         Ok(())
     } else {
@@ -229,7 +229,7 @@ pub fn is_pleo_scope(scope: &str) -> bool {
     let part = |p: &str| {
         !p.is_empty()
             && p.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
     };
     scope
         .split_once(':')
