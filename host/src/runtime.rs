@@ -99,6 +99,8 @@ struct Shared {
     /// The epoch ticks so far (the ticker counts them as it ticks the
     /// engine): what each store times the guest's CPU budget with.
     ticks: Arc<AtomicU64>,
+    /// `config.call_budget` in ticks, worked out once rather than per call.
+    budget_ticks: u64,
 }
 
 impl Drop for Shared {
@@ -150,6 +152,7 @@ impl Runtime {
             engine,
             pre,
             indices,
+            budget_ticks: budget_ticks(config.call_budget, config.epoch_tick),
             config,
             cache_status,
             stop_ticker,
@@ -227,7 +230,7 @@ impl Runtime {
             HostState::new(backends, config.memory_limit, self.0.ticks.clone()),
         );
         store.limiter(|state| state);
-        let budget = ticks(config.call_budget, config.epoch_tick);
+        let budget = self.0.budget_ticks;
         // Past the deadline, stop only when the guest itself used the budget:
         // time in imports (a slow token endpoint) is not the guest's fault.
         store.epoch_deadline_callback(move |context| {
@@ -241,7 +244,8 @@ impl Runtime {
     }
 }
 
-fn ticks(budget: Duration, tick: Duration) -> u64 {
+/// A budget in whole ticks, at least one.
+fn budget_ticks(budget: Duration, tick: Duration) -> u64 {
     (budget.as_nanos() / tick.as_nanos().max(1)).max(1) as u64
 }
 
@@ -518,19 +522,22 @@ impl Instance {
         &mut self,
         f: impl FnOnce(&mut Store<HostState>, &Exports) -> wasmtime::Result<R>,
     ) -> Result<R, GuestError> {
-        let config = self.runtime.0.config.clone();
+        let deadline = self.runtime.0.budget_ticks;
         let live = self.live()?;
         live.store.data_mut().begin_call();
         live.store.data_mut().memory_limit_hit = false;
-        live.store
-            .set_epoch_deadline(ticks(config.call_budget, config.epoch_tick));
+        live.store.set_epoch_deadline(deadline);
         let error = match f(&mut live.store, &live.exports) {
             Ok(value) => return Ok(value),
             Err(error) => error,
         };
         let memory_limit_hit = live.store.data().memory_limit_hit;
         self.live = None;
-        Err(guest_error(&error, memory_limit_hit, &config))
+        Err(guest_error(
+            &error,
+            memory_limit_hit,
+            &self.runtime.0.config,
+        ))
     }
 }
 
@@ -571,10 +578,7 @@ mod tests {
         let runtime = Runtime::new(config).expect("runtime");
         let mut store = runtime.store(Backends::default());
         store.data_mut().begin_call();
-        store.set_epoch_deadline(ticks(
-            runtime.config().call_budget,
-            runtime.config().epoch_tick,
-        ));
+        store.set_epoch_deadline(runtime.0.budget_ticks);
         (runtime, store)
     }
 
