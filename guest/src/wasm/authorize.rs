@@ -1,9 +1,9 @@
 //! The `authorize` export.
 
-use super::Component;
 use super::bindings::exports::pleo::oauth::authorize as w;
 use super::bindings::pleo::oauth::clock;
 use super::io::Imports;
+use super::{Component, heap};
 use crate::authorize as c;
 use crate::secret::Secret;
 
@@ -63,8 +63,11 @@ impl w::GuestUrlTemplate for UrlTemplate {
         redirect_uri: String,
         scopes: Vec<String>,
     ) -> Result<w::UrlTemplate, w::UrlError> {
-        let template = c::UrlTemplate::new(&authorize_url, &client_id, &redirect_uri, &scopes)?;
-        Ok(w::UrlTemplate::new(Self(template)))
+        // A template outlives the call: it is kept out of the per-call arena.
+        heap::outside_arena(|| {
+            let template = c::UrlTemplate::new(&authorize_url, &client_id, &redirect_uri, &scopes)?;
+            Ok(w::UrlTemplate::new(Self(template)))
+        })
     }
 
     fn url(

@@ -6,9 +6,9 @@
 //! its memory on its first allocation. A host that pools instances
 //! (wasmtime's pooling allocator does) makes grown pages accessible with an
 //! `mprotect` and takes them back when the slot is reused: two system calls
-//! and a TLB shootdown per instance. The arena is zero-initialised `.bss`,
-//! which the linker counts in the initial memory, so no call grows memory
-//! until the arena is full.
+//! and a TLB shootdown per instance. The arena and dlmalloc's first
+//! segment are zero-initialised `.bss`, which the linker counts in the
+//! initial memory, so no call grows memory until they are full.
 //!
 //! Why a bump arena: a call allocates its arguments, its working values and
 //! its results, and all of them are freed by the time the host has read
@@ -16,6 +16,8 @@
 //! nothing in it is live, costs a fraction of dlmalloc's bins: in one run
 //! the gate took 11% less time and the classify calls 8-13% less (README,
 //! "Benchmarks"). talc was measured too, and was slower than dlmalloc.
+//! What outlives a call is made [`outside_arena`], so that the arena is
+//! still taken back after every call while a host holds a resource.
 
 // The allocator below assumes one thread per instance (`Heap` is `Sync`
 // without a lock); a build with wasm threads must not get it silently.
@@ -34,19 +36,35 @@ use dlmalloc::{Allocator, Dlmalloc};
 const ARENA_BYTES: usize = 256 << 10;
 const WASM_PAGE: usize = 64 << 10;
 
+/// dlmalloc's first segment: a resource made by a fresh instance (a URL
+/// template) fits without growing memory.
+const SEGMENT_BYTES: usize = WASM_PAGE;
+
 #[repr(C, align(16))]
 struct Arena([u8; ARENA_BYTES]);
 
 static mut ARENA: Arena = Arena([0; ARENA_BYTES]);
 
-/// Where dlmalloc gets its segments: `memory.grow`.
-struct Grow;
+#[repr(C, align(16))]
+struct Segment([u8; SEGMENT_BYTES]);
+
+static mut SEGMENT: Segment = Segment([0; SEGMENT_BYTES]);
+
+/// Where dlmalloc gets its segments: `SEGMENT` once, then `memory.grow`.
+struct SegmentThenGrow {
+    segment_taken: Cell<bool>,
+}
 
 // SAFETY: dlmalloc's contract for a system allocator. Segments are never
-// returned (as with the standard library's on wasm), and grown pages are
-// zero.
-unsafe impl Allocator for Grow {
+// returned (as with the standard library's on wasm), and both sources hand
+// out zeroed memory: the segment is `.bss` of a fresh instance and is
+// handed out once; grown pages are zero.
+unsafe impl Allocator for SegmentThenGrow {
     fn alloc(&self, size: usize) -> (*mut u8, usize, u32) {
+        if size <= SEGMENT_BYTES && !self.segment_taken.replace(true) {
+            let segment = core::ptr::addr_of_mut!(SEGMENT).cast::<u8>();
+            return (segment, SEGMENT_BYTES, 0);
+        }
         let pages = size.div_ceil(WASM_PAGE);
         match core::arch::wasm32::memory_grow::<0>(pages) {
             usize::MAX => (core::ptr::null_mut(), 0, 0),
@@ -87,16 +105,17 @@ unsafe impl Allocator for Grow {
 /// is live; when the count falls to zero the whole arena is free again.
 /// Freeing or growing the newest allocation moves the pointer back or on,
 /// which is what a `Vec` growing and a value dropped at the end of its
-/// scope do. What does not fit, or comes once the arena is full (a resource
-/// kept across calls holds the count above zero), goes to dlmalloc, which
-/// takes its memory from `memory.grow`.
+/// scope do. What does not fit, what is made [`outside_arena`], and what
+/// comes once the arena is full goes to dlmalloc.
 struct Heap {
-    /// The next free address in the arena; 0 stands for the arena's start
-    /// (an address a constant initialiser cannot name).
+    /// Where the arena's free space starts, as an offset from its start.
     top: Cell<usize>,
-    /// How many of the arena's allocations are not yet freed.
+    /// Where the arena ends for new blocks: `ARENA_BYTES`, or 0 inside
+    /// [`outside_arena`] (so that the bump needs no test of its own).
+    limit: Cell<usize>,
+    /// How many of the arena's blocks are not yet freed.
     live: Cell<usize>,
-    fallback: UnsafeCell<Dlmalloc<Grow>>,
+    fallback: UnsafeCell<Dlmalloc<SegmentThenGrow>>,
 }
 
 // SAFETY: a component instance is single-threaded (the standard library's
@@ -106,30 +125,42 @@ unsafe impl Sync for Heap {}
 #[global_allocator]
 static HEAP: Heap = Heap {
     top: Cell::new(0),
+    limit: Cell::new(ARENA_BYTES),
     live: Cell::new(0),
-    fallback: UnsafeCell::new(Dlmalloc::new_with_allocator(Grow)),
+    fallback: UnsafeCell::new(Dlmalloc::new_with_allocator(SegmentThenGrow {
+        segment_taken: Cell::new(false),
+    })),
 };
+
+/// Runs `make` with every allocation outside the arena: for what outlives
+/// the call, such as a resource's state. Left in the arena it would keep
+/// the count above zero, so the arena would not be taken back until the
+/// resource is dropped, and the blocks later calls free out of order would
+/// pile up until the arena is full.
+pub(crate) fn outside_arena<R>(make: impl FnOnce() -> R) -> R {
+    let outer = HEAP.limit.replace(0);
+    let made = make();
+    HEAP.limit.set(outer);
+    made
+}
 
 fn arena_start() -> usize {
     core::ptr::addr_of_mut!(ARENA) as usize
 }
 
 impl Heap {
-    /// Whether `ptr` was handed out by the arena.
-    fn in_arena(ptr: *mut u8) -> bool {
-        (ptr as usize).wrapping_sub(arena_start()) < ARENA_BYTES
+    /// Where `ptr` is in the arena, if the arena handed it out.
+    fn arena_offset(ptr: *mut u8) -> Option<usize> {
+        let offset = (ptr as usize).wrapping_sub(arena_start());
+        (offset < ARENA_BYTES).then_some(offset)
     }
 
     /// A bump allocation, or `None` when the arena has no room.
     fn bump(&self, layout: Layout) -> Option<*mut u8> {
         let start = arena_start();
-        let top = match self.top.get() {
-            0 => start,
-            top => top,
-        };
-        let at = top.checked_add(layout.align() - 1)? & !(layout.align() - 1);
-        let end = at.checked_add(layout.size())?;
-        if end > start + ARENA_BYTES {
+        let at = (start + self.top.get()).checked_add(layout.align() - 1)? & !(layout.align() - 1);
+        let end = at.checked_add(layout.size())? - start;
+        if end > self.limit.get() {
             return None;
         }
         self.top.set(end);
@@ -138,11 +169,11 @@ impl Heap {
     }
 }
 
-// SAFETY: an arena block is handed out once until it is freed (the pointer
-// only moves back over the newest block, or over all of them when none is
-// live); every other block is dlmalloc's, with the layout the caller passed,
-// as dlmalloc's own `GlobalDlmalloc` does. Not inlined: with link-time
-// optimisation the allocator would otherwise be copied into every
+// SAFETY: an arena block is handed out once until it is freed (the free
+// space only moves back over the newest block, or over all of them when
+// none is live); every other block is dlmalloc's, with the layout the
+// caller passed, as dlmalloc's own `GlobalDlmalloc` does. Not inlined: with
+// link-time optimisation the allocator would otherwise be copied into every
 // allocating and dropping function.
 unsafe impl GlobalAlloc for Heap {
     #[inline(never)]
@@ -155,29 +186,28 @@ unsafe impl GlobalAlloc for Heap {
 
     #[inline(never)]
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        if !Self::in_arena(ptr) {
+        let Some(offset) = Self::arena_offset(ptr) else {
             return unsafe { (*self.fallback.get()).free(ptr, layout.size(), layout.align()) };
-        }
+        };
         let live = self.live.get() - 1;
         self.live.set(live);
         if live == 0 {
             self.top.set(0);
-        } else if ptr as usize + layout.size() == self.top.get() {
-            self.top.set(ptr as usize);
+        } else if offset + layout.size() == self.top.get() {
+            self.top.set(offset);
         }
     }
 
     #[inline(never)]
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if !Self::in_arena(ptr) {
+        let Some(offset) = Self::arena_offset(ptr) else {
             return unsafe {
                 (*self.fallback.get()).realloc(ptr, layout.size(), layout.align(), new_size)
             };
-        }
-        let end = ptr as usize + layout.size();
-        if end == self.top.get() && ptr as usize + new_size <= arena_start() + ARENA_BYTES {
+        };
+        if offset + layout.size() == self.top.get() && offset + new_size <= self.limit.get() {
             // The newest block grows or shrinks where it is.
-            self.top.set(ptr as usize + new_size);
+            self.top.set(offset + new_size);
             return ptr;
         }
         if new_size <= layout.size() {
