@@ -8,7 +8,7 @@
 //! `mprotect` and takes them back when the slot is reused: two system calls
 //! and a TLB shootdown per instance. The arena and dlmalloc's first
 //! segment are zero-initialised `.bss`, which the linker counts in the
-//! initial memory, so no call grows memory until they are full.
+//! initial memory, so a call whose blocks fit in them grows no memory.
 //!
 //! Why a bump arena: a call allocates its arguments, its working values and
 //! its results, and all of them are freed by the time the host has read
@@ -66,10 +66,20 @@ unsafe impl Allocator for SegmentThenGrow {
             return (segment, SEGMENT_BYTES, 0);
         }
         let pages = size.div_ceil(WASM_PAGE);
-        match core::arch::wasm32::memory_grow::<0>(pages) {
-            usize::MAX => (core::ptr::null_mut(), 0, 0),
-            previous => ((previous * WASM_PAGE) as *mut u8, pages * WASM_PAGE, 0),
+        let previous = core::arch::wasm32::memory_grow::<0>(pages);
+        if previous == usize::MAX {
+            return (core::ptr::null_mut(), 0, 0);
         }
+        let (base, size) = (previous * WASM_PAGE, pages * WASM_PAGE);
+        // A region ending at 4 GiB would end at address 0, which no Rust
+        // pointer may: its last bytes are left out, as dlmalloc's own wasm
+        // allocator does.
+        let size = if base.wrapping_add(size) == 0 {
+            size - 16
+        } else {
+            size
+        };
+        (base as *mut u8, size, 0)
     }
 
     fn remap(&self, _: *mut u8, _: usize, _: usize, _: bool) -> *mut u8 {
@@ -132,7 +142,8 @@ static HEAP: Heap = Heap {
     })),
 };
 
-/// Runs `make` with every allocation outside the arena: for what outlives
+/// Runs `make` with every new block outside the arena (blocks made before,
+/// such as the call's arguments, stay where they are): for what outlives
 /// the call, such as a resource's state. Left in the arena it would keep
 /// the count above zero, so the arena would not be taken back until the
 /// resource is dropped, and the blocks later calls free out of order would
@@ -205,7 +216,8 @@ unsafe impl GlobalAlloc for Heap {
                 (*self.fallback.get()).realloc(ptr, layout.size(), layout.align(), new_size)
             };
         };
-        if offset + layout.size() == self.top.get() && offset + new_size <= self.limit.get() {
+        let fits = new_size <= layout.size() || offset + new_size <= self.limit.get();
+        if offset + layout.size() == self.top.get() && fits {
             // The newest block grows or shrinks where it is.
             self.top.set(offset + new_size);
             return ptr;
