@@ -28,6 +28,15 @@ fn exports_are_classify_connections_authorize_and_steps() {
     assert_eq!(runtime().exports(), exports);
 }
 
+/// A 200 with no headers and `body`.
+fn ok_with_body(body: Vec<u8>) -> Response {
+    Response {
+        status: 200,
+        headers: vec![],
+        body,
+    }
+}
+
 fn invalid_grant() -> Response {
     Response {
         status: 400,
@@ -42,11 +51,7 @@ fn invalid_grant() -> Response {
 #[test]
 fn memory_limit_is_a_typed_error_and_the_next_call_recovers() {
     let mut instance = runtime().instance(Backends::default()).unwrap();
-    let huge = Response {
-        status: 200,
-        headers: vec![],
-        body: vec![b'{'; runtime().config().memory_limit + 1],
-    };
+    let huge = ok_with_body(vec![b'{'; runtime().config().memory_limit + 1]);
     let error = instance
         .token_response(GrantKind::RefreshToken, Ok(&huge), 0)
         .unwrap_err();
@@ -71,11 +76,7 @@ fn memory_limit_is_a_typed_error_and_the_next_call_recovers() {
 #[test]
 fn body_over_the_parse_cap_is_a_transient_verdict() {
     let mut instance = runtime().instance(Backends::default()).unwrap();
-    let big = Response {
-        status: 200,
-        headers: vec![],
-        body: vec![b' '; 1 << 20],
-    };
+    let big = ok_with_body(vec![b' '; 1 << 20]);
     let verdict = instance
         .token_response(GrantKind::RefreshToken, Ok(&big), 0)
         .unwrap();
@@ -155,11 +156,7 @@ fn a_resource_kept_across_calls_never_grows_guest_memory() {
         let url = instance.template_url(&mut template, &state, challenge, &[]);
         assert!(matches!(url, Ok(Ok(_))), "{url:?}");
     }
-    let large = Response {
-        status: 200,
-        headers: vec![],
-        body: vec![b' '; 160 << 10],
-    };
+    let large = ok_with_body(vec![b' '; 160 << 10]);
     let verdict = instance
         .token_response(GrantKind::RefreshToken, Ok(&large), 0)
         .unwrap();

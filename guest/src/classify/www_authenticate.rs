@@ -102,7 +102,6 @@ pub fn www_authenticate<S: AsRef<str>>(values: &[S]) -> Result<Vec<Challenge>, C
     };
     Parser {
         text: input,
-        input: input.as_bytes(),
         pos: 0,
     }
     .challenges()
@@ -134,7 +133,6 @@ type Parsed<T> = Result<T, (ChallengeErrorKind, usize)>;
 /// character boundaries, so slices of `text` need no UTF-8 check.
 struct Parser<'a> {
     text: &'a str,
-    input: &'a [u8],
     pos: usize,
 }
 
@@ -209,13 +207,14 @@ impl<'a> Parser<'a> {
     fn token68(&mut self) -> Option<String> {
         let start = self.pos;
         let mut end = start;
-        while end < self.input.len() && is_token68_char(self.input[end]) {
+        let input = self.text.as_bytes();
+        while end < input.len() && is_token68_char(input[end]) {
             end += 1;
         }
         if end == start {
             return None;
         }
-        while end < self.input.len() && self.input[end] == b'=' {
+        while end < input.len() && input[end] == b'=' {
             end += 1;
         }
         self.pos = end;
@@ -266,7 +265,7 @@ impl<'a> Parser<'a> {
         let open = self.pos;
         self.pos += 1;
         // Without escapes (the usual case) the value is the text as it is.
-        let rest = &self.input[self.pos..];
+        let rest = &self.text.as_bytes()[self.pos..];
         if let Some(len) = rest.iter().position(|&b| !is_qdtext(b))
             && rest[len] == b'"'
         {
@@ -325,11 +324,11 @@ impl<'a> Parser<'a> {
     }
 
     fn peek(&self) -> Option<u8> {
-        self.input.get(self.pos).copied()
+        self.text.as_bytes().get(self.pos).copied()
     }
 
     fn at_end(&self) -> bool {
-        self.pos >= self.input.len()
+        self.pos >= self.text.len()
     }
 }
 

@@ -40,15 +40,13 @@ const WASM_PAGE: usize = 64 << 10;
 /// template) fits without growing memory.
 const SEGMENT_BYTES: usize = WASM_PAGE;
 
+/// Zeroed bytes at the alignment of any block the guest asks for.
 #[repr(C, align(16))]
-struct Arena([u8; ARENA_BYTES]);
+struct Region<const N: usize>([u8; N]);
 
-static mut ARENA: Arena = Arena([0; ARENA_BYTES]);
+static mut ARENA: Region<ARENA_BYTES> = Region([0; ARENA_BYTES]);
 
-#[repr(C, align(16))]
-struct Segment([u8; SEGMENT_BYTES]);
-
-static mut SEGMENT: Segment = Segment([0; SEGMENT_BYTES]);
+static mut SEGMENT: Region<SEGMENT_BYTES> = Region([0; SEGMENT_BYTES]);
 
 /// Where dlmalloc gets its segments: `SEGMENT` once, then `memory.grow`.
 struct SegmentThenGrow {
