@@ -3,15 +3,23 @@
 //!
 //! Why not `serde_json::Value`: a map of owned keys and values is built
 //! only to look five members up, and allocation dominates classifying a
-//! response inside the component. The rules stay the ones a parsed object
-//! would give: the body must be one valid JSON object (nesting limited as
-//! for any value), unknown members are checked and skipped, and when a name
-//! repeats the last value counts, as it would in a map.
+//! response inside the component. The body must be one JSON object, and
+//! when a name repeats the last value counts, as it would in a map.
+//!
+//! What the classifier does not read cannot make a body unusable. On a
+//! refresh the server has already rotated the refresh token, so refusing a
+//! body whose tokens are fine loses the grant. So a leading byte order mark
+//! is ignored (RFC 8259 §8.1 allows it), member names are compared as bytes,
+//! and the values of other members, and of members that are not strings or
+//! numbers, are checked for syntax only: a number beyond `f64`, a lone
+//! surrogate escape (which RFC 8259 §8.2 leaves to the implementation) or
+//! deep nesting there is skipped like any other value. Skipping is
+//! iterative, and bodies are at most 64 KiB, so nesting costs no stack.
 
 use std::borrow::Cow;
 use std::fmt;
 
-use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 /// The members the classifier reads; every other member is skipped.
 #[derive(Debug, Default)]
@@ -28,8 +36,21 @@ pub(super) struct Members<'a> {
 impl<'a> Members<'a> {
     /// The members of `body`, or `None` when it is not one JSON object.
     pub fn parse(body: &'a [u8]) -> Option<Self> {
-        serde_json::from_slice(body).ok()
+        serde_json::from_slice(without_bom(body)).ok()
     }
+}
+
+/// Whether `body` is one JSON value in every part, as a strict parser
+/// would read it: UTF-8 strings with paired surrogates, numbers within
+/// `f64`, nesting within serde_json's limit. A verdict that discards tokens
+/// needs this; the verdicts that keep them do not ([`Members`]).
+pub(super) fn well_formed(body: &[u8]) -> bool {
+    serde_json::from_slice::<Strict>(without_bom(body)).is_ok()
+}
+
+/// RFC 8259 §8.1: a parser may ignore a byte order mark.
+fn without_bom(body: &[u8]) -> &[u8] {
+    body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body)
 }
 
 /// One member's value, as far as the rules look at it.
@@ -40,7 +61,9 @@ pub(super) enum Member<'a> {
     Absent,
     Null,
     String(Cow<'a, str>),
-    /// An integer from 0 to `u64::MAX`.
+    /// A number with an integral value from 0 to `u64::MAX`, however it is
+    /// written: `3600`, `3600.0` and `3.6e3` are the same number (RFC 8259 §6
+    /// has one number type).
     Unsigned(u64),
     /// A boolean, an array, an object, or any other number.
     Other,
@@ -104,7 +127,7 @@ impl<'de> Visitor<'de> for MembersVisitor {
                 Name::Error => &mut members.error,
                 Name::ErrorDescription => &mut members.error_description,
                 Name::Other => {
-                    map.next_value::<Skip>()?;
+                    map.next_value::<IgnoredAny>()?;
                     continue;
                 }
             };
@@ -114,7 +137,15 @@ impl<'de> Visitor<'de> for MembersVisitor {
     }
 }
 
-/// A member name, matched without allocating (escapes already decoded).
+/// `value` as a `u64` when it is a whole number in range; the conversion is
+/// then exact.
+fn integral(value: f64) -> Option<u64> {
+    const TWO_TO_64: f64 = 18_446_744_073_709_551_616.0;
+    (value.fract() == 0.0 && (0.0..TWO_TO_64).contains(&value)).then_some(value as u64)
+}
+
+/// A member name, matched as bytes without allocating (escapes already
+/// decoded; a name that is not UTF-8 is simply not one of ours).
 enum Name {
     AccessToken,
     TokenType,
@@ -128,7 +159,7 @@ enum Name {
 
 impl<'de> Deserialize<'de> for Name {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_str(NameVisitor)
+        deserializer.deserialize_bytes(NameVisitor)
     }
 }
 
@@ -141,17 +172,21 @@ impl Visitor<'_> for NameVisitor {
         f.write_str("a member name")
     }
 
-    fn visit_str<E: de::Error>(self, name: &str) -> Result<Name, E> {
+    fn visit_bytes<E: de::Error>(self, name: &[u8]) -> Result<Name, E> {
         Ok(match name {
-            "access_token" => Name::AccessToken,
-            "token_type" => Name::TokenType,
-            "expires_in" => Name::ExpiresIn,
-            "refresh_token" => Name::RefreshToken,
-            "scope" => Name::Scope,
-            "error" => Name::Error,
-            "error_description" => Name::ErrorDescription,
+            b"access_token" => Name::AccessToken,
+            b"token_type" => Name::TokenType,
+            b"expires_in" => Name::ExpiresIn,
+            b"refresh_token" => Name::RefreshToken,
+            b"scope" => Name::Scope,
+            b"error" => Name::Error,
+            b"error_description" => Name::ErrorDescription,
             _ => Name::Other,
         })
+    }
+
+    fn visit_str<E: de::Error>(self, name: &str) -> Result<Name, E> {
+        self.visit_bytes(name.as_bytes())
     }
 }
 
@@ -186,8 +221,8 @@ impl<'de> Visitor<'de> for MemberVisitor {
         Ok(u64::try_from(value).map_or(Member::Other, Member::Unsigned))
     }
 
-    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
-        Ok(Member::Other)
+    fn visit_f64<E>(self, value: f64) -> Result<Self::Value, E> {
+        Ok(integral(value).map_or(Member::Other, Member::Unsigned))
     }
 
     fn visit_borrowed_str<E>(self, text: &'de str) -> Result<Self::Value, E> {
@@ -199,66 +234,66 @@ impl<'de> Visitor<'de> for MemberVisitor {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
-        SkipVisitor.visit_seq(seq).map(|Skip| Member::Other)
+        IgnoredAny.visit_seq(seq).map(|IgnoredAny| Member::Other)
     }
 
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
-        SkipVisitor.visit_map(map).map(|Skip| Member::Other)
+        IgnoredAny.visit_map(map).map(|IgnoredAny| Member::Other)
     }
 }
 
 /// Any JSON value, checked and dropped. It goes through `deserialize_any`
-/// (not `IgnoredAny`), so the parser's nesting limit and number checks
-/// apply as they would to a `serde_json::Value`.
-struct Skip;
+/// (not `IgnoredAny`), so strings are decoded and numbers and nesting
+/// checked as they would be for a `serde_json::Value`.
+struct Strict;
 
-impl<'de> Deserialize<'de> for Skip {
+impl<'de> Deserialize<'de> for Strict {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(SkipVisitor)
+        deserializer.deserialize_any(StrictVisitor)
     }
 }
 
-struct SkipVisitor;
+struct StrictVisitor;
 
-impl<'de> Visitor<'de> for SkipVisitor {
-    type Value = Skip;
+impl<'de> Visitor<'de> for StrictVisitor {
+    type Value = Strict;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a JSON value")
     }
 
-    fn visit_unit<E>(self) -> Result<Skip, E> {
-        Ok(Skip)
+    fn visit_unit<E>(self) -> Result<Strict, E> {
+        Ok(Strict)
     }
 
-    fn visit_bool<E>(self, _: bool) -> Result<Skip, E> {
-        Ok(Skip)
+    fn visit_bool<E>(self, _: bool) -> Result<Strict, E> {
+        Ok(Strict)
     }
 
-    fn visit_u64<E>(self, _: u64) -> Result<Skip, E> {
-        Ok(Skip)
+    fn visit_u64<E>(self, _: u64) -> Result<Strict, E> {
+        Ok(Strict)
     }
 
-    fn visit_i64<E>(self, _: i64) -> Result<Skip, E> {
-        Ok(Skip)
+    fn visit_i64<E>(self, _: i64) -> Result<Strict, E> {
+        Ok(Strict)
     }
 
-    fn visit_f64<E>(self, _: f64) -> Result<Skip, E> {
-        Ok(Skip)
+    fn visit_f64<E>(self, _: f64) -> Result<Strict, E> {
+        Ok(Strict)
     }
 
-    fn visit_str<E>(self, _: &str) -> Result<Skip, E> {
-        Ok(Skip)
+    fn visit_str<E>(self, _: &str) -> Result<Strict, E> {
+        Ok(Strict)
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Skip, A::Error> {
-        while seq.next_element::<Skip>()?.is_some() {}
-        Ok(Skip)
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Strict, A::Error> {
+        while seq.next_element::<Strict>()?.is_some() {}
+        Ok(Strict)
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Skip, A::Error> {
-        while map.next_entry::<Skip, Skip>()?.is_some() {}
-        Ok(Skip)
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Strict, A::Error> {
+        while map.next_entry::<Strict, Strict>()?.is_some() {}
+        Ok(Strict)
     }
 }
 
@@ -266,27 +301,28 @@ impl<'de> Visitor<'de> for SkipVisitor {
 mod tests {
     use super::*;
 
-    /// Whatever `serde_json::Value` makes of a body, `Members` agrees:
-    /// whether it is an object, and each member's value.
+    /// Where `serde_json::Value` reads a body as an object, `Members`
+    /// agrees on each member's value; where it refuses one, so does
+    /// `Members`, except for what the next test lets through.
     #[test]
     fn members_agree_with_a_parsed_object() {
-        let deep = format!("{{\"x\":{}1{}}}", "[".repeat(200), "]".repeat(200));
         let bodies = [
             r#"{"access_token":"a","token_type":"Bearer","expires_in":3600}"#,
             r#"{"access_token":"a\"b","expires_in":-1,"scope":null}"#,
             r#"{"expires_in":3600.0,"refresh_token":["x"],"scope":{"a":1}}"#,
+            r#"{"expires_in":3.6e3,"scope":-0.0,"token_type":1.5}"#,
             r#"{"error":"invalid_grant","error":"server_error"}"#,
             r#"{"acc\u0065ss_token":"escaped name","x":[1,{"y":[null,true]}]}"#,
             r#"{"expires_in":18446744073709551615,"token_type":false}"#,
             r#"{"expires_in":18446744073709551616}"#,
-            r#"{"x":1e400}"#,
-            r#"{"x":"\ud800"}"#,
             r#"{"a":1} trailing"#,
             r#"[{"access_token":"a"}]"#,
             r#""text""#,
+            r#"{"access_token":"\ud800"}"#,
+            r#"{"x":"\q"}"#,
+            "{\"x\":\"\u{1}\"}",
             "",
             "{",
-            &deep,
         ];
         for body in bodies {
             let value = serde_json::from_str::<serde_json::Value>(body).ok();
@@ -309,14 +345,54 @@ mod tests {
                     (None, Member::Absent) => true,
                     (Some(serde_json::Value::Null), Member::Null) => true,
                     (Some(serde_json::Value::String(a)), Member::String(b)) => a == b,
-                    (Some(v), Member::Unsigned(n)) => v.as_u64() == Some(*n),
+                    (Some(v), Member::Unsigned(n)) => {
+                        v.as_u64().or_else(|| v.as_f64().and_then(integral)) == Some(*n)
+                    }
                     (Some(v), Member::Other) => {
-                        !v.is_null() && !v.is_string() && v.as_u64().is_none()
+                        !v.is_null() && !v.is_string() && v.as_f64().and_then(integral).is_none()
                     }
                     _ => false,
                 };
                 assert!(same, "{body}: {name}");
             }
+        }
+    }
+
+    /// What the classifier does not read never makes a body unusable: a
+    /// byte order mark (RFC 8259 §8.1), and in other members a number
+    /// beyond `f64`, a lone surrogate (§8.2), bytes that are not UTF-8, or
+    /// nesting deeper than a parsed value allows. A name that is not UTF-8
+    /// is another member.
+    #[test]
+    fn rfc8259_what_is_not_read_is_only_checked_for_syntax() {
+        let deep = format!("{}1{}", "[".repeat(5_000), "]".repeat(5_000));
+        let bodies: [Vec<u8>; 7] = [
+            b"\xEF\xBB\xBF{\"access_token\":\"at\"}".to_vec(),
+            br#"{"x":1e400,"access_token":"at"}"#.to_vec(),
+            br#"{"note":"\ud800","access_token":"at"}"#.to_vec(),
+            b"{\"note\":\"\xff\xfe\",\"access_token\":\"at\"}".to_vec(),
+            format!(r#"{{"x":{deep},"access_token":"at"}}"#).into_bytes(),
+            format!(r#"{{"scope":{deep},"access_token":"at"}}"#).into_bytes(),
+            b"{\"\xff\":1,\"\\udc00\":2,\"access_token\":\"at\"}".to_vec(),
+        ];
+        for body in &bodies {
+            let members = Members::parse(body);
+            let text = String::from_utf8_lossy(&body[..body.len().min(40)]);
+            let members = members.unwrap_or_else(|| panic!("refused: {text}"));
+            assert_eq!(members.access_token.as_str(), Some("at"), "{text}");
+        }
+        // Syntax is still checked where nothing is read.
+        for body in [
+            &br#"{"x":"\q","access_token":"at"}"#[..],
+            br#"{"x":[1,],"access_token":"at"}"#,
+            br#"{"x":01,"access_token":"at"}"#,
+            b"\xEF\xBB\xBF\xEF\xBB\xBF{}",
+        ] {
+            assert!(
+                Members::parse(body).is_none(),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
         }
     }
 }

@@ -1,7 +1,7 @@
 //! Verdicts on token-endpoint responses (RFC 6749 §5.1, §5.2; Pleo's
 //! refresh-token rules).
 
-use super::members::{Member, Members};
+use super::members::{self, Member, Members};
 use super::oauth_error::{ErrorCode, OAuthError};
 use super::retry_after::retry_after_header;
 use crate::secret::Secret;
@@ -139,15 +139,18 @@ pub fn token_response(
     };
     let retry_at_ms = retry_after_header(&response.headers, now_ms);
     let success = (200..300).contains(&response.status);
-    if response.body.len() > MAX_TOKEN_BODY {
-        // Not parsed, so it holds no OAuth error: a non-2xx is judged by its
-        // status, like any other non-2xx without one.
+    // A body that is not read, or not understood, holds no OAuth error: a
+    // non-2xx is then judged by its status, like any other non-2xx without one.
+    let unusable = |invalid| {
         let cause = if success {
-            TransientCause::InvalidResponse(InvalidResponse::BodyTooLarge)
+            TransientCause::InvalidResponse(invalid)
         } else {
             TransientCause::Status(response.status)
         };
-        return transient(cause, retry_at_ms);
+        transient(cause, retry_at_ms)
+    };
+    if response.body.len() > MAX_TOKEN_BODY {
+        return unusable(InvalidResponse::BodyTooLarge);
     }
     let members = Members::parse(&response.body);
     // `"error": null` means no error, as `null` means "not given" for every member.
@@ -160,18 +163,19 @@ pub fn token_response(
         };
         let description = members.as_ref().and_then(|m| m.error_description.as_str());
         let error = OAuthError::from_members(code, description);
-        return judge_error(grant, error, retry_at_ms);
+        return match judge_error(grant, error, retry_at_ms) {
+            // Discarding tokens takes a body that is JSON in every part, not
+            // only in the members read.
+            TokenOutcome::Reauthenticate(_) if !members::well_formed(&response.body) => {
+                unusable(InvalidResponse::NotJson)
+            }
+            verdict => verdict,
+        };
     }
-    if !success {
-        return transient(TransientCause::Status(response.status), retry_at_ms);
-    }
-    let Some(members) = members else {
-        return transient(
-            TransientCause::InvalidResponse(InvalidResponse::NotJson),
-            retry_at_ms,
-        );
+    let (true, Some(members)) = (success, members) else {
+        return unusable(InvalidResponse::NotJson);
     };
-    match token_set(&members) {
+    match token_set(&members, grant) {
         Ok(tokens) => TokenOutcome::Success(tokens),
         Err(invalid) => transient(TransientCause::InvalidResponse(invalid), retry_at_ms),
     }
@@ -205,7 +209,17 @@ fn judge_error(grant: GrantKind, error: OAuthError, retry_at_ms: Option<u64>) ->
 }
 
 /// Validates a success body (RFC 6749 §5.1).
-fn token_set(members: &Members<'_>) -> Result<TokenSet, InvalidResponse> {
+///
+/// The members that make the tokens usable are always checked: the access
+/// token, its type and a refresh token. `expires_in` and `scope` only
+/// describe the tokens, and on a refresh an invalid one is dropped as if
+/// the server had not sent it: the server has already rotated the refresh
+/// token (Pleo does on every refresh), so refusing the response would lose
+/// the new one, and the next refresh would present the old one, which
+/// Pleo's reuse detection answers by revoking the grant. A code exchange
+/// stays strict: refusing it loses no grant the user had, and shows a
+/// broken server at once.
+fn token_set(members: &Members<'_>, grant: GrantKind) -> Result<TokenSet, InvalidResponse> {
     let access_token = match members.access_token.present() {
         None => return Err(InvalidResponse::MissingAccessToken),
         Some(value) => token_value(value).ok_or(InvalidResponse::InvalidAccessToken)?,
@@ -216,17 +230,23 @@ fn token_set(members: &Members<'_>) -> Result<TokenSet, InvalidResponse> {
         Some(Member::String(kind)) if kind.eq_ignore_ascii_case("bearer") => {}
         Some(_) => return Err(InvalidResponse::UnsupportedTokenType),
     }
-    let expires_in = match members.expires_in.present() {
-        None => None,
-        Some(value) => Some(expires_in(value).ok_or(InvalidResponse::InvalidExpiresIn)?),
-    };
     let refresh_token = match members.refresh_token.present() {
         None => None,
         Some(value) => Some(token_value(value).ok_or(InvalidResponse::InvalidRefreshToken)?),
     };
+    let expires_in = match members.expires_in.present() {
+        None => None,
+        Some(value) => match expires_in(value) {
+            Some(seconds) => Some(seconds),
+            None => dropped_on_refresh(grant, InvalidResponse::InvalidExpiresIn)?,
+        },
+    };
     let scope = match members.scope.present() {
         None => None,
-        Some(value) => Some(scope(value).ok_or(InvalidResponse::InvalidScope)?),
+        Some(value) => match scope(value) {
+            Some(scopes) => Some(scopes),
+            None => dropped_on_refresh(grant, InvalidResponse::InvalidScope)?,
+        },
     };
     Ok(TokenSet {
         access_token,
@@ -234,6 +254,18 @@ fn token_set(members: &Members<'_>) -> Result<TokenSet, InvalidResponse> {
         refresh_token,
         scope,
     })
+}
+
+/// An invalid describing member: absent on a refresh, refused on a code
+/// exchange ([`token_set`]).
+fn dropped_on_refresh<T>(
+    grant: GrantKind,
+    invalid: InvalidResponse,
+) -> Result<Option<T>, InvalidResponse> {
+    match grant {
+        GrantKind::AuthorizationCode => Err(invalid),
+        GrantKind::RefreshToken => Ok(None),
+    }
 }
 
 /// A token: 1 to [`MAX_TOKEN_LEN`] characters of `%x21-7E` (RFC 6749
@@ -247,14 +279,14 @@ fn token_value(value: &Member<'_>) -> Option<Secret> {
     valid.then(|| Secret::new(text))
 }
 
-/// `expires_in`: an integer of seconds, 1 to [`MAX_EXPIRES_IN`]. A string of
-/// digits is accepted too, because some servers send one.
+/// `expires_in`: a whole number of seconds, 1 to [`MAX_EXPIRES_IN`]
+/// (`3600.0` is the number 3600, RFC 8259 §6). A string of digits is
+/// accepted too, because some servers send one.
 fn expires_in(value: &Member<'_>) -> Option<u32> {
     let seconds = match value {
         Member::Unsigned(seconds) => *seconds,
-        Member::String(text)
-            if !text.is_empty() && text.len() <= 10 && text.bytes().all(|b| b.is_ascii_digit()) =>
-        {
+        Member::String(text) if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) => {
+            // Leading zeros are still digits; too many digits is out of range.
             text.parse().ok()?
         }
         _ => return None,

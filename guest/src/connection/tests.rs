@@ -1202,3 +1202,55 @@ fn a_client_error_keeps_an_earlier_unknown_outcome() {
         Err(Refusal::Reauthenticate(Reason::RotationLost))
     );
 }
+
+/// Pleo rotates the refresh token on every refresh, so a refresh answer
+/// whose tokens are usable is stored whatever its describing members say:
+/// `3600.0` and `3.6e3` are the number 3600 (RFC 8259 §6), and an
+/// `expires_in` or `scope` that is out of range or malformed is dropped.
+/// Refusing the answer would re-send RT-1 at the next refresh, which reuse
+/// detection answers by revoking the grant.
+#[test]
+fn pleo_rotation_a_usable_refresh_answer_is_stored_whatever_describes_it() {
+    for (members, expires_at_ms) in [
+        (r#""expires_in":3600.0"#, Some(HOUR)),
+        (r#""expires_in":3.6e3"#, Some(HOUR)),
+        (r#""expires_in":0"#, None),
+        (r#""expires_in":"soon""#, None),
+        (
+            r#""expires_in":3600,"scope":"users:read\texport-jobs:write""#,
+            Some(HOUR),
+        ),
+        (r#""expires_in":3600,"note":"\ud800","x":1e400"#, Some(HOUR)),
+    ] {
+        let mut io = connected(config());
+        let at = NOW + HOUR - 30_000;
+        io.respond(json(
+            200,
+            &format!(r#"{{"access_token":"AT-2","token_type":"Bearer","refresh_token":"RT-2",{members}}}"#),
+        ));
+        assert_eq!(
+            token_of(access_token(&mut io, at, "c1")),
+            "AT-2",
+            "{members}"
+        );
+        assert_eq!(
+            stored_refresh(&mut io).as_deref(),
+            Some("RT-2"),
+            "{members}"
+        );
+        let stored = drive(&mut io, async |fx| {
+            store::read::<store::TokensRecord>(fx, "tokens/c1").await
+        })
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            stored
+                .value
+                .expires_at_ms
+                .map(|ms| ms - stored.value.obtained_at_ms),
+            expires_at_ms,
+            "{members}"
+        );
+        assert_eq!(sent_refresh_tokens(&io), ["RT-1"], "{members}");
+    }
+}
