@@ -19,7 +19,7 @@ pub use url::{ParamError, UrlError, UrlParams, UrlTemplate};
 use crate::classify::{self, GrantKind, OAuthError, Reauth, TokenOutcome, TokenSet, Transient};
 use crate::connection::config::{self, ConnectionConfig, InvalidConfig};
 use crate::connection::request;
-use crate::connection::status::{self, State};
+use crate::connection::status::{self, State, Status};
 use crate::connection::store::{self, FlowRecord, StorageError, TokensRecord};
 use crate::effects::{Effects, drive};
 use crate::events::{self, Kind, kebab};
@@ -314,6 +314,12 @@ async fn validate_callback(
     if !bool::from(flow.state_hash.as_bytes().ct_eq(state_hash.as_bytes())) {
         return Err(reject(fx, RejectionReason::UnknownState, Some(&connection)).await);
     }
+    // The record alone is not enough: a newer `begin`, a disconnect or a
+    // forget ends the pending flow in the status first, and deletes the
+    // record only on a best-effort basis.
+    if !still_pending(&status::read(fx, &connection, now_ms).await?.0, &state_hash) {
+        return Err(reject(fx, RejectionReason::UnknownState, Some(&connection)).await);
+    }
     if expected.is_some_and(|expected| expected != connection) {
         let reason = RejectionReason::ConnectionMismatch;
         return Err(settle_and_reject(fx, &connection, &state_hash, now_ms, reason).await);
@@ -438,17 +444,44 @@ async fn exchange_code(
     })
 }
 
+/// Why [`store_grant`] did not mark the connection connected.
+enum NotStored {
+    /// The flow ended during the code exchange.
+    FlowEnded,
+    Storage(StorageError),
+}
+
+impl From<StorageError> for NotStored {
+    fn from(error: StorageError) -> Self {
+        NotStored::Storage(error)
+    }
+}
+
+/// Whether the connection is still waiting for the flow with this state.
+fn still_pending(status: &Status, state_hash: &str) -> bool {
+    status.flow.as_deref() == Some(state_hash)
+}
+
 /// Stores the access token response (RFC 6749 §5.1) as the connection's
 /// tokens, replacing any earlier grant (an omitted `scope` means the
 /// scopes requested, §5.1), and the status: connected, the pending flow,
 /// the missing scopes it asked for and any earlier failure history cleared.
+///
+/// The code exchange takes a round trip, in which the flow may end: a
+/// disconnect, a forget or a newer `begin`. So the status is updated only
+/// while the flow is still pending, and otherwise the tokens written just
+/// before are taken back and the callback is rejected as `unknown-state`:
+/// a disconnected or forgotten connection never gets tokens back, and a
+/// superseded flow never replaces the grant.
 async fn store_grant(
     fx: &Effects,
     now_ms: u64,
     accepted: Accepted,
     tokens: TokenSet,
 ) -> Result<Completed, CompleteError> {
-    let Accepted { flow, .. } = accepted;
+    let Accepted {
+        flow, state_hash, ..
+    } = accepted;
     let connection = flow.connection;
     let scopes = tokens.scope.unwrap_or(flow.scopes);
     let record = TokensRecord {
@@ -462,9 +495,13 @@ async fn store_grant(
         after_unauthorized: false,
         unconfirmed: false,
     };
-    store::replace(fx, &store::tokens_key(&connection), &record).await?;
+    let tokens_key = store::tokens_key(&connection);
+    let replaced = store::replace(fx, &tokens_key, &record).await?;
     let mut reason = None;
-    status::update(fx, &connection, now_ms, async |mut status| {
+    let updated = status::update(fx, &connection, now_ms, async |mut status| {
+        if !still_pending(&status, &state_hash) {
+            return Err(NotStored::FlowEnded);
+        }
         reason = status.reason.take();
         status.flow = None;
         status.missing_scopes.retain(|s| !scopes.contains(s));
@@ -472,9 +509,17 @@ async fn store_grant(
         status.in_flight = None;
         status.fresh_rejections = 0;
         status.enter(State::Connected, now_ms);
-        Ok::<_, StorageError>(status)
+        Ok(status)
     })
-    .await?;
+    .await;
+    match updated {
+        Ok(_) => {}
+        Err(NotStored::FlowEnded) => {
+            store::put_back(fx, &tokens_key, replaced).await;
+            return Err(reject(fx, RejectionReason::UnknownState, Some(&connection)).await);
+        }
+        Err(NotStored::Storage(error)) => return Err(error.into()),
+    }
     let recovered = reason.is_some();
     let mut fields = vec![("scopes", scopes.join(" "))];
     match reason {
@@ -681,6 +726,144 @@ mod tests {
             io.kinds(),
             ["authorization-started", "connected", "state-mismatch"]
         );
+    }
+
+    fn tokens_answer(access: &str) -> Result<Response, crate::types::TransportError> {
+        let body = format!(
+            r#"{{"access_token":"{access}","token_type":"Bearer","expires_in":3600,"refresh_token":"RT-{access}"}}"#
+        );
+        Ok(Response {
+            status: 200,
+            headers: vec![],
+            body: body.into_bytes(),
+        })
+    }
+
+    fn unknown_state(result: Result<Completed, CompleteError>) -> bool {
+        matches!(
+            result,
+            Err(CompleteError::Rejected(Rejection {
+                reason: RejectionReason::UnknownState,
+                ..
+            }))
+        )
+    }
+
+    fn stored_access_token(io: &FakeIo) -> Option<String> {
+        let entry = io.store.get("tokens/c1")?;
+        let record: TokensRecord = store::decode("tokens/c1", &entry.value).unwrap();
+        Some(record.access_token.to_secret().into_exposed())
+    }
+
+    /// A configured, connected `c1` (AT-1), and a pending authorisation of
+    /// it (say, for more scopes) whose callback is returned.
+    fn connected_and_authorizing() -> (FakeIo, String) {
+        let mut io = FakeIo::default();
+        crate::connection::configure(&mut io, "c1", &config()).unwrap();
+        let first = begin(&mut io, NOW, "c1", &BeginOptions::default()).unwrap();
+        io.respond(tokens_answer("AT-1"));
+        let callback = format!("code=c&state={}", state_of(&first.url));
+        complete(&mut io, NOW, &callback, Some("c1")).unwrap();
+        let second = begin(&mut io, NOW + 1, "c1", &BeginOptions::default()).unwrap();
+        (io, format!("code=c&state={}", state_of(&second.url)))
+    }
+
+    /// `connections.disconnect` wipes the tokens and any pending
+    /// authorisation: a code exchange in flight at the time must not write
+    /// them back when its answer arrives.
+    #[test]
+    fn a_disconnect_during_the_code_exchange_stands() {
+        let (mut io, callback) = connected_and_authorizing();
+        io.meanwhile(|other| {
+            crate::connection::disconnect(other, NOW + 2, "c1", false).unwrap();
+        });
+        io.respond(tokens_answer("AT-2"));
+        assert!(unknown_state(complete(
+            &mut io,
+            NOW + 3,
+            &callback,
+            Some("c1")
+        )));
+        assert_eq!(stored_access_token(&io), None);
+        let view = crate::connection::status_view(&mut io, NOW + 4, "c1").unwrap();
+        assert_eq!(view.state, State::Disconnected);
+    }
+
+    /// `connections.forget` deletes everything stored: nothing of the
+    /// connection may come back, or a connection configured later under the
+    /// same id would be served the old grant.
+    #[test]
+    fn a_forget_during_the_code_exchange_stands() {
+        let (mut io, callback) = connected_and_authorizing();
+        io.meanwhile(|other| crate::connection::forget(other, "c1").unwrap());
+        io.respond(tokens_answer("AT-2"));
+        assert!(unknown_state(complete(
+            &mut io,
+            NOW + 3,
+            &callback,
+            Some("c1")
+        )));
+        let left: Vec<&String> = io.store.keys().collect();
+        assert!(left.is_empty(), "left after forget: {left:?}");
+    }
+
+    /// A newer `begin` supersedes a pending flow (`authorize.begin`): a
+    /// superseded flow whose exchange was in flight does not replace the
+    /// grant, which stays as it was.
+    #[test]
+    fn a_flow_superseded_during_the_code_exchange_leaves_the_grant() {
+        let (mut io, callback) = connected_and_authorizing();
+        io.meanwhile(|other| {
+            begin(other, NOW + 2, "c1", &BeginOptions::default()).unwrap();
+        });
+        io.respond(tokens_answer("AT-2"));
+        assert!(unknown_state(complete(
+            &mut io,
+            NOW + 3,
+            &callback,
+            Some("c1")
+        )));
+        assert_eq!(stored_access_token(&io).as_deref(), Some("AT-1"));
+        let view = crate::connection::status_view(&mut io, NOW + 4, "c1").unwrap();
+        assert_eq!(view.state, State::Authorizing);
+    }
+
+    /// The status decides whether a flow is pending, not the flow record,
+    /// whose deletion is best effort: when it fails, after a disconnect or
+    /// a newer `begin`, the old callback is still `unknown-state`, and no
+    /// code is exchanged.
+    #[test]
+    fn an_ended_flow_whose_record_survived_is_unknown() {
+        let (mut io, callback) = connected_and_authorizing();
+        let unavailable = || StorageError::Unavailable("down".into());
+        io.write_faults.push(("flow/".into(), unavailable()));
+        crate::connection::disconnect(&mut io, NOW + 2, "c1", false).unwrap();
+        assert!(io.store.keys().any(|k| k.starts_with("flow/")));
+        assert!(unknown_state(complete(
+            &mut io,
+            NOW + 3,
+            &callback,
+            Some("c1")
+        )));
+
+        // A newer `begin` whose deletion of the superseded record failed.
+        let (mut io, callback) = connected_and_authorizing();
+        let superseded: Vec<(String, crate::types::Entry)> = io
+            .store
+            .iter()
+            .filter(|(k, _)| k.starts_with("flow/"))
+            .map(|(k, e)| (k.clone(), e.clone()))
+            .collect();
+        begin(&mut io, NOW + 2, "c1", &BeginOptions::default()).unwrap();
+        io.store.extend(superseded);
+        assert!(unknown_state(complete(
+            &mut io,
+            NOW + 3,
+            &callback,
+            Some("c1")
+        )));
+        assert_eq!(stored_access_token(&io).as_deref(), Some("AT-1"));
+        assert_eq!(io.sent.len(), 1, "no second code exchange");
     }
 
     /// The storage conflict budget is bounded: a store that always conflicts

@@ -56,7 +56,8 @@ pub async fn configure_async(
 ) -> Result<(), ConfigureError> {
     config::validate_connection_id(connection)?;
     config.validate()?;
-    Ok(store::replace(fx, &store::config_key(connection), config).await?)
+    store::replace(fx, &store::config_key(connection), config).await?;
+    Ok(())
 }
 
 /// Reads a connection's configuration.

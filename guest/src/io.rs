@@ -73,6 +73,28 @@ pub(crate) mod fake {
             self.responses.push_back(response);
         }
 
+        /// At the next request, before its answer, runs `operation` as
+        /// another worker on the shared store: a user acting while this
+        /// worker waits on the network. Its requests and events are its own.
+        pub fn meanwhile(&mut self, operation: impl FnOnce(&mut FakeIo) + Send + 'static) {
+            let mut operation = Some(operation);
+            self.on_send = Some(Box::new(move |store, version| {
+                let Some(operation) = operation.take() else {
+                    return;
+                };
+                let mut other = FakeIo {
+                    store: std::mem::take(store),
+                    last_version: *version,
+                    // Its own random bytes: another state, another verifier.
+                    counter: u64::MAX / 3,
+                    ..FakeIo::default()
+                };
+                operation(&mut other);
+                *store = other.store;
+                *version = other.last_version;
+            }));
+        }
+
         pub fn kinds(&self) -> Vec<&str> {
             self.events.iter().map(|e| e.kind.as_str()).collect()
         }

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::effects::Effects;
 use crate::secret::StoredSecret;
+use crate::types::Entry;
 pub(crate) use crate::types::StorageError;
 
 /// How many times a read-modify-write retries after a conflict before
@@ -226,31 +227,61 @@ pub async fn remove(fx: &Effects, key: &str) -> Result<(), StorageError> {
     Err(StorageError::Conflict)
 }
 
+/// What [`replace`] wrote over: the entry before it (absent: none) and the
+/// version it wrote, so that [`put_back`] can undo it.
+pub struct Replaced {
+    previous: Option<Entry>,
+    version: u64,
+}
+
 /// Writes `value` over whatever is stored at `key` (or creates it), in one
 /// compare-and-swap, retrying a bounded number of times on conflict.
 pub async fn replace<T: Serialize + DeserializeOwned>(
     fx: &Effects,
     key: &str,
     value: &T,
-) -> Result<(), StorageError> {
+) -> Result<Replaced, StorageError> {
     let bytes = encode(key, value)?;
+    // What the last attempt saw, in case its outcome was unknown.
+    let mut seen = None;
     for _ in 0..CAS_ATTEMPTS {
         let current = fx.get(key).await?;
-        // Our earlier attempt, whose outcome was unknown, landed.
-        if current.as_ref().is_some_and(|e| e.value == bytes) {
-            return Ok(());
+        // Our earlier attempt, whose outcome was unknown, landed (or the
+        // same record was already there).
+        if let Some(entry) = current.as_ref().filter(|e| e.value == bytes) {
+            let version = entry.version;
+            let previous = seen.unwrap_or(current);
+            return Ok(Replaced { previous, version });
         }
         // Never overwrite what this release cannot read (a newer format).
         if let Some(entry) = &current {
             decode::<T>(key, &entry.value)?;
         }
-        match fx.put(key, bytes.clone(), current.map(|e| e.version)).await {
-            Ok(_) => return Ok(()),
-            Err(StorageError::Conflict | StorageError::OutcomeUnknown(_)) => continue,
+        let expected = current.as_ref().map(|e| e.version);
+        match fx.put(key, bytes.clone(), expected).await {
+            Ok(version) => {
+                let previous = current;
+                return Ok(Replaced { previous, version });
+            }
+            Err(StorageError::OutcomeUnknown(_)) => seen = Some(current),
+            Err(StorageError::Conflict) => seen = None,
             Err(error) => return Err(error),
         }
     }
     Err(StorageError::Conflict)
+}
+
+/// Undoes a [`replace`] if nothing was written since: puts the previous
+/// entry back, or deletes the key if there was none. Best effort: a write
+/// since then stands, and a failure leaves what [`replace`] wrote.
+pub async fn put_back(fx: &Effects, key: &str, replaced: Replaced) {
+    let _ = match replaced.previous {
+        Some(entry) => fx
+            .put(key, entry.value, Some(replaced.version))
+            .await
+            .map(drop),
+        None => fx.delete(key, replaced.version).await,
+    };
 }
 
 #[cfg(test)]
