@@ -211,20 +211,22 @@ fn judge_error(grant: GrantKind, error: OAuthError, retry_at_ms: Option<u64>) ->
 /// Validates a success body (RFC 6749 §5.1).
 ///
 /// The members that make the tokens usable are always checked: the access
-/// token, its type and a refresh token. `expires_in` and `scope` only
-/// describe the tokens, and on a refresh an invalid one is dropped as if
-/// the server had not sent it: the server has already rotated the refresh
-/// token (Pleo does on every refresh), so refusing the response would lose
-/// the new one, and the next refresh would present the old one, which
-/// Pleo's reuse detection answers by revoking the grant. A code exchange
-/// stays strict: refusing it loses no grant the user had, and shows a
-/// broken server at once.
+/// token, a refresh token, and a token type other than Bearer. What only
+/// describes the tokens is forgiven on a refresh: an invalid `expires_in`
+/// or `scope` is dropped as if the server had not sent it, and a missing
+/// `token_type` is taken as Bearer, the type the code exchange checked for
+/// this grant. The server has already rotated the refresh token (Pleo does
+/// on every refresh), so refusing the response would lose the new one, and
+/// the next refresh would present the old one, which Pleo's reuse detection
+/// answers by revoking the grant. A code exchange stays strict: refusing it
+/// loses no grant the user had, and shows a broken server at once.
 fn token_set(members: &Members<'_>, grant: GrantKind) -> Result<TokenSet, InvalidResponse> {
     let access_token = match members.access_token.present() {
         None => return Err(InvalidResponse::MissingAccessToken),
         Some(value) => token_value(value).ok_or(InvalidResponse::InvalidAccessToken)?,
     };
     match members.token_type.present() {
+        None if grant == GrantKind::RefreshToken => {}
         None => return Err(InvalidResponse::MissingTokenType),
         // RFC 6749 §7.1 / RFC 6750: the type name is case-insensitive.
         Some(Member::String(kind)) if kind.eq_ignore_ascii_case("bearer") => {}

@@ -1205,8 +1205,9 @@ fn a_client_error_keeps_an_earlier_unknown_outcome() {
 
 /// Pleo rotates the refresh token on every refresh, so a refresh answer
 /// whose tokens are usable is stored whatever its describing members say:
-/// `3600.0` and `3.6e3` are the number 3600 (RFC 8259 §6), and an
-/// `expires_in` or `scope` that is out of range or malformed is dropped.
+/// `3600.0` and `3.6e3` are the number 3600 (RFC 8259 §6), an `expires_in`
+/// or `scope` that is out of range or malformed is dropped, and a missing
+/// `token_type` is taken as the Bearer the code exchange checked.
 /// Refusing the answer would re-send RT-1 at the next refresh, which reuse
 /// detection answers by revoking the grant.
 #[test]
@@ -1221,6 +1222,8 @@ fn pleo_rotation_a_usable_refresh_answer_is_stored_whatever_describes_it() {
             Some(HOUR),
         ),
         (r#""expires_in":3600,"note":"\ud800","x":1e400"#, Some(HOUR)),
+        // A repeated name counts last: no token type.
+        (r#""expires_in":3600,"token_type":null"#, Some(HOUR)),
     ] {
         let mut io = connected(config());
         let at = NOW + HOUR - 30_000;
