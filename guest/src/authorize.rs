@@ -19,7 +19,7 @@ pub use url::{ParamError, UrlError, UrlParams, UrlTemplate};
 use crate::classify::{self, GrantKind, OAuthError, Reauth, TokenOutcome, TokenSet, Transient};
 use crate::connection::config::{self, ConnectionConfig, InvalidConfig};
 use crate::connection::request;
-use crate::connection::status::{self, State, Status};
+use crate::connection::status::{self, Declined, State, Status};
 use crate::connection::store::{self, FlowRecord, StorageError, TokensRecord};
 use crate::effects::{Effects, drive};
 use crate::events::{self, Kind, kebab};
@@ -444,19 +444,6 @@ async fn exchange_code(
     })
 }
 
-/// Why [`store_grant`] did not mark the connection connected.
-enum NotStored {
-    /// The flow ended during the code exchange.
-    FlowEnded,
-    Storage(StorageError),
-}
-
-impl From<StorageError> for NotStored {
-    fn from(error: StorageError) -> Self {
-        NotStored::Storage(error)
-    }
-}
-
 /// Whether the connection is still waiting for the flow with this state.
 fn still_pending(status: &Status, state_hash: &str) -> bool {
     status.flow.as_deref() == Some(state_hash)
@@ -494,13 +481,14 @@ async fn store_grant(
         obtained_at_ms: now_ms,
         after_unauthorized: false,
         unconfirmed: false,
+        grant: Some(state_hash.clone()),
     };
     let tokens_key = store::tokens_key(&connection);
     let replaced = store::replace(fx, &tokens_key, &record).await?;
     let mut reason = None;
     let updated = status::update(fx, &connection, now_ms, async |mut status| {
         if !still_pending(&status, &state_hash) {
-            return Err(NotStored::FlowEnded);
+            return Err(Declined::Moved);
         }
         reason = status.reason.take();
         status.flow = None;
@@ -514,11 +502,12 @@ async fn store_grant(
     .await;
     match updated {
         Ok(_) => {}
-        Err(NotStored::FlowEnded) => {
+        // The flow ended during the code exchange.
+        Err(Declined::Moved) => {
             store::put_back(fx, &tokens_key, replaced).await;
             return Err(reject(fx, RejectionReason::UnknownState, Some(&connection)).await);
         }
-        Err(NotStored::Storage(error)) => return Err(error.into()),
+        Err(Declined::Storage(error)) => return Err(error.into()),
     }
     let recovered = reason.is_some();
     let mut fields = vec![("scopes", scopes.join(" "))];

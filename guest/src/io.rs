@@ -50,6 +50,27 @@ pub(crate) mod fake {
     /// worker acting on the shared store while this one waits on the network.
     pub type SendHook = Box<dyn FnMut(&mut BTreeMap<String, Entry>, &mut u64) + Send>;
 
+    /// Another worker's operation on the shared store.
+    pub type Operation = Box<dyn FnOnce(&mut FakeIo) + Send>;
+
+    /// Runs `operation` as another worker on `store`: its own requests,
+    /// events and random bytes (another state, another verifier).
+    fn as_other_worker(
+        store: &mut BTreeMap<String, Entry>,
+        version: &mut u64,
+        operation: Operation,
+    ) {
+        let mut other = FakeIo {
+            store: std::mem::take(store),
+            last_version: *version,
+            counter: u64::MAX / 3,
+            ..FakeIo::default()
+        };
+        operation(&mut other);
+        *store = other.store;
+        *version = other.last_version;
+    }
+
     #[derive(Default)]
     pub struct FakeIo {
         pub store: BTreeMap<String, Entry>,
@@ -58,6 +79,10 @@ pub(crate) mod fake {
         /// Faults for writes (put or delete) to keys with this prefix.
         pub write_faults: Vec<(String, StorageError)>,
         pub on_send: Option<SendHook>,
+        /// Runs after the first read of this key once a request was sent.
+        pub after_read: Option<(String, Operation)>,
+        /// A request was sent (since `after_read` was set).
+        pub has_sent: bool,
         pub responses: VecDeque<Result<Response, TransportError>>,
         pub sent: Vec<Request>,
         pub events: Vec<Event>,
@@ -77,22 +102,24 @@ pub(crate) mod fake {
         /// another worker on the shared store: a user acting while this
         /// worker waits on the network. Its requests and events are its own.
         pub fn meanwhile(&mut self, operation: impl FnOnce(&mut FakeIo) + Send + 'static) {
-            let mut operation = Some(operation);
+            let mut operation: Option<Operation> = Some(Box::new(operation));
             self.on_send = Some(Box::new(move |store, version| {
-                let Some(operation) = operation.take() else {
-                    return;
-                };
-                let mut other = FakeIo {
-                    store: std::mem::take(store),
-                    last_version: *version,
-                    // Its own random bytes: another state, another verifier.
-                    counter: u64::MAX / 3,
-                    ..FakeIo::default()
-                };
-                operation(&mut other);
-                *store = other.store;
-                *version = other.last_version;
+                if let Some(operation) = operation.take() {
+                    as_other_worker(store, version, operation);
+                }
             }));
+        }
+
+        /// Like [`Self::meanwhile`], but once this worker has sent its next
+        /// request, right after it first reads `key`: between a read and
+        /// the write that acts on it.
+        pub fn meanwhile_after_reading(
+            &mut self,
+            key: &str,
+            operation: impl FnOnce(&mut FakeIo) + Send + 'static,
+        ) {
+            self.has_sent = false;
+            self.after_read = Some((key.to_owned(), Box::new(operation)));
         }
 
         pub fn kinds(&self) -> Vec<&str> {
@@ -119,7 +146,12 @@ pub(crate) mod fake {
             if let Some(fault) = self.faults.pop_front() {
                 return Err(fault);
             }
-            Ok(self.store.get(key).cloned())
+            let entry = self.store.get(key).cloned();
+            if self.has_sent && self.after_read.as_ref().is_some_and(|(k, _)| k == key) {
+                let (_, operation) = self.after_read.take().expect("checked");
+                as_other_worker(&mut self.store, &mut self.last_version, operation);
+            }
+            Ok(entry)
         }
 
         fn put(
@@ -175,6 +207,7 @@ pub(crate) mod fake {
 
         fn send(&mut self, request: Request) -> Result<Response, TransportError> {
             self.sent.push(request);
+            self.has_sent = true;
             self.clock += self.send_ms;
             if let Some(hook) = &mut self.on_send {
                 hook(&mut self.store, &mut self.last_version);

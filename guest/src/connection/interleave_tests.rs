@@ -413,6 +413,7 @@ fn seed_connection(world: &mut World) {
         obtained_at_ms: START,
         after_unauthorized: false,
         unconfirmed: false,
+        grant: None,
     };
     drive(&mut io, async |fx| {
         super::store::write(fx, "tokens/c1", &tokens, None).await

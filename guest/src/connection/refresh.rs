@@ -26,7 +26,7 @@ use super::outcome::{
     Bearer, ClientFault, Loaded, NO_CREDENTIALS, Refusal, Trigger, WaitReason, without_tokens,
 };
 use super::request;
-use super::status::{self, InFlight, Reason, Status};
+use super::status::{self, Declined, InFlight, Reason, State, Status};
 use super::store::{self, CAS_ATTEMPTS, StorageError, TokensRecord, Versioned};
 use crate::classify::{
     self, GrantKind, OAuthError, TokenOutcome, TokenSet, Transient, TransientCause,
@@ -199,7 +199,11 @@ impl Attempt<'_> {
                 self.rotated(fx, current, set).await
             }
             TokenOutcome::Reauthenticate(reauth) => {
-                self.rejected(fx, refresh_token, &reauth.error, sent.earlier, confirming)
+                let used = Used {
+                    refresh_token,
+                    grant: current.value.grant.as_deref(),
+                };
+                self.rejected(fx, used, &reauth.error, sent.earlier, confirming)
                     .await
             }
             TokenOutcome::ClientMisconfigured(error) | TokenOutcome::RequestInvalid(error) => {
@@ -330,6 +334,7 @@ impl Attempt<'_> {
             obtained_at_ms: self.now_ms,
             after_unauthorized: self.trigger == Trigger::Unauthorized,
             unconfirmed: false,
+            grant: current.value.grant.clone(),
         };
         let judged = current.version;
         match self
@@ -525,7 +530,7 @@ impl Attempt<'_> {
     async fn rejected(
         &mut self,
         fx: &Effects,
-        used: &Secret,
+        used: Used<'_>,
         error: &OAuthError,
         earlier: Option<InFlight>,
         confirming: bool,
@@ -539,8 +544,16 @@ impl Attempt<'_> {
             .value
             .refresh_token
             .as_ref()
-            .is_some_and(|token| token.holds(used))
+            .is_some_and(|token| token.holds(used.refresh_token))
         {
+            if stored.value.grant.is_some() && stored.value.grant.as_deref() != used.grant {
+                // A new authorisation stored its grant while our request was
+                // out: not a rotation, and our stale request, made with
+                // another grant's token, cannot have harmed it.
+                return serve_or(stored.value.usable(self.now_ms), &stored.value, || {
+                    self.holder_busy()
+                });
+            }
             if confirming {
                 // Changed again while we confirmed: whoever changed it
                 // decides; the next call judges afresh.
@@ -665,14 +678,18 @@ impl Attempt<'_> {
         // The server refused the client before looking at the token: an
         // earlier request's unknown outcome is still unknown.
         let code = error.code.as_str().to_owned();
-        let status = self
+        let Some(status) = self
             .record_failure(
                 fx,
+                tokens,
                 Failure::Client(&code),
                 None,
                 InFlightAfter::Restore(earlier),
             )
-            .await?;
+            .await?
+        else {
+            return Err(self.holder_busy());
+        };
         let retry_at = status.next_retry_ms;
         events::emit(
             fx,
@@ -702,14 +719,18 @@ impl Attempt<'_> {
         usable: bool,
         earlier: Option<InFlight>,
     ) -> Result<Bearer, Refusal> {
-        let status = self
+        let Some(status) = self
             .record_failure(
                 fx,
+                tokens,
                 Failure::NoCredentials,
                 None,
                 InFlightAfter::Restore(earlier),
             )
-            .await?;
+            .await?
+        else {
+            return Err(self.holder_busy());
+        };
         events::emit(
             fx,
             Level::Error,
@@ -739,14 +760,18 @@ impl Attempt<'_> {
         let cause = describe(&transient.cause);
         let unknown = matches!(in_flight, InFlightAfter::Unknown(_));
         let mut was_stalled = false;
-        let status = self
+        let Some(status) = self
             .record_failure(
                 fx,
+                tokens,
                 Failure::Transient(&cause, &mut was_stalled),
                 transient.retry_at_ms,
                 in_flight,
             )
-            .await?;
+            .await?
+        else {
+            return Err(self.holder_busy());
+        };
         let retry_at = status.next_retry_ms.unwrap_or(self.now_ms);
         events::emit(
             fx,
@@ -798,17 +823,29 @@ impl Attempt<'_> {
         serve_or(usable, tokens, || backing_off(&status, retry_at))
     }
 
+    /// Records a failed refresh of the grant `tokens` belong to, and
+    /// returns the status; `None` when that grant ended while the request
+    /// was out (a disconnect, a forget, a new authorisation): its failure is
+    /// then not the connection's, and nothing is recorded.
     async fn record_failure(
         &self,
         fx: &Effects,
+        tokens: &TokensRecord,
         failure: Failure<'_>,
         retry_after_ms: Option<u64>,
         in_flight: InFlightAfter,
-    ) -> Result<Status, StorageError> {
+    ) -> Result<Option<Status>, StorageError> {
+        match self.read_tokens(fx).await? {
+            Some(stored) if stored.value.grant == tokens.grant => {}
+            _ => return Ok(None),
+        }
         let cap = self.config.max_backoff_ms();
         let stall_after = self.config.stall_after_ms();
         let mut failure = failure;
-        status::update(fx, self.connection, self.now_ms, async |mut status| {
+        let updated = status::update(fx, self.connection, self.now_ms, async |mut status| {
+            if status.state == State::Disconnected {
+                return Err(Declined::Moved);
+            }
             status.failures = status.failures.saturating_add(1);
             let since = *status.failing_since_ms.get_or_insert(self.now_ms);
             match &mut failure {
@@ -848,10 +885,21 @@ impl Attempt<'_> {
                 }),
             };
             status.enter_token_state(self.now_ms);
-            Ok::<_, StorageError>(status)
+            Ok(status)
         })
-        .await
+        .await;
+        match updated {
+            Ok(status) => Ok(Some(status)),
+            Err(Declined::Moved) => Ok(None),
+            Err(Declined::Storage(error)) => Err(error),
+        }
     }
+}
+
+/// The refresh token a rejected request carried, and its grant.
+struct Used<'a> {
+    refresh_token: &'a Secret,
+    grant: Option<&'a str>,
 }
 
 /// What came of trying to send a refresh.
@@ -908,17 +956,29 @@ pub(super) async fn grant_dead(
     last_error: Option<String>,
     fields: &[(&str, String)],
 ) -> Result<Refusal, StorageError> {
-    status::update(fx, connection, now_ms, async |mut status| {
+    let judged_dead = status::update(fx, connection, now_ms, async |mut status| {
+        // Disconnected meanwhile: the user's choice stands.
+        if status.state == State::Disconnected {
+            return Err(Declined::Moved);
+        }
         status.reason = Some(reason);
         status.clear_failures();
         status.in_flight = None;
         status.last_error = last_error.clone();
-        if status.state != status::State::Authorizing {
-            status.enter(status::State::ReauthRequired, now_ms);
+        if status.state != State::Authorizing {
+            status.enter(State::ReauthRequired, now_ms);
         }
-        Ok::<_, StorageError>(status)
+        Ok(status)
     })
-    .await?;
+    .await;
+    match judged_dead {
+        Ok(_) => {}
+        Err(Declined::Moved) => {
+            let (status, _) = status::read(fx, connection, now_ms).await?;
+            return Ok(without_tokens(&status));
+        }
+        Err(Declined::Storage(error)) => return Err(error),
+    }
     let key = store::tokens_key(connection);
     match fx.delete(&key, judged).await {
         Ok(()) => {}

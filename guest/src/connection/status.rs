@@ -240,6 +240,20 @@ pub async fn update<E: From<StorageError>>(
     Err(StorageError::Conflict.into())
 }
 
+/// Why a conditional [`update`] wrote nothing.
+pub enum Declined {
+    /// The change saw a status it does not apply to (the connection moved
+    /// on meanwhile: disconnected, or a flow ended).
+    Moved,
+    Storage(StorageError),
+}
+
+impl From<StorageError> for Declined {
+    fn from(error: StorageError) -> Self {
+        Declined::Storage(error)
+    }
+}
+
 /// Whether tokens are stored for the connection.
 pub async fn has_tokens(fx: &Effects, connection: &str) -> Result<bool, StorageError> {
     Ok(

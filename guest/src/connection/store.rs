@@ -174,6 +174,11 @@ pub struct TokensRecord {
     /// never served until a refresh confirms the grant.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub unconfirmed: bool,
+    /// The authorisation these tokens descend from (the hash of its flow's
+    /// state), kept by every refresh: tokens of another grant are a new
+    /// authorisation, not a rotation. `None` in records written before it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grant: Option<String>,
 }
 
 impl TokensRecord {
@@ -297,6 +302,7 @@ mod format_tests {
             obtained_at_ms: 1,
             after_unauthorized: false,
             unconfirmed: false,
+            grant: None,
         }
     }
 

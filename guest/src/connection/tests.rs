@@ -58,11 +58,17 @@ fn connected(config: ConnectionConfig) -> FakeIo {
 }
 
 fn authorize_again(io: &mut FakeIo, now: u64, answer: Result<Response, TransportError>) {
+    let callback = pending_callback(io, now);
+    io.respond(answer);
+    authorize::complete(io, now, &callback, Some("c1")).unwrap();
+}
+
+/// Begins an authorisation of `c1` and returns its callback.
+fn pending_callback(io: &mut FakeIo, now: u64) -> String {
     let authorization = authorize::begin(io, now, "c1", &BeginOptions::default()).unwrap();
     let url = ::url::Url::parse(authorization.url.expose()).unwrap();
     let state = url.query_pairs().find(|(k, _)| k == "state").unwrap().1;
-    io.respond(answer);
-    authorize::complete(io, now, &format!("code=CODE&state={state}"), Some("c1")).unwrap();
+    format!("code=CODE&state={state}")
 }
 
 fn token_of(result: Result<Bearer, Refusal>) -> String {
@@ -209,6 +215,11 @@ fn lose_the_race(io: &mut FakeIo) {
         if std::mem::replace(&mut done, true) {
             return;
         }
+        // A rotation: the same grant.
+        let grant = store
+            .get("tokens/c1")
+            .and_then(|e| store::decode::<store::TokensRecord>("tokens/c1", &e.value).ok())
+            .and_then(|t| t.grant);
         let record = store::TokensRecord {
             access_token: Secret::new("AT-2").into(),
             refresh_token: Some(Secret::new("RT-2").into()),
@@ -217,6 +228,7 @@ fn lose_the_race(io: &mut FakeIo) {
             obtained_at_ms: NOW + HOUR,
             after_unauthorized: false,
             unconfirmed: false,
+            grant,
         };
         *version += 1;
         store.insert(
@@ -1086,6 +1098,7 @@ fn tokens_replaced_since_the_callers_read_are_served_not_refreshed() {
         obtained_at_ms: NOW + HOUR,
         after_unauthorized: false,
         unconfirmed: false,
+        grant: None,
     };
     let seen = drive(&mut io, async |fx| {
         store::read::<store::TokensRecord>(fx, "tokens/c1").await
@@ -1256,4 +1269,115 @@ fn pleo_rotation_a_usable_refresh_answer_is_stored_whatever_describes_it() {
         );
         assert_eq!(sent_refresh_tokens(&io), ["RT-1"], "{members}");
     }
+}
+
+/// A re-authorisation that completes while a refresh of the old grant is
+/// out is a new grant, not another worker's rotation (Pleo's reuse
+/// detection makes the difference matter): when the old refresh token is
+/// then rejected, the new grant is served as it is, and none of its tokens
+/// is sent to "confirm" it.
+#[test]
+fn pleo_rotation_a_new_authorisation_during_a_refresh_is_not_a_rotation() {
+    let mut io = connected(config());
+    let at = NOW + HOUR - 30_000;
+    let callback = pending_callback(&mut io, at);
+    io.meanwhile(move |other| {
+        other.respond(tokens("AT-9", Some("RT-9"), 3600));
+        authorize::complete(other, at, &callback, Some("c1")).unwrap();
+    });
+    io.respond(json(400, r#"{"error":"invalid_grant"}"#));
+    assert_eq!(token_of(access_token(&mut io, at, "c1")), "AT-9");
+    assert_eq!(sent_refresh_tokens(&io), ["RT-1"]);
+    assert_eq!(status(&mut io, at).state, State::Connected);
+    assert_eq!(token_of(access_token(&mut io, at + 1_000, "c1")), "AT-9");
+    assert_eq!(io.sent.len(), 1);
+}
+
+/// The same race, when the old refresh fails for a transient reason: the
+/// failure is the old grant's, so the new grant starts with a clean
+/// history (no back-off, no failure count).
+#[test]
+fn a_new_authorisation_during_a_refresh_does_not_inherit_its_failure() {
+    let mut io = connected(config());
+    let at = NOW + HOUR - 30_000;
+    let callback = pending_callback(&mut io, at);
+    io.meanwhile(move |other| {
+        other.respond(tokens("AT-9", Some("RT-9"), 3600));
+        authorize::complete(other, at, &callback, Some("c1")).unwrap();
+    });
+    io.respond(json(503, "<html>busy</html>"));
+    assert!(matches!(
+        access_token(&mut io, at, "c1"),
+        Err(Refusal::Wait { .. })
+    ));
+    let view = status(&mut io, at);
+    assert_eq!(
+        (view.state, view.failures, view.next_retry_at_ms),
+        (State::Connected, 0, None)
+    );
+    assert_eq!(token_of(access_token(&mut io, at + 1_000, "c1")), "AT-9");
+}
+
+/// `disconnect` while a refresh is out, which then fails (a timeout, or the
+/// client refused): the user's choice stands. The connection stays
+/// disconnected, holds no tokens, and the caller gets none.
+#[test]
+fn a_disconnect_during_a_refresh_stands_whatever_the_refresh_ends_in() {
+    for answer in [
+        Err(TransportError::Timeout),
+        json(401, r#"{"error":"invalid_client"}"#),
+        json(400, r#"{"error":"invalid_grant"}"#),
+    ] {
+        let mut io = connected(config());
+        let at = NOW + HOUR - 30_000;
+        io.meanwhile(move |other| disconnect(other, at, "c1", false).map(drop).unwrap());
+        io.respond(answer);
+        let first = access_token(&mut io, at, "c1");
+        assert!(
+            first.is_err(),
+            "{:?}",
+            first.map(|b| b.token.into_exposed())
+        );
+        let view = status(&mut io, at);
+        assert_eq!((view.state, view.failures), (State::Disconnected, 0));
+        assert!(!io.store.contains_key("tokens/c1"));
+        assert_eq!(
+            access_token(&mut io, at + 1, "c1"),
+            Err(Refusal::NotConnected(NotConnected::Disconnected))
+        );
+    }
+}
+
+/// `disconnect` after a rejected refresh re-read the tokens and before it
+/// wiped them: the user's choice stands over the verdict.
+#[test]
+fn a_disconnect_before_a_rejection_is_acted_on_stands() {
+    let mut io = connected(config());
+    io.meanwhile_after_reading("tokens/c1", |other| {
+        disconnect(other, NOW + HOUR, "c1", false)
+            .map(drop)
+            .unwrap();
+    });
+    io.respond(json(400, r#"{"error":"invalid_grant"}"#));
+    assert_eq!(
+        access_token(&mut io, NOW + HOUR, "c1"),
+        Err(Refusal::NotConnected(NotConnected::Disconnected))
+    );
+    let view = status(&mut io, NOW + HOUR);
+    assert_eq!((view.state, view.reason), (State::Disconnected, None));
+    assert!(!io.kinds().contains(&"reauth-required"), "{:?}", io.kinds());
+}
+
+/// `forget` while a refresh is out, which then times out: nothing of the
+/// connection comes back, or a connection configured later under the same
+/// id would start with this one's failures.
+#[test]
+fn a_forget_during_a_refresh_stands() {
+    let mut io = connected(config());
+    let at = NOW + HOUR - 30_000;
+    io.meanwhile(|other| forget(other, "c1").unwrap());
+    io.respond(Err(TransportError::Timeout));
+    assert!(access_token(&mut io, at, "c1").is_err());
+    let left: Vec<&String> = io.store.keys().collect();
+    assert!(left.is_empty(), "left after forget: {left:?}");
 }
