@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use super::config::{self, ConnectionConfig};
 use super::request;
 use super::status::{self, State};
-use super::store::{self, StorageError, TokensRecord};
+use super::store::{self, Found, StorageError, TokensRecord};
 use crate::classify::ErrorCode;
 use crate::effects::Effects;
 use crate::events::{self, Kind, kebab};
@@ -51,14 +51,18 @@ pub async fn disconnect(
         .await?
         .ok_or(DisconnectError::UnknownConnection)?
         .value;
-    let tokens = store::read::<TokensRecord>(fx, &store::tokens_key(connection)).await?;
+    let tokens = store::read_or_damaged::<TokensRecord>(fx, &store::tokens_key(connection)).await?;
     let revocation = match (&config.revocation_url, tokens) {
         _ if !revoke => Revocation::NotRequested,
         (None, _) => Revocation::NotConfigured,
-        (Some(_), None) => Revocation::NoToken,
-        (Some(url), Some(tokens)) => revoke_grant(fx, &config, url, &tokens.value).await,
+        (Some(_), Found::Absent) => Revocation::NoToken,
+        (Some(_), Found::Damaged) => Revocation::Failed("the stored tokens are damaged".into()),
+        (Some(url), Found::Record(tokens)) => revoke_grant(fx, &config, url, &tokens.value).await,
     };
     store::remove(fx, &store::tokens_key(connection)).await?;
+    // A damaged status is what the user gets away from: start afresh (the
+    // pending flow it may name expires, and its callback is refused).
+    discard_damaged_status(fx, connection).await?;
     let mut pending = None;
     status::update(fx, connection, now_ms, async |mut status| {
         pending = status.flow.take();
@@ -117,6 +121,15 @@ async fn revoke_grant(
     }
 }
 
+/// Removes the status record if it is damaged.
+async fn discard_damaged_status(fx: &Effects, connection: &str) -> Result<(), StorageError> {
+    let key = store::status_key(connection);
+    if let Found::Damaged = store::read_or_damaged::<status::Status>(fx, &key).await? {
+        store::remove(fx, &key).await?;
+    }
+    Ok(())
+}
+
 fn revocation_name(revocation: &Revocation) -> String {
     match revocation {
         Revocation::Failed(_) => "failed".into(),
@@ -133,7 +146,10 @@ pub async fn forget(fx: &Effects, connection: &str) -> Result<(), StorageError> 
         return Ok(());
     }
     store::remove(fx, &store::tokens_key(connection)).await?;
-    if let Some(status) = store::read::<status::Status>(fx, &store::status_key(connection)).await?
+    // A damaged status names no flow this release can read: that flow
+    // expires, and its callback is refused (no status names it).
+    if let Found::Record(status) =
+        store::read_or_damaged::<status::Status>(fx, &store::status_key(connection)).await?
         && let Some(hash) = &status.value.flow
     {
         store::remove(fx, &store::flow_key(hash)).await?;

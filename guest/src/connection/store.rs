@@ -143,6 +143,36 @@ pub async fn read<T: DeserializeOwned>(
     }))
 }
 
+/// What is at a key, for the calls that must get past a damaged record
+/// (disconnect, forget): it is then removed or replaced, never misread.
+pub enum Found<T> {
+    Absent,
+    Record(Versioned<T>),
+    /// Not a record this release can read, and not of a newer format
+    /// (which is refused instead: a newer release's record is not damaged).
+    Damaged,
+}
+
+/// Reads a record, telling a damaged one apart from an error.
+pub async fn read_or_damaged<T: DeserializeOwned>(
+    fx: &Effects,
+    key: &str,
+) -> Result<Found<T>, StorageError> {
+    let Some(entry) = fx.get(key).await? else {
+        return Ok(Found::Absent);
+    };
+    match decode(key, &entry.value) {
+        Ok(value) => Ok(Found::Record(Versioned {
+            value,
+            version: entry.version,
+        })),
+        Err(_) => {
+            check_format(key, &entry.value)?;
+            Ok(Found::Damaged)
+        }
+    }
+}
+
 /// Encodes and writes a record when the key is at `expected`.
 pub async fn write<T: Serialize>(
     fx: &Effects,
@@ -240,8 +270,10 @@ pub struct Replaced {
 }
 
 /// Writes `value` over whatever is stored at `key` (or creates it), in one
-/// compare-and-swap, retrying a bounded number of times on conflict.
-pub async fn replace<T: Serialize + DeserializeOwned>(
+/// compare-and-swap, retrying a bounded number of times on conflict. A
+/// damaged record is replaced (the value is whole); one of a newer format
+/// is refused.
+pub async fn replace<T: Serialize>(
     fx: &Effects,
     key: &str,
     value: &T,
@@ -258,9 +290,9 @@ pub async fn replace<T: Serialize + DeserializeOwned>(
             let previous = seen.unwrap_or(current);
             return Ok(Replaced { previous, version });
         }
-        // Never overwrite what this release cannot read (a newer format).
+        // Never overwrite a newer release's record.
         if let Some(entry) = &current {
-            decode::<T>(key, &entry.value)?;
+            check_format(key, &entry.value)?;
         }
         let expected = current.as_ref().map(|e| e.version);
         match fx.put(key, bytes.clone(), expected).await {

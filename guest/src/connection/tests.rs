@@ -1381,3 +1381,54 @@ fn a_forget_during_a_refresh_stands() {
     let left: Vec<&String> = io.store.keys().collect();
     assert!(left.is_empty(), "left after forget: {left:?}");
 }
+
+/// Overwrites `key` with bytes that are not a record.
+fn damage(io: &mut FakeIo, key: &str) {
+    let entry = io.store.get_mut(key).expect("the record to damage");
+    entry.value = br#"{"format":1,"record":{"#.to_vec();
+}
+
+/// A damaged record never locks a connection up, and never costs the
+/// configuration: `configure` replaces a damaged configuration, an
+/// authorisation replaces damaged tokens (the code is not spent for
+/// nothing), `disconnect` gets past damaged tokens and a damaged status, and
+/// `forget` past a damaged status. A record of a newer format is still
+/// refused: it is not damaged, and overwriting it would lose a newer
+/// release's data.
+#[test]
+fn a_damaged_record_is_replaced_or_removed_never_a_dead_end() {
+    let mut io = connected(config());
+    damage(&mut io, "config/c1");
+    configure(&mut io, "c1", &config()).unwrap();
+    assert_eq!(token_of(access_token(&mut io, NOW + 1_000, "c1")), "AT-1");
+
+    let mut io = connected(config());
+    damage(&mut io, "tokens/c1");
+    authorize_again(&mut io, NOW, tokens("AT-9", Some("RT-9"), 3600));
+    assert_eq!(token_of(access_token(&mut io, NOW + 1_000, "c1")), "AT-9");
+
+    let mut io = connected(config());
+    damage(&mut io, "tokens/c1");
+    damage(&mut io, "status/c1");
+    assert_eq!(
+        disconnect(&mut io, NOW, "c1", false),
+        Ok(Revocation::NotRequested)
+    );
+    assert_eq!(status(&mut io, NOW).state, State::Disconnected);
+    assert!(!io.store.contains_key("tokens/c1"));
+    authorize_again(&mut io, NOW, tokens("AT-9", Some("RT-9"), 3600));
+    assert_eq!(token_of(access_token(&mut io, NOW + 1_000, "c1")), "AT-9");
+
+    let mut io = connected(config());
+    damage(&mut io, "status/c1");
+    forget(&mut io, "c1").unwrap();
+    let left: Vec<&String> = io.store.keys().collect();
+    assert!(left.is_empty(), "left after forget: {left:?}");
+
+    let mut io = connected(config());
+    io.store.get_mut("config/c1").unwrap().value = br#"{"format":2,"record":{}}"#.to_vec();
+    assert!(matches!(
+        configure(&mut io, "c1", &config()),
+        Err(ConfigureError::Storage(StorageError::Corrupt(_)))
+    ));
+}
