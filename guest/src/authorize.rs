@@ -482,6 +482,7 @@ async fn store_grant(
         after_unauthorized: false,
         unconfirmed: false,
         grant: Some(state_hash.clone()),
+        refused: false,
     };
     let tokens_key = store::tokens_key(&connection);
     let replaced = store::replace(fx, &tokens_key, &record).await?;

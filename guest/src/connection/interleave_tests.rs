@@ -414,6 +414,7 @@ fn seed_connection(world: &mut World) {
         after_unauthorized: false,
         unconfirmed: false,
         grant: None,
+        refused: false,
     };
     drive(&mut io, async |fx| {
         super::store::write(fx, "tokens/c1", &tokens, None).await

@@ -335,6 +335,7 @@ impl Attempt<'_> {
             after_unauthorized: self.trigger == Trigger::Unauthorized,
             unconfirmed: false,
             grant: current.value.grant.clone(),
+            refused: false,
         };
         let judged = current.version;
         match self

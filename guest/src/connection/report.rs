@@ -58,13 +58,19 @@ pub async fn report(
     } else {
         ApiAttempt::First
     };
-    match classify::api_response(Ok(response), attempt, now_ms) {
-        ApiOutcome::Ok => {
-            if current && tokens.after_unauthorized {
-                end_streak(fx, connection, &loaded.tokens).await;
-            }
-            Ok(ApiAction::Proceed)
-        }
+    let outcome = classify::api_response(Ok(response), attempt, now_ms);
+    // A response that shows the token authenticated (anything but a 401, a
+    // 429, a 5xx or a 408; a 403 refuses the user, not the token) ends a
+    // 401 streak.
+    let authenticated = matches!(
+        outcome,
+        ApiOutcome::Ok | ApiOutcome::Forbidden | ApiOutcome::InsufficientScope(_)
+    );
+    if authenticated && current && tokens.after_unauthorized {
+        end_streak(fx, connection, &loaded.tokens).await;
+    }
+    match outcome {
+        ApiOutcome::Ok => Ok(ApiAction::Proceed),
         ApiOutcome::RefreshAndRetry if !current => gate::access_token(fx, now_ms, connection)
             .await
             .map(ApiAction::Retry),
@@ -78,9 +84,15 @@ pub async fn report(
                 "the API refused the access token; refreshing once",
             )
             .await;
-            refresh::refresh(fx, now_ms, connection, loaded, Trigger::Unauthorized)
-                .await
-                .map(ApiAction::Retry)
+            let refused = loaded.tokens.clone();
+            let refreshed =
+                refresh::refresh(fx, now_ms, connection, loaded, Trigger::Unauthorized).await;
+            if let Err(Refusal::Wait { .. } | Refusal::ClientMisconfigured { .. }) = &refreshed {
+                // The tokens stay, but this access token is dead: never
+                // serve it again.
+                mark(fx, connection, &refused, |record| record.refused = true).await;
+            }
+            refreshed.map(ApiAction::Retry)
         }
         ApiOutcome::RejectedAfterRefresh => {
             let status = status::update(fx, connection, now_ms, async |mut status| {
@@ -135,17 +147,31 @@ pub async fn report(
     }
 }
 
-/// The token a 401 refreshed was accepted: the streak is over. Best
-/// effort: a conflict means the tokens were replaced (the new record has
-/// its own flag); if the store fails, a later 401 to this same token is
-/// taken as a revocation, the conservative reading.
+/// The token a 401 refreshed was accepted: the streak is over. If the
+/// store fails, a later 401 to this same token answers
+/// `RejectedAfterRefresh`: the tokens are kept either way.
 async fn end_streak(
     fx: &Effects,
     connection: &str,
     tokens: &store::Versioned<store::TokensRecord>,
 ) {
+    mark(fx, connection, tokens, |record| {
+        record.after_unauthorized = false
+    })
+    .await;
+}
+
+/// Changes a flag of the tokens as read, if they are still stored as read.
+/// Best effort: a conflict means they were replaced, and the new record has
+/// its own flags.
+async fn mark(
+    fx: &Effects,
+    connection: &str,
+    tokens: &store::Versioned<store::TokensRecord>,
+    change: impl FnOnce(&mut store::TokensRecord),
+) {
     let mut record = tokens.value.clone();
-    record.after_unauthorized = false;
+    change(&mut record);
     let _ = store::write(
         fx,
         &store::tokens_key(connection),

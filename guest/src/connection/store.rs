@@ -209,13 +209,18 @@ pub struct TokensRecord {
     /// authorisation, not a rotation. `None` in records written before it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub grant: Option<String>,
+    /// The API refused this access token (a 401), and no refresh could
+    /// replace it (backing off, or the client refused): it is never served
+    /// again, and the next call refreshes when it may.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub refused: bool,
 }
 
 impl TokensRecord {
     /// The access token can still be used at `now`: it has not expired. A
     /// token without a known lifetime is usable until the API refuses it.
     pub fn usable(&self, now_ms: u64) -> bool {
-        !self.unconfirmed && self.expires_at_ms.is_none_or(|at| now_ms < at)
+        !self.unconfirmed && !self.refused && self.expires_at_ms.is_none_or(|at| now_ms < at)
     }
 
     /// The access token is within `margin_ms` of expiry: time to refresh.
@@ -223,6 +228,7 @@ impl TokensRecord {
     /// lives shorter than the margin is not refreshed on every call.
     pub fn due(&self, now_ms: u64, margin_ms: u64) -> bool {
         self.unconfirmed
+            || self.refused
             || self.expires_at_ms.is_some_and(|at| {
                 let lifetime = at.saturating_sub(self.obtained_at_ms);
                 now_ms.saturating_add(margin_ms.min(lifetime / 2)) >= at
@@ -335,6 +341,7 @@ mod format_tests {
             after_unauthorized: false,
             unconfirmed: false,
             grant: None,
+            refused: false,
         }
     }
 

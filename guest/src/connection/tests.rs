@@ -229,6 +229,7 @@ fn lose_the_race(io: &mut FakeIo) {
             after_unauthorized: false,
             unconfirmed: false,
             grant,
+            refused: false,
         };
         *version += 1;
         store.insert(
@@ -1099,6 +1100,7 @@ fn tokens_replaced_since_the_callers_read_are_served_not_refreshed() {
         after_unauthorized: false,
         unconfirmed: false,
         grant: None,
+        refused: false,
     };
     let seen = drive(&mut io, async |fx| {
         store::read::<store::TokensRecord>(fx, "tokens/c1").await
@@ -1431,4 +1433,48 @@ fn a_damaged_record_is_replaced_or_removed_never_a_dead_end() {
         configure(&mut io, "c1", &config()),
         Err(ConfigureError::Storage(StorageError::Corrupt(_)))
     ));
+}
+
+/// `access-token` never returns a token known to be dead: when the API
+/// refuses the access token (401) and no refresh can replace it yet
+/// (backing off after an outage), the gate stops serving it, though it has
+/// not expired, and serves the refreshed one once the back-off ends.
+#[test]
+fn rfc6750_3_1_a_token_the_api_refused_is_not_served_while_backing_off() {
+    let mut io = connected(config());
+    let at = NOW + HOUR - 30_000;
+    io.respond(json(503, "<html>down</html>"));
+    assert_eq!(token_of(access_token(&mut io, at, "c1")), "AT-1");
+    let action = report(&mut io, at + 10, "c1", "AT-1", &head(401, None));
+    let Err(Refusal::Wait { until_ms, .. }) = action else {
+        panic!("{action:?}");
+    };
+    assert!(matches!(
+        access_token(&mut io, at + 20, "c1"),
+        Err(Refusal::Wait { .. })
+    ));
+    assert_eq!(io.sent.len(), 1, "nothing sent while backing off");
+    io.respond(tokens("AT-2", Some("RT-2"), 3600));
+    assert_eq!(token_of(access_token(&mut io, until_ms, "c1")), "AT-2");
+}
+
+/// WIT `report`: any response to a token a 401 refreshed that shows it
+/// authenticated ends the 401 streak; a 403 refuses the user, not the
+/// token. A later 401 to it is a new streak: refresh once again.
+#[test]
+fn a_403_to_a_token_a_401_refreshed_ends_the_streak() {
+    let mut io = connected(config());
+    let at = NOW + 1_000;
+    io.respond(tokens("AT-2", Some("RT-2"), 3600));
+    assert!(matches!(
+        report(&mut io, at, "c1", "AT-1", &head(401, None)),
+        Ok(ApiAction::Retry(_))
+    ));
+    assert_eq!(
+        report(&mut io, at + 1, "c1", "AT-2", &head(403, None)),
+        Ok(ApiAction::Forbidden)
+    );
+    io.respond(tokens("AT-3", Some("RT-3"), 3600));
+    let later = report(&mut io, at + 60_000, "c1", "AT-2", &head(401, None));
+    assert!(matches!(later, Ok(ApiAction::Retry(_))), "{later:?}");
 }
