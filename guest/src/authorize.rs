@@ -163,7 +163,14 @@ pub async fn begin_async(
 
     let (current, _) = status::read(fx, connection, now_ms).await?;
     let mut scopes = config.scopes.clone();
-    for scope in current.missing_scopes.iter().chain(&options.extra_scopes) {
+    // Missing scopes come from an API's challenge: only well-formed ones
+    // are asked for (records from before `report` checked them may hold
+    // others).
+    let missing = current
+        .missing_scopes
+        .iter()
+        .filter(|s| config::is_pleo_scope(s));
+    for scope in missing.chain(&options.extra_scopes) {
         if !scopes.contains(scope) {
             scopes.push(scope.clone());
         }
@@ -195,7 +202,8 @@ pub async fn begin_async(
             code_challenge: verifier.s256_challenge(),
             extra_params: options.extra_params.clone(),
         },
-    );
+    )
+    .map_err(OptionError::from)?;
 
     let expires_at_ms = now_ms.saturating_add(u64::from(ttl) * 1000);
     let flow = FlowRecord {

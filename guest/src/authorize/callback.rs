@@ -113,13 +113,25 @@ pub struct Callback {
     pub result: Result<Secret, AuthorizationError>,
 }
 
+/// A full URL begins with a scheme and `://` (RFC 3986 §3.1, §3.2). A query
+/// string may hold `://` too, in a value (`iss`, `error_uri`, RFC 3986 §3.4
+/// allows `:` and `/` there), but never in its first name.
+fn is_full_url(text: &str) -> bool {
+    text.split_once("://").is_some_and(|(scheme, _)| {
+        scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+            && scheme
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
+    })
+}
+
 /// Parses the full redirect URL or just its query string (with or without
 /// the leading `?`). Unknown parameters are ignored (RFC 6749 §3.1).
 pub fn parse(callback: &str) -> Result<Callback, RejectionReason> {
     if callback.len() > MAX_CALLBACK {
         return Err(RejectionReason::Malformed);
     }
-    let query = if callback.contains("://") {
+    let query = if is_full_url(callback) {
         let url = url::Url::parse(callback).map_err(|_| RejectionReason::Malformed)?;
         url.query().unwrap_or_default().to_owned()
     } else {
@@ -174,6 +186,10 @@ mod tests {
             "https://app.example/cb?code=SplxlOBeZQQYbYS6WxSbIA&state=xyz&iss=https%3A%2F%2Fauth.example",
             "?code=SplxlOBeZQQYbYS6WxSbIA&state=xyz&iss=https%3A%2F%2Fauth.example",
             "code=SplxlOBeZQQYbYS6WxSbIA&state=xyz&iss=https%3A%2F%2Fauth.example&unknown=1",
+            // RFC 3986 §3.4: `:` and `/` may stand unencoded in a query.
+            "code=SplxlOBeZQQYbYS6WxSbIA&state=xyz&iss=https://auth.example",
+            "?code=SplxlOBeZQQYbYS6WxSbIA&iss=https://auth.example&state=xyz",
+            "HTTPS://app.example/cb?code=SplxlOBeZQQYbYS6WxSbIA&state=xyz&iss=https://auth.example",
         ] {
             let callback = parse(text).unwrap();
             assert_eq!(callback.state.expose(), "xyz");
@@ -189,6 +205,11 @@ mod tests {
         let error = callback.result.unwrap_err();
         assert_eq!(error.code, AuthorizationErrorCode::AccessDenied);
         assert_eq!(error.description.as_deref(), Some("User said no"));
+        // An unencoded `error_uri` is a query value, not a URL to parse.
+        let callback =
+            parse("?error=access_denied&error_uri=https://auth.example/why&state=xyz").unwrap();
+        assert_eq!(callback.state.expose(), "xyz");
+        assert!(callback.result.is_err());
     }
 
     #[test]

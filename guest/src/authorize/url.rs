@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::connection::config::{endpoint_url, is_pleo_scope, secure_url};
+use crate::connection::config::{endpoint_url, is_pleo_scope, redirect_url};
 use crate::secret::Secret;
 
 /// Extra query parameters a platform may add; anything else could override
@@ -51,7 +51,9 @@ pub enum UrlError {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ParamError {
-    #[error("parameter {0:?} may not be added (allowed: prompt, login_hint, ui_locales, max_age)")]
+    #[error(
+        "parameter {0:?} may not be added (allowed: prompt, login_hint, ui_locales, max_age, each once, and none the endpoint's own query has)"
+    )]
     NotAllowed(String),
     #[error("the value of parameter {0:?} is empty, too long or has control characters")]
     InvalidValue(String),
@@ -79,6 +81,9 @@ pub struct UrlTemplate {
     /// The endpoint with its own query (RFC 6749 §3.1: kept) and the fixed
     /// parameters appended.
     prefix: String,
+    /// The names in the endpoint's own query (usually none), which an
+    /// extra parameter may not repeat (RFC 6749 §3.1: no parameter twice).
+    endpoint_params: Vec<String>,
 }
 
 impl UrlTemplate {
@@ -97,7 +102,7 @@ impl UrlTemplate {
         if !client_id_ok {
             return Err(UrlError::InvalidClientId);
         }
-        if secure_url(redirect_uri).is_none_or(|u| u.fragment().is_some()) {
+        if redirect_url(redirect_uri).is_none() {
             return Err(UrlError::InvalidRedirectUri);
         }
         if scopes.is_empty() {
@@ -117,12 +122,32 @@ impl UrlTemplate {
         redirect_uri: &str,
         scopes: &[String],
     ) -> Self {
+        let endpoint_params = url
+            .query_pairs()
+            .map(|(name, _)| name.into_owned())
+            .collect();
         url.query_pairs_mut()
             .append_pair("response_type", "code")
             .append_pair("client_id", client_id)
             .append_pair("redirect_uri", redirect_uri)
             .append_pair("scope", &scopes.join(" "));
-        Self { prefix: url.into() }
+        Self {
+            prefix: url.into(),
+            endpoint_params,
+        }
+    }
+
+    /// The extra parameters are allowed, and none repeats one of the
+    /// endpoint's own.
+    fn check_extra(&self, extra: &[(String, String)]) -> Result<(), ParamError> {
+        check_extra_params(extra)?;
+        match extra
+            .iter()
+            .find(|(name, _)| self.endpoint_params.contains(name))
+        {
+            Some((name, _)) => Err(ParamError::NotAllowed(name.clone())),
+            None => Ok(()),
+        }
     }
 
     /// The URL for one request: `state` (RFC 6749 §10.12: at least 128
@@ -141,7 +166,7 @@ impl UrlTemplate {
         if code_challenge.len() != 43 || !url_safe(code_challenge) {
             return Err(UrlError::InvalidChallenge);
         }
-        check_extra_params(extra_params)?;
+        self.check_extra(extra_params)?;
         Ok(self.assemble(state, code_challenge, extra_params))
     }
 
@@ -175,13 +200,17 @@ fn url_safe(text: &str) -> bool {
 }
 
 /// Appends the parameters to an endpoint already checked, for callers that
-/// validated every input.
-pub(crate) fn assemble(url: ::url::Url, params: &UrlParams) -> Secret {
-    UrlTemplate::checked(url, &params.client_id, &params.redirect_uri, &params.scopes).assemble(
+/// validated every other input: only the extra parameters are checked
+/// against the endpoint's own query.
+pub(crate) fn assemble(url: ::url::Url, params: &UrlParams) -> Result<Secret, ParamError> {
+    let template =
+        UrlTemplate::checked(url, &params.client_id, &params.redirect_uri, &params.scopes);
+    template.check_extra(&params.extra_params)?;
+    Ok(template.assemble(
         params.state.expose(),
         &params.code_challenge,
         &params.extra_params,
-    )
+    ))
 }
 
 /// Only allow-listed names, each once, with short printable values.

@@ -124,11 +124,7 @@ impl ConnectionConfig {
         {
             return Err(InvalidConfig::InvalidClientId);
         }
-        let redirect = secure_url(&self.redirect_uri).ok_or(InvalidConfig::InvalidRedirectUri)?;
-        // RFC 6749 §3.1.2: the redirection endpoint has no fragment.
-        if redirect.fragment().is_some() {
-            return Err(InvalidConfig::InvalidRedirectUri);
-        }
+        redirect_url(&self.redirect_uri).ok_or(InvalidConfig::InvalidRedirectUri)?;
         if let Environment::Custom(endpoints) = &self.environment {
             for endpoint in [&endpoints.authorize_url, &endpoints.token_url] {
                 endpoint_url(endpoint).ok_or(InvalidConfig::InvalidEndpoint)?;
@@ -261,9 +257,39 @@ pub fn endpoint_url(text: &str) -> Option<Url> {
     clean.then_some(url)
 }
 
+/// Parameters the authorisation server adds to the redirect URI (RFC 6749
+/// §4.1.2, §4.1.2.1; RFC 9207 §2): the redirect URI's own query may not
+/// carry them, or every callback would repeat one.
+const CALLBACK_PARAMS: [&str; 6] = [
+    "code",
+    "state",
+    "iss",
+    "error",
+    "error_description",
+    "error_uri",
+];
+
+/// A redirection endpoint: a [`secure_url`] with no fragment (RFC 6749
+/// §3.1.2) and no callback parameter in its query (§3.1.2: the server keeps
+/// that query and adds its own).
+pub fn redirect_url(text: &str) -> Option<Url> {
+    let url = secure_url(text)?;
+    let clean = url.fragment().is_none()
+        && !url
+            .query_pairs()
+            .any(|(name, _)| CALLBACK_PARAMS.contains(&name.as_ref()));
+    clean.then_some(url)
+}
+
 /// An absolute `https` URL, or `http` on a loopback host (Pleo and RFC 8252
-/// §7.3: plain http only for loopback).
+/// §7.3: plain http only for loopback). No whitespace or control
+/// character anywhere: a URL parser drops them silently (WHATWG URL), so
+/// what was checked would differ from what is sent and compared exactly
+/// (RFC 6749 §3.1.2.3, RFC 9207 §2.4).
 pub fn secure_url(text: &str) -> Option<Url> {
+    if text.bytes().any(|b| b <= b' ' || b == 0x7f) {
+        return None;
+    }
     let url = Url::parse(text).ok()?;
     let loopback = match url.host()? {
         Host::Domain(domain) => domain.eq_ignore_ascii_case("localhost"),
@@ -355,6 +381,16 @@ pub(crate) mod tests {
             "/cb",
             "ftp://x/cb",
             "https://u:p@x/cb",
+            // RFC 6749 §3.1.2: the server adds these to the URI's query.
+            "https://app.example/cb?state=tenant7",
+            "https://app.example/cb?x=1&code=2",
+            "https://app.example/cb?iss=x",
+            // What a URL parser drops silently: checked would differ from
+            // sent, and the server compares exactly (§3.1.2.3).
+            " https://app.example/cb",
+            "https://app.example/cb ",
+            "https://app.example/c\tb",
+            "https://app.example/cb\n",
         ] {
             let result = ConnectionConfig {
                 redirect_uri: bad.into(),
@@ -400,6 +436,16 @@ pub(crate) mod tests {
         assert_eq!(
             ConnectionConfig {
                 require_iss: true,
+                ..config()
+            }
+            .validate(),
+            Err(InvalidConfig::InvalidIssuer)
+        );
+        // RFC 9207 §2.4 compares the issuer exactly: a newline a URL parser
+        // would drop makes every callback an issuer mismatch.
+        assert_eq!(
+            ConnectionConfig {
+                issuer: Some("https://auth.staging.pleo.io\n".into()),
                 ..config()
             }
             .validate(),

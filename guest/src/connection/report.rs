@@ -1,6 +1,7 @@
 //! Reporting an API outcome (RFC 6750 §3.1; RFC 6749 §6): what the caller
 //! should do next, and what the connection learns.
 
+use super::config;
 use super::gate;
 use super::outcome::{Bearer, Refusal, Trigger};
 use super::refresh;
@@ -115,10 +116,12 @@ pub async fn report(
         }
         ApiOutcome::InsufficientScope(scopes) => {
             // RFC 6750 §3: the challenge may list every scope the
-            // resource needs; only those not granted are missing.
+            // resource needs; only those not granted are missing, and only
+            // Pleo's `resource:permission` ones can be asked for (another
+            // would make every authorisation fail).
             let missing: Vec<String> = scopes
                 .iter()
-                .filter(|s| !tokens.scopes.contains(s))
+                .filter(|s| !tokens.scopes.contains(s) && config::is_pleo_scope(s))
                 .cloned()
                 .collect();
             status::update(fx, connection, now_ms, async |mut status| {

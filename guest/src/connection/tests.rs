@@ -1478,3 +1478,26 @@ fn a_403_to_a_token_a_401_refreshed_ends_the_streak() {
     let later = report(&mut io, at + 60_000, "c1", "AT-2", &head(401, None));
     assert!(matches!(later, Ok(ApiAction::Retry(_))), "{later:?}");
 }
+
+/// Scopes an API names in `insufficient_scope` are asked for by the next
+/// authorisation only when they are Pleo scopes (`resource:permission`):
+/// any other would make every authorisation fail.
+#[test]
+fn rfc6750_3_1_only_pleo_scopes_an_api_names_are_asked_for() {
+    let mut io = connected(config());
+    let challenge = r#"Bearer error="insufficient_scope", scope="openid export-jobs:write""#;
+    report(&mut io, NOW + 1, "c1", "AT-1", &head(403, Some(challenge))).unwrap();
+    let authorization = authorize::begin(&mut io, NOW + 2, "c1", &BeginOptions::default()).unwrap();
+    assert!(
+        authorization
+            .scopes
+            .iter()
+            .all(|s| config::is_pleo_scope(s))
+    );
+    assert!(
+        authorization
+            .scopes
+            .contains(&"export-jobs:write".to_owned())
+    );
+    assert!(!authorization.scopes.contains(&"openid".to_owned()));
+}
