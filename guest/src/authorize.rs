@@ -452,6 +452,25 @@ async fn exchange_code(
     })
 }
 
+/// The tokens of a claimed flow could not be stored: the status goes back
+/// to what it was before the claim, with the flow ended, as after a failed
+/// exchange. Unless something changed it since; best effort.
+async fn unclaim(fx: &Effects, connection: &str, now_ms: u64, claimed: Status, before: Status) {
+    let Ok(has_tokens) = status::has_tokens(fx, connection).await else {
+        return;
+    };
+    let mut restored = before;
+    restored.settle(has_tokens, now_ms);
+    let _ = status::update(fx, connection, now_ms, async |status| {
+        if status == claimed {
+            Ok(restored.clone())
+        } else {
+            Err(Declined::Moved)
+        }
+    })
+    .await;
+}
+
 /// Whether the connection is still waiting for the flow with this state.
 fn still_pending(status: &Status, state_hash: &str) -> bool {
     status.flow.as_deref() == Some(state_hash)
@@ -492,14 +511,17 @@ async fn store_grant(
         grant: Some(state_hash.clone()),
         refused: false,
     };
-    let tokens_key = store::tokens_key(&connection);
-    let replaced = store::replace(fx, &tokens_key, &record).await?;
-    let mut reason = None;
-    let updated = status::update(fx, &connection, now_ms, async |mut status| {
+    // Claim the flow first: the status moves to connected only while the
+    // flow is still pending, and only then are the tokens written. A flow
+    // that ended never writes any, so nothing has to be taken back (which
+    // could undo another worker's rotation stored in between).
+    let mut before = None;
+    let claimed = status::update(fx, &connection, now_ms, async |mut status| {
         if !still_pending(&status, &state_hash) {
             return Err(Declined::Moved);
         }
-        reason = status.reason.take();
+        before = Some(status.clone());
+        status.reason = None;
         status.flow = None;
         status.missing_scopes.retain(|s| !scopes.contains(s));
         status.clear_failures();
@@ -509,15 +531,29 @@ async fn store_grant(
         Ok(status)
     })
     .await;
-    match updated {
-        Ok(_) => {}
+    let (claimed, before) = match (claimed, before) {
+        (Ok(claimed), Some(before)) => (claimed, before),
+        (Err(Declined::Storage(error)), _) => return Err(error.into()),
         // The flow ended during the code exchange.
-        Err(Declined::Moved) => {
-            store::put_back(fx, &tokens_key, replaced).await;
-            return Err(reject(fx, RejectionReason::UnknownState, Some(&connection)).await);
+        _ => return Err(reject(fx, RejectionReason::UnknownState, Some(&connection)).await),
+    };
+    let tokens_key = store::tokens_key(&connection);
+    let version = match store::replace(fx, &tokens_key, &record).await {
+        Ok(version) => version,
+        Err(error) => {
+            unclaim(fx, &connection, now_ms, claimed, before).await;
+            return Err(error.into());
         }
-        Err(Declined::Storage(error)) => return Err(error.into()),
+    };
+    // A disconnect or a forget between the claim and the write removed the
+    // tokens before this write. The gate refuses a disconnected connection
+    // whatever it holds; take ours back all the same.
+    let (now, exists) = status::read(fx, &connection, now_ms).await?;
+    if exists.is_none() || now.state == State::Disconnected {
+        let _ = fx.delete(&tokens_key, version).await;
+        return Err(reject(fx, RejectionReason::UnknownState, Some(&connection)).await);
     }
+    let reason = before.reason;
     let recovered = reason.is_some();
     let mut fields = vec![("scopes", scopes.join(" "))];
     match reason {

@@ -35,8 +35,23 @@ pub(super) struct Members<'a> {
 
 impl<'a> Members<'a> {
     /// The members of `body`, or `None` when it is not one JSON object.
+    ///
+    /// A describing member (`expires_in`, `scope`) whose value cannot be
+    /// decoded (a number beyond `f64`, a lone surrogate, bytes that are not
+    /// UTF-8) must not cost the tokens either: a second reading skips both,
+    /// checked for syntax only, and marks them invalid.
     pub fn parse(body: &'a [u8]) -> Option<Self> {
-        serde_json::from_slice(without_bom(body)).ok()
+        let body = without_bom(body);
+        Self::read(body, false).or_else(|| Self::read(body, true))
+    }
+
+    fn read(body: &'a [u8], skip_describing: bool) -> Option<Self> {
+        let mut reader = serde_json::Deserializer::from_slice(body);
+        let members = (&mut reader)
+            .deserialize_map(MembersVisitor { skip_describing })
+            .ok()?;
+        reader.end().ok()?;
+        Some(members)
     }
 }
 
@@ -100,13 +115,10 @@ impl fmt::Debug for Member<'_> {
     }
 }
 
-impl<'de> Deserialize<'de> for Members<'de> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_map(MembersVisitor)
-    }
+struct MembersVisitor {
+    /// Skip `expires_in` and `scope`, marked invalid ([`Members::parse`]).
+    skip_describing: bool,
 }
-
-struct MembersVisitor;
 
 impl<'de> Visitor<'de> for MembersVisitor {
     type Value = Members<'de>;
@@ -118,6 +130,7 @@ impl<'de> Visitor<'de> for MembersVisitor {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut members = Members::default();
         while let Some(name) = map.next_key::<Name>()? {
+            let skip = self.skip_describing && matches!(name, Name::ExpiresIn | Name::Scope);
             let slot = match name {
                 Name::AccessToken => &mut members.access_token,
                 Name::TokenType => &mut members.token_type,
@@ -131,7 +144,12 @@ impl<'de> Visitor<'de> for MembersVisitor {
                     continue;
                 }
             };
-            *slot = map.next_value()?;
+            *slot = if skip {
+                map.next_value::<IgnoredAny>()?;
+                Member::Other
+            } else {
+                map.next_value()?
+            };
         }
         Ok(members)
     }
@@ -380,6 +398,26 @@ mod tests {
             let text = String::from_utf8_lossy(&body[..body.len().min(40)]);
             let members = members.unwrap_or_else(|| panic!("refused: {text}"));
             assert_eq!(members.access_token.as_str(), Some("at"), "{text}");
+        }
+        // A describing member that cannot be decoded is invalid, not a
+        // reason to refuse the body.
+        for body in [
+            &br#"{"expires_in":1e400,"scope":"a:b","access_token":"at"}"#[..],
+            br#"{"expires_in":"\udc00","access_token":"at"}"#,
+            br#"{"scope":"\ud800","access_token":"at"}"#,
+            b"{\"scope\":\"a\xff\",\"access_token\":\"at\"}",
+        ] {
+            let text = String::from_utf8_lossy(body);
+            let members = Members::parse(body).unwrap_or_else(|| panic!("refused: {text}"));
+            assert_eq!(members.access_token.as_str(), Some("at"), "{text}");
+            assert!(
+                matches!(members.expires_in, Member::Other | Member::Absent),
+                "{text}"
+            );
+            assert!(
+                matches!(members.scope, Member::Other | Member::Absent),
+                "{text}"
+            );
         }
         // Syntax is still checked where nothing is read.
         for body in [

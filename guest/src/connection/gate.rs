@@ -23,6 +23,11 @@ pub(super) async fn load(fx: &Effects, now_ms: u64, connection: &str) -> Result<
     if let Some(reason) = status.reason {
         return Err(Refusal::Reauthenticate(reason));
     }
+    // Whatever is stored: tokens a code exchange or a refresh wrote while
+    // the user disconnected are never served (and never refreshed).
+    if status.state == status::State::Disconnected {
+        return Err(without_tokens(&status));
+    }
     let Some(tokens) = store::read::<TokensRecord>(fx, &store::tokens_key(connection)).await?
     else {
         return Err(without_tokens(&status));

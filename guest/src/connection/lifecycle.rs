@@ -51,17 +51,11 @@ pub async fn disconnect(
         .await?
         .ok_or(DisconnectError::UnknownConnection)?
         .value;
-    let tokens = store::read_or_damaged::<TokensRecord>(fx, &store::tokens_key(connection)).await?;
-    let revocation = match (&config.revocation_url, tokens) {
-        _ if !revoke => Revocation::NotRequested,
-        (None, _) => Revocation::NotConfigured,
-        (Some(_), Found::Absent) => Revocation::NoToken,
-        (Some(_), Found::Damaged) => Revocation::Failed("the stored tokens are damaged".into()),
-        (Some(url), Found::Record(tokens)) => revoke_grant(fx, &config, url, &tokens.value).await,
-    };
-    store::remove(fx, &store::tokens_key(connection)).await?;
-    // A damaged status is what the user gets away from: start afresh (the
-    // pending flow it may name expires, and its callback is refused).
+    // The status first: from this write on the gate refuses, and a code
+    // exchange or a refresh in flight, which check the status after their
+    // own writes, keep nothing. A damaged status is what the user gets away
+    // from: start afresh (the pending flow it may name expires, and its
+    // callback is refused).
     discard_damaged_status(fx, connection).await?;
     let mut pending = None;
     status::update(fx, connection, now_ms, async |mut status| {
@@ -72,6 +66,15 @@ pub async fn disconnect(
         Ok::<_, StorageError>(status)
     })
     .await?;
+    let tokens = store::read_or_damaged::<TokensRecord>(fx, &store::tokens_key(connection)).await?;
+    let revocation = match (&config.revocation_url, tokens) {
+        _ if !revoke => Revocation::NotRequested,
+        (None, _) => Revocation::NotConfigured,
+        (Some(_), Found::Absent) => Revocation::NoToken,
+        (Some(_), Found::Damaged(_)) => Revocation::Failed("the stored tokens are damaged".into()),
+        (Some(url), Found::Record(tokens)) => revoke_grant(fx, &config, url, &tokens.value).await,
+    };
+    store::remove(fx, &store::tokens_key(connection)).await?;
     if let Some(hash) = pending {
         // Best effort: an orphaned flow expires, and its callback finds the
         // connection no longer waiting for it.
@@ -124,8 +127,12 @@ async fn revoke_grant(
 /// Removes the status record if it is damaged.
 async fn discard_damaged_status(fx: &Effects, connection: &str) -> Result<(), StorageError> {
     let key = store::status_key(connection);
-    if let Found::Damaged = store::read_or_damaged::<status::Status>(fx, &key).await? {
-        store::remove(fx, &key).await?;
+    if let Found::Damaged(version) = store::read_or_damaged::<status::Status>(fx, &key).await? {
+        // That version only: a record written since is not damaged.
+        match fx.delete(&key, version).await {
+            Ok(()) | Err(StorageError::Conflict) => {}
+            Err(error) => return Err(error),
+        }
     }
     Ok(())
 }
@@ -145,17 +152,26 @@ pub async fn forget(fx: &Effects, connection: &str) -> Result<(), StorageError> 
     if config::validate_connection_id(connection).is_err() {
         return Ok(());
     }
+    // Ended in the status first, as `disconnect` does, so that a code
+    // exchange or a refresh in flight keeps nothing; then deleted. A damaged
+    // status names no flow this release can read: that flow expires, and
+    // its callback is refused (no status names it).
+    let status_key = store::status_key(connection);
+    let mut pending = None;
+    if let Found::Record(_) = store::read_or_damaged::<status::Status>(fx, &status_key).await? {
+        status::update(fx, connection, 0, async |mut status| {
+            pending = status.flow.take();
+            status.enter(State::Disconnected, status.since_ms);
+            Ok::<_, StorageError>(status)
+        })
+        .await?;
+    }
     store::remove(fx, &store::tokens_key(connection)).await?;
-    // A damaged status names no flow this release can read: that flow
-    // expires, and its callback is refused (no status names it).
-    if let Found::Record(status) =
-        store::read_or_damaged::<status::Status>(fx, &store::status_key(connection)).await?
-        && let Some(hash) = &status.value.flow
-    {
+    if let Some(hash) = &pending {
         store::remove(fx, &store::flow_key(hash)).await?;
     }
     store::remove(fx, &store::lease_key(connection)).await?;
-    store::remove(fx, &store::status_key(connection)).await?;
+    store::remove(fx, &status_key).await?;
     let existed = fx.get(&store::config_key(connection)).await?.is_some();
     store::remove(fx, &store::config_key(connection)).await?;
     if existed {

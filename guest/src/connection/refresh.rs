@@ -351,15 +351,23 @@ impl Attempt<'_> {
         }
         let mut before = Status::new(self.now_ms);
         let recorded = status::update(fx, self.connection, self.now_ms, async |mut status| {
+            // Disconnected since the tokens were read: the user's choice
+            // stands (the gate refuses, and `disconnect` removes them).
+            if status.state == State::Disconnected {
+                return Err(Declined::Moved);
+            }
             before = status.clone();
             status.clear_failures();
             status.in_flight = None;
             status.last_refresh_ms = Some(self.now_ms);
             status.enter_token_state(self.now_ms);
-            Ok::<_, StorageError>(status)
+            Ok(status)
         })
         .await;
-        if let Err(error) = recorded {
+        if let Err(Declined::Moved) = recorded {
+            return Err(self.refusal_without_tokens(fx).await?);
+        }
+        if let Err(Declined::Storage(error)) = recorded {
             // The tokens are safe; only the history is stale. The write-ahead
             // record names the old refresh token, which is never sent again.
             events::emit(

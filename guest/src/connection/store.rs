@@ -16,7 +16,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::effects::Effects;
 use crate::secret::StoredSecret;
-use crate::types::Entry;
 pub(crate) use crate::types::StorageError;
 
 /// How many times a read-modify-write retries after a conflict before
@@ -149,8 +148,9 @@ pub enum Found<T> {
     Absent,
     Record(Versioned<T>),
     /// Not a record this release can read, and not of a newer format
-    /// (which is refused instead: a newer release's record is not damaged).
-    Damaged,
+    /// (which is refused instead: a newer release's record is not damaged);
+    /// its version.
+    Damaged(u64),
 }
 
 /// Reads a record, telling a damaged one apart from an error.
@@ -168,7 +168,7 @@ pub async fn read_or_damaged<T: DeserializeOwned>(
         })),
         Err(_) => {
             check_format(key, &entry.value)?;
-            Ok(Found::Damaged)
+            Ok(Found::Damaged(entry.version))
         }
     }
 }
@@ -268,13 +268,6 @@ pub async fn remove(fx: &Effects, key: &str) -> Result<(), StorageError> {
     Err(StorageError::Conflict)
 }
 
-/// What [`replace`] wrote over: the entry before it (absent: none) and the
-/// version it wrote, so that [`put_back`] can undo it.
-pub struct Replaced {
-    previous: Option<Entry>,
-    version: u64,
-}
-
 /// Writes `value` over whatever is stored at `key` (or creates it), in one
 /// compare-and-swap, retrying a bounded number of times on conflict. A
 /// damaged record is replaced (the value is whole); one of a newer format
@@ -283,48 +276,26 @@ pub async fn replace<T: Serialize>(
     fx: &Effects,
     key: &str,
     value: &T,
-) -> Result<Replaced, StorageError> {
+) -> Result<u64, StorageError> {
     let bytes = encode(key, value)?;
-    // What the last attempt saw, in case its outcome was unknown.
-    let mut seen = None;
     for _ in 0..CAS_ATTEMPTS {
         let current = fx.get(key).await?;
         // Our earlier attempt, whose outcome was unknown, landed (or the
         // same record was already there).
         if let Some(entry) = current.as_ref().filter(|e| e.value == bytes) {
-            let version = entry.version;
-            let previous = seen.unwrap_or(current);
-            return Ok(Replaced { previous, version });
+            return Ok(entry.version);
         }
         // Never overwrite a newer release's record.
         if let Some(entry) = &current {
             check_format(key, &entry.value)?;
         }
-        let expected = current.as_ref().map(|e| e.version);
-        match fx.put(key, bytes.clone(), expected).await {
-            Ok(version) => {
-                let previous = current;
-                return Ok(Replaced { previous, version });
-            }
-            Err(StorageError::OutcomeUnknown(_)) => seen = Some(current),
-            Err(StorageError::Conflict) => seen = None,
+        match fx.put(key, bytes.clone(), current.map(|e| e.version)).await {
+            Ok(version) => return Ok(version),
+            Err(StorageError::Conflict | StorageError::OutcomeUnknown(_)) => continue,
             Err(error) => return Err(error),
         }
     }
     Err(StorageError::Conflict)
-}
-
-/// Undoes a [`replace`] if nothing was written since: puts the previous
-/// entry back, or deletes the key if there was none. Best effort: a write
-/// since then stands, and a failure leaves what [`replace`] wrote.
-pub async fn put_back(fx: &Effects, key: &str, replaced: Replaced) {
-    let _ = match replaced.previous {
-        Some(entry) => fx
-            .put(key, entry.value, Some(replaced.version))
-            .await
-            .map(drop),
-        None => fx.delete(key, replaced.version).await,
-    };
 }
 
 #[cfg(test)]

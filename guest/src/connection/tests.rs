@@ -1501,3 +1501,255 @@ fn rfc6750_3_1_only_pleo_scopes_an_api_names_are_asked_for() {
     );
     assert!(!authorization.scopes.contains(&"openid".to_owned()));
 }
+
+/// Races run one storage or HTTP step at a time through `steps`, so that
+/// two calls interleave exactly where a window opens.
+mod stepwise {
+    use super::*;
+    use crate::effects::{Effect, EffectResult, perform};
+    use crate::steps::{Call, Operation, Outcome, Step};
+
+    /// One call, driven an effect at a time on a shared `FakeIo`.
+    struct Op {
+        op: Operation,
+        pending: Option<Step>,
+    }
+
+    impl Op {
+        fn start(call: Call) -> Self {
+            let mut op = Operation::new(call);
+            let pending = Some(op.next(None).unwrap());
+            Op { op, pending }
+        }
+
+        fn effect(&self) -> &Effect {
+            match self.pending.as_ref().unwrap() {
+                Step::Effect(effect) => effect,
+                Step::Done(outcome) => panic!("already done: {outcome:?}"),
+            }
+        }
+
+        fn answer(&mut self, result: EffectResult) {
+            self.pending = Some(self.op.next(Some(result)).unwrap());
+        }
+
+        fn step(&mut self, io: &mut FakeIo) {
+            let result = perform(io, self.effect().clone());
+            self.answer(result);
+        }
+
+        /// Performs effects until the next one matches (not performed).
+        fn until(&mut self, io: &mut FakeIo, matches: impl Fn(&Effect) -> bool) {
+            while !matches(self.effect()) {
+                self.step(io);
+            }
+        }
+
+        fn finish(&mut self, io: &mut FakeIo) -> Outcome {
+            loop {
+                match self.pending.take().unwrap() {
+                    Step::Done(outcome) => return outcome,
+                    Step::Effect(effect) => {
+                        let result = perform(io, effect);
+                        self.pending = Some(self.op.next(Some(result)).unwrap());
+                    }
+                }
+            }
+        }
+    }
+
+    fn is_send(effect: &Effect) -> bool {
+        matches!(effect, Effect::HttpSend(_))
+    }
+
+    fn is_put(key: &'static str) -> impl Fn(&Effect) -> bool {
+        move |effect| matches!(effect, Effect::StoragePut { key: k, .. } if k == key)
+    }
+
+    fn is_delete(key: &'static str) -> impl Fn(&Effect) -> bool {
+        move |effect| matches!(effect, Effect::StorageDelete { key: k, .. } if k == key)
+    }
+
+    fn is_get(key: &'static str) -> impl Fn(&Effect) -> bool {
+        move |effect| matches!(effect, Effect::StorageGet(k) if k == key)
+    }
+
+    fn complete(callback: String) -> Op {
+        Op::start(Call::Complete {
+            callback,
+            connection: Some("c1".into()),
+        })
+    }
+
+    /// A code exchange that has claimed its flow and is about to store its
+    /// tokens (AT-2), on a connected `c1`.
+    fn claimed_exchange() -> (FakeIo, Op) {
+        let mut io = connected(config());
+        let callback = pending_callback(&mut io, NOW);
+        io.respond(tokens("AT-2", Some("RT-2"), 3600));
+        let mut exchange = complete(callback);
+        exchange.until(&mut io, is_put("tokens/c1"));
+        (io, exchange)
+    }
+
+    /// `disconnect` between a code exchange's claim and its token write:
+    /// the exchange takes its tokens back, and the gate refuses.
+    #[test]
+    fn a_disconnect_between_the_claim_and_the_tokens_stands() {
+        let (mut io, mut exchange) = claimed_exchange();
+        disconnect(&mut io, NOW + 1, "c1", false).unwrap();
+        let completed = exchange.finish(&mut io);
+        assert!(
+            matches!(completed, Outcome::Complete(Err(_))),
+            "{completed:?}"
+        );
+        assert!(!io.store.contains_key("tokens/c1"));
+        assert_eq!(status(&mut io, NOW + 2).state, State::Disconnected);
+        assert_eq!(
+            access_token(&mut io, NOW + 2, "c1"),
+            Err(Refusal::NotConnected(NotConnected::Disconnected))
+        );
+    }
+
+    /// The same with `forget`: a connection configured later under the same
+    /// id starts with nothing.
+    #[test]
+    fn a_forget_between_the_claim_and_the_tokens_stands() {
+        let (mut io, mut exchange) = claimed_exchange();
+        forget(&mut io, "c1").unwrap();
+        let completed = exchange.finish(&mut io);
+        assert!(
+            matches!(completed, Outcome::Complete(Err(_))),
+            "{completed:?}"
+        );
+        let left: Vec<&String> = io.store.keys().collect();
+        assert!(left.is_empty(), "left after forget: {left:?}");
+        configure(&mut io, "c1", &config()).unwrap();
+        assert_eq!(
+            access_token(&mut io, NOW + 2, "c1"),
+            Err(Refusal::NotConnected(NotConnected::NeverAuthorized))
+        );
+    }
+
+    /// A code exchange finishing while `disconnect` or `forget` is under
+    /// way, on either side of it: afterwards nothing is served, and a
+    /// connection configured again under the same id starts with nothing.
+    #[test]
+    fn a_code_exchange_finishing_during_a_disconnect_or_forget_keeps_nothing() {
+        for forgetting in [false, true] {
+            let mut io = connected(config());
+            let callback = pending_callback(&mut io, NOW);
+            io.respond(tokens("AT-2", Some("RT-2"), 3600));
+            let mut exchange = complete(callback);
+            exchange.until(&mut io, is_send);
+            exchange.step(&mut io);
+            let mut ending = Op::start(if forgetting {
+                Call::Forget("c1".into())
+            } else {
+                Call::Disconnect {
+                    connection: "c1".into(),
+                    revoke: false,
+                }
+            });
+            ending.until(&mut io, is_get("status/c1"));
+            let _ = exchange.finish(&mut io);
+            let _ = ending.finish(&mut io);
+            if forgetting {
+                configure(&mut io, "c1", &config()).unwrap();
+            }
+            let expected = if forgetting {
+                NotConnected::NeverAuthorized
+            } else {
+                NotConnected::Disconnected
+            };
+            assert_eq!(
+                access_token(&mut io, NOW + 20, "c1"),
+                Err(Refusal::NotConnected(expected)),
+                "forgetting: {forgetting}"
+            );
+        }
+    }
+
+    /// When taking the tokens back fails too, a disconnected connection
+    /// still never serves them, and never refreshes them: no request goes
+    /// out however often it is asked.
+    #[test]
+    fn tokens_left_on_a_disconnected_connection_are_never_served_or_refreshed() {
+        let (mut io, mut exchange) = claimed_exchange();
+        disconnect(&mut io, NOW + 1, "c1", false).unwrap();
+        exchange.until(&mut io, is_delete("tokens/c1"));
+        exchange.answer(EffectResult::StorageDelete(Err(StorageError::Unavailable(
+            "down".into(),
+        ))));
+        assert!(matches!(
+            exchange.finish(&mut io),
+            Outcome::Complete(Err(_))
+        ));
+        assert!(io.store.contains_key("tokens/c1"), "the fault left them");
+        let sent = io.sent.len();
+        for minute in 0..3 {
+            let at = NOW + 2 * HOUR + minute * 60_000;
+            assert_eq!(
+                access_token(&mut io, at, "c1"),
+                Err(Refusal::NotConnected(NotConnected::Disconnected))
+            );
+        }
+        assert_eq!(io.sent.len(), sent);
+    }
+
+    /// A refresh that stored its tokens before a disconnect, and writes its
+    /// status after it, does not bring the connection back.
+    #[test]
+    fn a_refresh_finishing_after_a_disconnect_does_not_revive_it() {
+        let mut io = connected(config());
+        io.respond(tokens("AT-2", Some("RT-2"), 3600));
+        io.meanwhile_after_reading("status/c1", |other| {
+            disconnect(other, NOW + HOUR, "c1", false)
+                .map(drop)
+                .unwrap();
+        });
+        assert_eq!(
+            access_token(&mut io, NOW + HOUR, "c1"),
+            Err(Refusal::NotConnected(NotConnected::Disconnected))
+        );
+        assert!(!io.store.contains_key("tokens/c1"));
+        assert_eq!(status(&mut io, NOW + HOUR + 1).state, State::Disconnected);
+    }
+
+    /// A superseded flow's exchange never writes tokens, so a refresh of the
+    /// live grant running at the same time keeps its rotation (Pleo's reuse
+    /// detection would revoke the grant if the old refresh token came back).
+    #[test]
+    fn pleo_rotation_a_superseded_exchange_never_undoes_a_rotation() {
+        let mut io = connected(config());
+        let superseded = pending_callback(&mut io, NOW + HOUR - 1_000);
+        io.clock = NOW + HOUR;
+        let mut refresh = Op::start(Call::AccessToken("c1".into()));
+        refresh.until(&mut io, is_send);
+        io.respond(tokens("AT-R", Some("RT-R"), 3600));
+        refresh.step(&mut io);
+        refresh.until(&mut io, is_put("tokens/c1"));
+        let mut exchange = complete(superseded);
+        exchange.until(&mut io, is_send);
+        pending_callback(&mut io, NOW + HOUR);
+        io.respond(tokens("AT-2", Some("RT-2"), 3600));
+        exchange.step(&mut io);
+        exchange.until(&mut io, is_get("status/c1"));
+        let served = refresh.finish(&mut io);
+        assert!(matches!(
+            exchange.finish(&mut io),
+            Outcome::Complete(Err(_))
+        ));
+        assert!(matches!(served, Outcome::AccessToken(Ok(_))), "{served:?}");
+        assert_eq!(stored_refresh(&mut io).as_deref(), Some("RT-R"));
+        io.respond(tokens("AT-S", Some("RT-S"), 3600));
+        assert_eq!(
+            token_of(access_token(&mut io, NOW + 3 * HOUR, "c1")),
+            "AT-S"
+        );
+        assert_eq!(
+            sent_refresh_tokens(&io).last().map(String::as_str),
+            Some("RT-R")
+        );
+    }
+}
