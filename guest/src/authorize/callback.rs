@@ -132,6 +132,11 @@ pub fn parse(callback: &str) -> Result<Callback, RejectionReason> {
         return Err(RejectionReason::Malformed);
     }
     let query = if is_full_url(callback) {
+        // A URL that reached an HTTP server is ASCII (RFC 3986 §2: browsers
+        // percent-encode, host names arrive in punycode).
+        if !callback.is_ascii() {
+            return Err(RejectionReason::Malformed);
+        }
         let url = url::Url::parse(callback).map_err(|_| RejectionReason::Malformed)?;
         url.query().unwrap_or_default().to_owned()
     } else {
@@ -235,6 +240,12 @@ mod tests {
         );
         assert_eq!(
             parse(&"a".repeat(MAX_CALLBACK + 1)),
+            Err(RejectionReason::Malformed)
+        );
+        // Found by fuzzing: a host name of upper-case ASCII and another
+        // character reached an assertion in `idna_adapter` (debug builds).
+        assert_eq!(
+            parse("http://OA\u{FFFD}!?code=a&state=b"),
             Err(RejectionReason::Malformed)
         );
     }

@@ -282,12 +282,13 @@ pub fn redirect_url(text: &str) -> Option<Url> {
 }
 
 /// An absolute `https` URL, or `http` on a loopback host (Pleo and RFC 8252
-/// §7.3: plain http only for loopback). No whitespace or control
-/// character anywhere: a URL parser drops them silently (WHATWG URL), so
-/// what was checked would differ from what is sent and compared exactly
-/// (RFC 6749 §3.1.2.3, RFC 9207 §2.4).
+/// §7.3: plain http only for loopback). Printable ASCII only: a URI is
+/// ASCII (RFC 3986 §2; an internationalised name goes in its punycode
+/// form), and a URL parser drops whitespace and control characters
+/// silently (WHATWG URL), so what was checked would differ from what is
+/// sent and compared exactly (RFC 6749 §3.1.2.3, RFC 9207 §2.4).
 pub fn secure_url(text: &str) -> Option<Url> {
-    if text.bytes().any(|b| b <= b' ' || b == 0x7f) {
+    if !text.bytes().all(|b| b.is_ascii_graphic()) {
         return None;
     }
     let url = Url::parse(text).ok()?;
@@ -346,6 +347,16 @@ pub(crate) mod tests {
         assert_eq!(
             with("https://app.example/cb", "https://bücher.example/token"),
             Err(InvalidConfig::InvalidEndpoint)
+        );
+        // Upper-case letters beside a non-ASCII one reached an assertion
+        // in `idna_adapter` (debug builds) before ASCII was required.
+        assert_eq!(
+            with("https://Bücher.example/cb", ok),
+            Err(InvalidConfig::InvalidRedirectUri)
+        );
+        assert_eq!(
+            with("https://app.example/café", ok),
+            Err(InvalidConfig::InvalidRedirectUri)
         );
         assert_eq!(with("https://xn--bcher-kva.example/cb", ok), Ok(()));
         assert_eq!(
