@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::connection::config::parse_url;
 use crate::secret::Secret;
 
 /// Longest callback accepted, in bytes.
@@ -137,7 +138,7 @@ pub fn parse(callback: &str) -> Result<Callback, RejectionReason> {
         if !callback.is_ascii() {
             return Err(RejectionReason::Malformed);
         }
-        let url = url::Url::parse(callback).map_err(|_| RejectionReason::Malformed)?;
+        let url = parse_url(callback).map_err(|_| RejectionReason::Malformed)?;
         url.query().unwrap_or_default().to_owned()
     } else {
         callback.strip_prefix('?').unwrap_or(callback).to_owned()
@@ -248,5 +249,11 @@ mod tests {
             parse("http://OA\u{FFFD}!?code=a&state=b"),
             Err(RejectionReason::Malformed)
         );
+        assert_eq!(
+            parse("https://A%d2/cb?code=a&state=b"),
+            Err(RejectionReason::Malformed)
+        );
+        let upper = parse("HTTPS://App.Example/cb?code=a&state=B").unwrap();
+        assert_eq!(upper.state.expose(), "B", "the query keeps its case");
     }
 }
