@@ -281,26 +281,54 @@ pub fn redirect_url(text: &str) -> Option<Url> {
     clean.then_some(url)
 }
 
-/// `Url::parse`, with the authority's ASCII letters lowered first. Host
-/// names are case-insensitive (RFC 3986 §3.2.2) and the parser lowers them
-/// anyway, and the authority's other part, user information, is refused
-/// wherever a URL is configured. Lowering first keeps upper-case letters
-/// away from `idna_adapter` 1.0, which asserts (in debug builds) that it is
-/// never given one: `https://A%d2` reached it, found by fuzzing.
-pub(crate) fn parse_url(text: &str) -> Result<Url, url::ParseError> {
-    let Some((scheme, rest)) = text.split_once("://") else {
-        return Url::parse(text);
+/// The authority of an absolute URL, `scheme://authority`, as RFC 3986
+/// §3.1 and §3.2 write them: a scheme, then a non-empty run of authority
+/// characters (unreserved, percent-encoded, sub-delims, `:`, `@`, at most
+/// one bracketed IP literal) up to `/`, `?`, `#` or the end. What a WHATWG
+/// parser would repair instead (extra slashes, a backslash) is `None`.
+pub(crate) fn authority(text: &str) -> Option<&str> {
+    let (scheme, rest) = text.split_once("://")?;
+    let scheme_ok = scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+        && scheme
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'));
+    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+    let chars_ok = !authority.is_empty()
+        && authority.bytes().all(|b| {
+            b.is_ascii_alphanumeric()
+                || matches!(
+                    b,
+                    b'-' | b'.'
+                        | b'_'
+                        | b'~'
+                        | b'%'
+                        | b'!'
+                        | b'$'
+                        | b'&'
+                        | b'\''
+                        | b'('
+                        | b')'
+                        | b'*'
+                        | b'+'
+                        | b','
+                        | b';'
+                        | b'='
+                        | b':'
+                        | b'@'
+                        | b'['
+                        | b']'
+                )
+        });
+    let literal_ok = match (authority.find('['), authority.rfind(']')) {
+        (None, None) => true,
+        (Some(open), Some(close)) => {
+            open < close
+                && authority.matches('[').count() == 1
+                && authority.matches(']').count() == 1
+        }
+        _ => false,
     };
-    // WHATWG URL ends the authority at `\` too, for the special schemes.
-    let end = rest.find(['/', '\\', '?', '#']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(end);
-    if !authority.bytes().any(|b| b.is_ascii_uppercase()) {
-        return Url::parse(text);
-    }
-    Url::parse(&format!(
-        "{scheme}://{}{tail}",
-        authority.to_ascii_lowercase()
-    ))
+    (scheme_ok && chars_ok && literal_ok).then_some(authority)
 }
 
 /// An absolute `https` URL, or `http` on a loopback host (Pleo and RFC 8252
@@ -313,7 +341,14 @@ pub fn secure_url(text: &str) -> Option<Url> {
     if !text.bytes().all(|b| b.is_ascii_graphic()) {
         return None;
     }
-    let url = parse_url(text).ok()?;
+    // A configured host is written out: a percent-encoded one would reach
+    // the IDNA mapping, whose `idna_adapter` 1.0 asserts (in debug builds)
+    // it never meets upper-case letters beside other bytes (found by
+    // fuzzing: `https://A%d2`).
+    if authority(text)?.contains('%') {
+        return None;
+    }
+    let url = Url::parse(text).ok()?;
     let loopback = match url.host()? {
         Host::Domain(domain) => domain.eq_ignore_ascii_case("localhost"),
         Host::Ipv4(ip) => ip.is_loopback(),
@@ -385,6 +420,17 @@ pub(crate) mod tests {
             Err(InvalidConfig::InvalidRedirectUri)
         );
         assert_eq!(with("https://App.Example/cb", ok), Ok(()));
+        for bad in [
+            "https:////app.example/cb",
+            "https:\\\\app.example/cb",
+            "https://[::1/cb",
+        ] {
+            assert_eq!(
+                with(bad, ok),
+                Err(InvalidConfig::InvalidRedirectUri),
+                "{bad}"
+            );
+        }
         assert_eq!(with("https://xn--bcher-kva.example/cb", ok), Ok(()));
         assert_eq!(
             with(
