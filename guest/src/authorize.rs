@@ -452,17 +452,59 @@ async fn exchange_code(
     })
 }
 
+/// Writes a claimed grant's tokens over whatever is stored (the grant
+/// before, perhaps just rotated: the new grant replaces it), by
+/// compare-and-swap, while the status still names the grant. `None` when
+/// the claim was overtaken: nothing written.
+async fn write_claimed(
+    fx: &Effects,
+    now_ms: u64,
+    connection: &str,
+    state_hash: &str,
+    record: &TokensRecord,
+) -> Result<Option<u64>, StorageError> {
+    let key = store::tokens_key(connection);
+    let bytes = store::encode(&key, record)?;
+    for _ in 0..store::CAS_ATTEMPTS {
+        let current = fx.get(&key).await?;
+        // An earlier attempt, whose outcome was unknown, landed.
+        if let Some(entry) = current.as_ref().filter(|e| e.value == bytes) {
+            return Ok(Some(entry.version));
+        }
+        if let Some(entry) = &current {
+            store::check_format(&key, &entry.value)?;
+        }
+        let (status, _) = status::read(fx, connection, now_ms).await?;
+        if status.grant.as_deref() != Some(state_hash) {
+            return Ok(None);
+        }
+        match fx
+            .put(&key, bytes.clone(), current.map(|e| e.version))
+            .await
+        {
+            Ok(version) => return Ok(Some(version)),
+            Err(StorageError::Conflict | StorageError::OutcomeUnknown(_)) => continue,
+            Err(error) => return Err(error),
+        }
+    }
+    Err(StorageError::Conflict)
+}
+
 /// The tokens of a claimed flow could not be stored: the status goes back
 /// to what it was before the claim, with the flow ended, as after a failed
-/// exchange. Unless something changed it since; best effort.
-async fn unclaim(fx: &Effects, connection: &str, now_ms: u64, claimed: Status, before: Status) {
-    let Ok(has_tokens) = status::has_tokens(fx, connection).await else {
-        return;
-    };
+/// exchange, while the claim stands. Best effort.
+async fn unclaim(
+    fx: &Effects,
+    now_ms: u64,
+    connection: &str,
+    state_hash: &str,
+    before: Status,
+    had_tokens: bool,
+) {
     let mut restored = before;
-    restored.settle(has_tokens, now_ms);
+    restored.settle(had_tokens, now_ms);
     let _ = status::update(fx, connection, now_ms, async |status| {
-        if status == claimed {
+        if status.grant.as_deref() == Some(state_hash) && status.flow.is_none() {
             Ok(restored.clone())
         } else {
             Err(Declined::Moved)
@@ -511,16 +553,20 @@ async fn store_grant(
         grant: Some(state_hash.clone()),
         refused: false,
     };
-    // Claim the flow first: the status moves to connected only while the
-    // flow is still pending, and only then are the tokens written. A flow
-    // that ended never writes any, so nothing has to be taken back (which
-    // could undo another worker's rotation stored in between).
+    // Claim the flow first: the status moves to connected, naming this
+    // grant, only while the flow is still pending; only then are the
+    // tokens written, and only while the claim stands. A flow that ended
+    // writes no tokens, and nothing is ever restored (which could undo
+    // another worker's rotation). Whether tokens are stored is read first,
+    // for the way back.
+    let had_tokens = status::has_tokens(fx, &connection).await?;
     let mut before = None;
     let claimed = status::update(fx, &connection, now_ms, async |mut status| {
         if !still_pending(&status, &state_hash) {
             return Err(Declined::Moved);
         }
         before = Some(status.clone());
+        status.grant = Some(state_hash.clone());
         status.reason = None;
         status.flow = None;
         status.missing_scopes.retain(|s| !scopes.contains(s));
@@ -531,25 +577,26 @@ async fn store_grant(
         Ok(status)
     })
     .await;
-    let (claimed, before) = match (claimed, before) {
-        (Ok(claimed), Some(before)) => (claimed, before),
+    let before = match (claimed, before) {
+        (Ok(_), Some(before)) => before,
         (Err(Declined::Storage(error)), _) => return Err(error.into()),
         // The flow ended during the code exchange.
         _ => return Err(reject(fx, RejectionReason::UnknownState, Some(&connection)).await),
     };
     let tokens_key = store::tokens_key(&connection);
-    let version = match store::replace(fx, &tokens_key, &record).await {
-        Ok(version) => version,
+    let version = match write_claimed(fx, now_ms, &connection, &state_hash, &record).await {
+        Ok(Some(version)) => version,
+        // A disconnect, a forget or a newer authorisation overtook the claim.
+        Ok(None) => return Err(reject(fx, RejectionReason::UnknownState, Some(&connection)).await),
         Err(error) => {
-            unclaim(fx, &connection, now_ms, claimed, before).await;
+            unclaim(fx, now_ms, &connection, &state_hash, before, had_tokens).await;
             return Err(error.into());
         }
     };
-    // A disconnect or a forget between the claim and the write removed the
-    // tokens before this write. The gate refuses a disconnected connection
-    // whatever it holds; take ours back all the same.
-    let (now, exists) = status::read(fx, &connection, now_ms).await?;
-    if exists.is_none() || now.state == State::Disconnected {
+    // The claim may have been overtaken between the last check and the
+    // write: take the tokens back (only this version: a later write stands).
+    let (now, _) = status::read(fx, &connection, now_ms).await?;
+    if now.grant.as_deref() != Some(state_hash.as_str()) {
         let _ = fx.delete(&tokens_key, version).await;
         return Err(reject(fx, RejectionReason::UnknownState, Some(&connection)).await);
     }

@@ -60,6 +60,7 @@ pub async fn disconnect(
     let mut pending = None;
     status::update(fx, connection, now_ms, async |mut status| {
         pending = status.flow.take();
+        status.grant = None;
         status.reason = None;
         status.clear_failures();
         status.enter(State::Disconnected, now_ms);
@@ -161,6 +162,7 @@ pub async fn forget(fx: &Effects, connection: &str) -> Result<(), StorageError> 
     if let Found::Record(_) = store::read_or_damaged::<status::Status>(fx, &status_key).await? {
         status::update(fx, connection, 0, async |mut status| {
             pending = status.flow.take();
+            status.grant = None;
             status.enter(State::Disconnected, status.since_ms);
             Ok::<_, StorageError>(status)
         })

@@ -150,7 +150,7 @@ impl Attempt<'_> {
                 return Ok(Bearer::from(&current.value));
             }
             return Err(self
-                .grant_dead(fx, current.version, Reason::NoRefreshToken, &[])
+                .grant_dead(fx, Judged::of(&current), Reason::NoRefreshToken, &[])
                 .await?);
         };
         // Tokens left unconfirmed by an earlier race (see `rejected`) are
@@ -337,7 +337,7 @@ impl Attempt<'_> {
             grant: current.value.grant.clone(),
             refused: false,
         };
-        let judged = current.version;
+        let judged = Judged::of(&current);
         match self
             .store_rotated(fx, current, &record, used_refresh.as_ref())
             .await
@@ -352,8 +352,12 @@ impl Attempt<'_> {
         let mut before = Status::new(self.now_ms);
         let recorded = status::update(fx, self.connection, self.now_ms, async |mut status| {
             // Disconnected since the tokens were read: the user's choice
-            // stands (the gate refuses, and `disconnect` removes them).
-            if status.state == State::Disconnected {
+            // stands (the gate refuses, and `disconnect` removes them). Or
+            // a new authorisation claimed the connection: its tokens replace
+            // these.
+            if status.state == State::Disconnected
+                || status.claimed_by_other(record.grant.as_deref())
+            {
                 return Err(Declined::Moved);
             }
             before = status.clone();
@@ -365,7 +369,11 @@ impl Attempt<'_> {
         })
         .await;
         if let Err(Declined::Moved) = recorded {
-            return Err(self.refusal_without_tokens(fx).await?);
+            let (status, _) = status::read(fx, self.connection, self.now_ms).await?;
+            return Err(match status.state {
+                State::Disconnected => without_tokens(&status),
+                _ => self.holder_busy(),
+            });
         }
         if let Err(Declined::Storage(error)) = recorded {
             // The tokens are safe; only the history is stale. The write-ahead
@@ -500,7 +508,7 @@ impl Attempt<'_> {
     async fn rotated_tokens_lost(
         &self,
         fx: &Effects,
-        judged: u64,
+        judged: Judged,
         error: &StorageError,
     ) -> Refusal {
         events::emit(
@@ -608,7 +616,7 @@ impl Attempt<'_> {
         // Storage still holds the token that was rejected: the grant is
         // dead. Which way it died decides the reason; an earlier request
         // with no known outcome comes first (the rotation it made was lost).
-        let judged = stored.version;
+        let judged = Judged::of(&stored);
         match (earlier, confirming) {
             (Some(lost), _) => {
                 let cause = lost
@@ -644,7 +652,7 @@ impl Attempt<'_> {
     async fn grant_dead(
         &self,
         fx: &Effects,
-        judged: u64,
+        judged: Judged,
         reason: Reason,
         fields: &[(&str, String)],
     ) -> Result<Refusal, StorageError> {
@@ -654,7 +662,7 @@ impl Attempt<'_> {
     async fn grant_dead_with(
         &self,
         fx: &Effects,
-        judged: u64,
+        judged: Judged,
         reason: Reason,
         last_error: Option<String>,
         fields: &[(&str, String)],
@@ -852,7 +860,9 @@ impl Attempt<'_> {
         let stall_after = self.config.stall_after_ms();
         let mut failure = failure;
         let updated = status::update(fx, self.connection, self.now_ms, async |mut status| {
-            if status.state == State::Disconnected {
+            if status.state == State::Disconnected
+                || status.claimed_by_other(tokens.grant.as_deref())
+            {
                 return Err(Declined::Moved);
             }
             status.failures = status.failures.saturating_add(1);
@@ -911,6 +921,22 @@ struct Used<'a> {
     grant: Option<&'a str>,
 }
 
+/// Tokens judged dead: their version (only that one is wiped) and their
+/// grant.
+pub(super) struct Judged {
+    version: u64,
+    grant: Option<String>,
+}
+
+impl Judged {
+    fn of(tokens: &Versioned<TokensRecord>) -> Self {
+        Self {
+            version: tokens.version,
+            grant: tokens.value.grant.clone(),
+        }
+    }
+}
+
 /// What came of trying to send a refresh.
 enum Send {
     Sent(Sent),
@@ -960,14 +986,15 @@ pub(super) async fn grant_dead(
     fx: &Effects,
     now_ms: u64,
     connection: &str,
-    judged: u64,
+    judged: Judged,
     reason: Reason,
     last_error: Option<String>,
     fields: &[(&str, String)],
 ) -> Result<Refusal, StorageError> {
     let judged_dead = status::update(fx, connection, now_ms, async |mut status| {
-        // Disconnected meanwhile: the user's choice stands.
-        if status.state == State::Disconnected {
+        // Disconnected meanwhile, or claimed by a new authorisation whose
+        // tokens are on their way: the user's choice stands.
+        if status.state == State::Disconnected || status.claimed_by_other(judged.grant.as_deref()) {
             return Err(Declined::Moved);
         }
         status.reason = Some(reason);
@@ -989,7 +1016,7 @@ pub(super) async fn grant_dead(
         Err(Declined::Storage(error)) => return Err(error),
     }
     let key = store::tokens_key(connection);
-    match fx.delete(&key, judged).await {
+    match fx.delete(&key, judged.version).await {
         Ok(()) => {}
         Err(crate::types::StorageError::Conflict) => {
             if store::read::<TokensRecord>(fx, &key).await?.is_some() {

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::store::{self, CAS_ATTEMPTS, StorageError, TokensRecord, Versioned};
+use super::store::{self, CAS_ATTEMPTS, StorageError, Versioned};
 use crate::effects::Effects;
 
 /// Where a connection is in its lifecycle (the state diagram in
@@ -123,6 +123,14 @@ pub struct Status {
     /// last authorisation.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub fresh_rejections: u32,
+    /// The authorisation the connection belongs to (the hash of its flow's
+    /// state, as in the tokens record's `grant`): set when a code
+    /// exchange claims its flow, before its tokens are written; cleared by
+    /// `disconnect` and `forget`. A write on behalf of another grant (a
+    /// refresh of the one before, an exchange whose claim was overtaken)
+    /// then stands down. `None` in records written before it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grant: Option<String>,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -146,7 +154,15 @@ impl Status {
             stalled: false,
             in_flight: None,
             fresh_rejections: 0,
+            grant: None,
         }
+    }
+
+    /// Whether this status was claimed by another grant than `grant` (the
+    /// grant of the tokens a write acts on); never for records from before
+    /// statuses named their grant.
+    pub fn claimed_by_other(&self, grant: Option<&str>) -> bool {
+        self.grant.is_some() && self.grant.as_deref() != grant
     }
 
     /// Moves to `state`, stamping `since` only when the state changes.
@@ -254,11 +270,8 @@ impl From<StorageError> for Declined {
     }
 }
 
-/// Whether tokens are stored for the connection.
+/// Whether tokens are stored for the connection (a damaged record counts:
+/// it is there, to be replaced).
 pub async fn has_tokens(fx: &Effects, connection: &str) -> Result<bool, StorageError> {
-    Ok(
-        store::read::<TokensRecord>(fx, &store::tokens_key(connection))
-            .await?
-            .is_some(),
-    )
+    Ok(fx.get(&store::tokens_key(connection)).await?.is_some())
 }

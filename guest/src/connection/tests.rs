@@ -1670,13 +1670,146 @@ mod stepwise {
         }
     }
 
+    /// An exchange that claimed its flow before a `disconnect` (or a
+    /// `forget` and a new `configure`), and writes its tokens after the user
+    /// began again: the new flow's status does not name its grant, so it
+    /// writes nothing, and nothing is served while the new flow is pending.
+    #[test]
+    fn an_overtaken_claim_writes_nothing_even_after_a_new_begin() {
+        for forgetting in [true, false] {
+            let (mut io, mut exchange) = claimed_exchange();
+            if forgetting {
+                forget(&mut io, "c1").unwrap();
+                configure(&mut io, "c1", &config()).unwrap();
+            } else {
+                disconnect(&mut io, NOW + 1, "c1", false).unwrap();
+            }
+            pending_callback(&mut io, NOW + 2);
+            let completed = exchange.finish(&mut io);
+            assert!(
+                matches!(completed, Outcome::Complete(Err(_))),
+                "{completed:?}"
+            );
+            assert!(
+                !io.store.contains_key("tokens/c1"),
+                "forgetting: {forgetting}"
+            );
+            assert_eq!(
+                access_token(&mut io, NOW + 3, "c1"),
+                Err(Refusal::NotConnected(NotConnected::NeverAuthorized)),
+                "forgetting: {forgetting}"
+            );
+        }
+    }
+
+    /// A scope upgrade: a refresh of the old grant is rejected after the new
+    /// authorisation claimed the connection and before its tokens are
+    /// written. The old grant's death is not the connection's: the new
+    /// grant is stored, connected and served.
+    #[test]
+    fn a_rejected_refresh_of_the_old_grant_spares_a_claimed_new_one() {
+        let mut io = connected(config());
+        let upgrade = pending_callback(&mut io, NOW + HOUR - 1_000);
+        io.clock = NOW + HOUR;
+        let mut refresh = Op::start(Call::AccessToken("c1".into()));
+        refresh.until(&mut io, is_send);
+        let mut exchange = complete(upgrade);
+        exchange.until(&mut io, is_send);
+        io.respond(tokens("AT-2", Some("RT-2"), 3600));
+        exchange.step(&mut io);
+        exchange.until(&mut io, is_put("tokens/c1"));
+        io.respond(json(400, r#"{"error":"invalid_grant"}"#));
+        let refreshed = refresh.finish(&mut io);
+        assert!(
+            matches!(refreshed, Outcome::AccessToken(Err(_))),
+            "{refreshed:?}"
+        );
+        let completed = exchange.finish(&mut io);
+        assert!(
+            matches!(completed, Outcome::Complete(Ok(_))),
+            "{completed:?}"
+        );
+        let view = status(&mut io, NOW + HOUR + 1);
+        assert_eq!((view.state, view.reason), (State::Connected, None));
+        assert_eq!(
+            token_of(access_token(&mut io, NOW + HOUR + 1, "c1")),
+            "AT-2"
+        );
+    }
+
+    /// The same race with a transient failure of the old grant's refresh:
+    /// the new grant does not inherit it.
+    #[test]
+    fn a_failed_refresh_of_the_old_grant_spares_a_claimed_new_one() {
+        let mut io = connected(config());
+        let upgrade = pending_callback(&mut io, NOW + HOUR - 1_000);
+        io.clock = NOW + HOUR;
+        let mut refresh = Op::start(Call::AccessToken("c1".into()));
+        refresh.until(&mut io, is_send);
+        io.respond(json(503, "{}"));
+        refresh.step(&mut io);
+        refresh.until(&mut io, is_get("status/c1"));
+        let mut exchange = complete(upgrade);
+        exchange.until(&mut io, is_send);
+        io.respond(tokens("AT-2", Some("RT-2"), 3600));
+        exchange.step(&mut io);
+        exchange.until(&mut io, is_put("tokens/c1"));
+        let _ = refresh.finish(&mut io);
+        let completed = exchange.finish(&mut io);
+        assert!(
+            matches!(completed, Outcome::Complete(Ok(_))),
+            "{completed:?}"
+        );
+        let view = status(&mut io, NOW + HOUR + 1);
+        assert_eq!((view.state, view.failures), (State::Connected, 0));
+    }
+
+    /// Re-authorising a dead grant while storage fails the token write: the
+    /// connection goes back to needing re-authentication, with its reason,
+    /// as after a failed exchange.
+    #[test]
+    fn a_failed_token_write_returns_to_the_state_before() {
+        let mut io = connected(config());
+        io.respond(json(400, r#"{"error":"invalid_grant"}"#));
+        assert!(access_token(&mut io, NOW + HOUR, "c1").is_err());
+        let callback = pending_callback(&mut io, NOW + HOUR);
+        io.clock = NOW + HOUR;
+        io.respond(tokens("AT-2", Some("RT-2"), 3600));
+        let mut exchange = complete(callback);
+        exchange.until(&mut io, is_put("tokens/c1"));
+        exchange.answer(EffectResult::StoragePut(Err(StorageError::Unavailable(
+            "down".into(),
+        ))));
+        let completed = exchange.finish(&mut io);
+        assert!(
+            matches!(completed, Outcome::Complete(Err(_))),
+            "{completed:?}"
+        );
+        assert!(!io.store.contains_key("tokens/c1"));
+        let view = status(&mut io, NOW + HOUR + 1);
+        assert_eq!(
+            (view.state, view.reason),
+            (State::ReauthRequired, Some(Reason::RefreshTokenRejected))
+        );
+    }
+
     /// When taking the tokens back fails too, a disconnected connection
     /// still never serves them, and never refreshes them: no request goes
     /// out however often it is asked.
     #[test]
     fn tokens_left_on_a_disconnected_connection_are_never_served_or_refreshed() {
-        let (mut io, mut exchange) = claimed_exchange();
+        // A first authorisation: nothing stored for its write to expect.
+        let mut io = FakeIo {
+            clock: NOW,
+            ..FakeIo::default()
+        };
+        configure(&mut io, "c1", &config()).unwrap();
+        let callback = pending_callback(&mut io, NOW);
+        io.respond(tokens("AT-2", Some("RT-2"), 3600));
+        let mut exchange = complete(callback);
+        exchange.until(&mut io, is_put("tokens/c1"));
         disconnect(&mut io, NOW + 1, "c1", false).unwrap();
+        exchange.step(&mut io);
         exchange.until(&mut io, is_delete("tokens/c1"));
         exchange.answer(EffectResult::StorageDelete(Err(StorageError::Unavailable(
             "down".into(),
