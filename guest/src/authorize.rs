@@ -454,8 +454,11 @@ async fn exchange_code(
 
 /// Writes a claimed grant's tokens over whatever is stored (the grant
 /// before, perhaps just rotated: the new grant replaces it), by
-/// compare-and-swap, while the status still names the grant. `None` when
-/// the claim was overtaken: nothing written.
+/// compare-and-swap, while the status still names the grant and the claim
+/// is fresh ([`status::CLAIM_WRITES_MS`]). `None` when the claim was
+/// overtaken or went stale: nothing written. Tokens of this grant already
+/// stored are this write, landed (an outcome that was unknown), perhaps
+/// rotated since by a refresh: never written over.
 async fn write_claimed(
     fx: &Effects,
     now_ms: u64,
@@ -467,15 +470,18 @@ async fn write_claimed(
     let bytes = store::encode(&key, record)?;
     for _ in 0..store::CAS_ATTEMPTS {
         let current = fx.get(&key).await?;
-        // An earlier attempt, whose outcome was unknown, landed.
-        if let Some(entry) = current.as_ref().filter(|e| e.value == bytes) {
-            return Ok(Some(entry.version));
-        }
         if let Some(entry) = &current {
             store::check_format(&key, &entry.value)?;
+            let ours = entry.value == bytes
+                || store::decode::<TokensRecord>(&key, &entry.value)
+                    .is_ok_and(|t| t.grant.as_deref() == Some(state_hash));
+            if ours {
+                return Ok(Some(entry.version));
+            }
         }
         let (status, _) = status::read(fx, connection, now_ms).await?;
-        if status.grant.as_deref() != Some(state_hash) {
+        let fresh = fx.now_ms().await < status.claimed_ms.saturating_add(status::CLAIM_WRITES_MS);
+        if status.grant.as_deref() != Some(state_hash) || !fresh {
             return Ok(None);
         }
         match fx
@@ -560,6 +566,7 @@ async fn store_grant(
     // another worker's rotation). Whether tokens are stored is read first,
     // for the way back.
     let had_tokens = status::has_tokens(fx, &connection).await?;
+    let claimed_ms = fx.now_ms().await.max(now_ms);
     let mut before = None;
     let claimed = status::update(fx, &connection, now_ms, async |mut status| {
         if !still_pending(&status, &state_hash) {
@@ -567,6 +574,7 @@ async fn store_grant(
         }
         before = Some(status.clone());
         status.grant = Some(state_hash.clone());
+        status.claimed_ms = claimed_ms;
         status.reason = None;
         status.flow = None;
         status.missing_scopes.retain(|s| !scopes.contains(s));
@@ -586,8 +594,12 @@ async fn store_grant(
     let tokens_key = store::tokens_key(&connection);
     let version = match write_claimed(fx, now_ms, &connection, &state_hash, &record).await {
         Ok(Some(version)) => version,
-        // A disconnect, a forget or a newer authorisation overtook the claim.
-        Ok(None) => return Err(reject(fx, RejectionReason::UnknownState, Some(&connection)).await),
+        // A disconnect, a forget or a newer authorisation overtook the claim
+        // (then it stays as they left it), or it went stale.
+        Ok(None) => {
+            unclaim(fx, now_ms, &connection, &state_hash, before, had_tokens).await;
+            return Err(reject(fx, RejectionReason::UnknownState, Some(&connection)).await);
+        }
         Err(error) => {
             unclaim(fx, now_ms, &connection, &state_hash, before, had_tokens).await;
             return Err(error.into());

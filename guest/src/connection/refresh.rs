@@ -356,7 +356,7 @@ impl Attempt<'_> {
             // a new authorisation claimed the connection: its tokens replace
             // these.
             if status.state == State::Disconnected
-                || status.claimed_by_other(record.grant.as_deref())
+                || status.claimed_by_other(record.grant.as_deref(), self.now_ms)
             {
                 return Err(Declined::Moved);
             }
@@ -861,7 +861,7 @@ impl Attempt<'_> {
         let mut failure = failure;
         let updated = status::update(fx, self.connection, self.now_ms, async |mut status| {
             if status.state == State::Disconnected
-                || status.claimed_by_other(tokens.grant.as_deref())
+                || status.claimed_by_other(tokens.grant.as_deref(), self.now_ms)
             {
                 return Err(Declined::Moved);
             }
@@ -994,7 +994,9 @@ pub(super) async fn grant_dead(
     let judged_dead = status::update(fx, connection, now_ms, async |mut status| {
         // Disconnected meanwhile, or claimed by a new authorisation whose
         // tokens are on their way: the user's choice stands.
-        if status.state == State::Disconnected || status.claimed_by_other(judged.grant.as_deref()) {
+        if status.state == State::Disconnected
+            || status.claimed_by_other(judged.grant.as_deref(), now_ms)
+        {
             return Err(Declined::Moved);
         }
         status.reason = Some(reason);

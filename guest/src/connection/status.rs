@@ -131,7 +131,27 @@ pub struct Status {
     /// then stands down. `None` in records written before it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub grant: Option<String>,
+    /// When the claim that set `grant` was made (Unix ms, the claiming
+    /// worker's clock): a claim binds other grants' writes for
+    /// [`CLAIM_BINDS_MS`] only, so that one whose tokens never came (its
+    /// worker stopped, storage failed twice) does not silence the grant
+    /// still stored.
+    #[serde(default, skip_serializing_if = "is_zero_ms")]
+    pub claimed_ms: u64,
 }
+
+fn is_zero_ms(ms: &u64) -> bool {
+    *ms == 0
+}
+
+/// How long after its claim an exchange may still write its tokens, by its
+/// own clock.
+pub const CLAIM_WRITES_MS: u64 = 60_000;
+/// How long a claim binds other grants' writes, by their clocks: the
+/// write window, plus the pause a worker may take after its last check
+/// (30 s) and the clock skew between workers (30 s), the bounds the
+/// refresh lease assumes too.
+pub const CLAIM_BINDS_MS: u64 = CLAIM_WRITES_MS + 60_000;
 
 fn is_zero(n: &u32) -> bool {
     *n == 0
@@ -155,14 +175,18 @@ impl Status {
             in_flight: None,
             fresh_rejections: 0,
             grant: None,
+            claimed_ms: 0,
         }
     }
 
-    /// Whether this status was claimed by another grant than `grant` (the
-    /// grant of the tokens a write acts on); never for records from before
+    /// Whether, at `now_ms`, this status is bound by another grant's claim
+    /// than `grant` (the grant of the tokens a write acts on): a claim
+    /// made within [`CLAIM_BINDS_MS`]. Never for records from before
     /// statuses named their grant.
-    pub fn claimed_by_other(&self, grant: Option<&str>) -> bool {
-        self.grant.is_some() && self.grant.as_deref() != grant
+    pub fn claimed_by_other(&self, grant: Option<&str>, now_ms: u64) -> bool {
+        self.grant.is_some()
+            && self.grant.as_deref() != grant
+            && now_ms < self.claimed_ms.saturating_add(CLAIM_BINDS_MS)
     }
 
     /// Moves to `state`, stamping `since` only when the state changes.

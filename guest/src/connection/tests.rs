@@ -1793,6 +1793,57 @@ mod stepwise {
         );
     }
 
+    /// A token write whose outcome was unknown, landed, and was rotated by
+    /// a refresh of the new grant before the exchange looked again: the
+    /// exchange takes it as landed and never writes its own, rotated-away
+    /// refresh token back (reuse detection would revoke the grant).
+    #[test]
+    fn pleo_rotation_a_landed_write_is_never_repeated_over_a_rotation() {
+        let (mut io, mut exchange) = claimed_exchange();
+        let put = exchange.effect().clone();
+        let _ = perform(&mut io, put);
+        exchange.answer(EffectResult::StoragePut(Err(StorageError::OutcomeUnknown(
+            "timeout".into(),
+        ))));
+        io.clock = NOW + HOUR;
+        io.respond(tokens("AT-3", Some("RT-3"), 3600));
+        assert_eq!(token_of(access_token(&mut io, NOW + HOUR, "c1")), "AT-3");
+        assert!(matches!(exchange.finish(&mut io), Outcome::Complete(Ok(_))));
+        assert_eq!(stored_refresh(&mut io).as_deref(), Some("RT-3"));
+    }
+
+    /// A claim whose tokens never came (its worker stopped, or storage
+    /// failed the write and the way back) binds the grant still stored for
+    /// a bounded time only: after it, that grant's rejection is reported
+    /// and its tokens wiped, and its transient failures back off.
+    #[test]
+    fn an_abandoned_claim_does_not_silence_the_grant_still_stored() {
+        let (mut io, exchange) = claimed_exchange();
+        drop(exchange);
+        let after = NOW + status::CLAIM_BINDS_MS;
+        io.respond(json(400, r#"{"error":"invalid_grant"}"#));
+        assert_eq!(
+            access_token(&mut io, after + HOUR, "c1"),
+            Err(Refusal::Reauthenticate(Reason::RefreshTokenRejected))
+        );
+        assert!(!io.store.contains_key("tokens/c1"));
+
+        let (mut io, mut exchange) = claimed_exchange();
+        let down = || StorageError::Unavailable("down".into());
+        exchange.answer(EffectResult::StoragePut(Err(down())));
+        exchange.until(&mut io, is_put("status/c1"));
+        exchange.answer(EffectResult::StoragePut(Err(down())));
+        assert!(matches!(
+            exchange.finish(&mut io),
+            Outcome::Complete(Err(_))
+        ));
+        io.respond(json(503, "{}"));
+        let _ = access_token(&mut io, after + HOUR, "c1");
+        let view = status(&mut io, after + HOUR);
+        assert_eq!(view.failures, 1, "the failure is recorded");
+        assert!(view.next_retry_at_ms.is_some(), "and backed off");
+    }
+
     /// When taking the tokens back fails too, a disconnected connection
     /// still never serves them, and never refreshes them: no request goes
     /// out however often it is asked.
