@@ -842,6 +842,12 @@ mod tests {
         )
     }
 
+    /// Completes `callback` for `c1`: whether it is rejected as
+    /// `unknown-state`.
+    fn completes_as_unknown_state(io: &mut FakeIo, callback: &str) -> bool {
+        unknown_state(complete(io, NOW + 3, callback, Some("c1")))
+    }
+
     fn stored_access_token(io: &FakeIo) -> Option<String> {
         let entry = io.store.get("tokens/c1")?;
         let record: TokensRecord = store::decode("tokens/c1", &entry.value).unwrap();
@@ -871,12 +877,7 @@ mod tests {
             crate::connection::disconnect(other, NOW + 2, "c1", false).unwrap();
         });
         io.respond(tokens_answer("AT-2"));
-        assert!(unknown_state(complete(
-            &mut io,
-            NOW + 3,
-            &callback,
-            Some("c1")
-        )));
+        assert!(completes_as_unknown_state(&mut io, &callback));
         assert_eq!(stored_access_token(&io), None);
         let view = crate::connection::status_view(&mut io, NOW + 4, "c1").unwrap();
         assert_eq!(view.state, State::Disconnected);
@@ -890,12 +891,7 @@ mod tests {
         let (mut io, callback) = connected_and_authorizing();
         io.meanwhile(|other| crate::connection::forget(other, "c1").unwrap());
         io.respond(tokens_answer("AT-2"));
-        assert!(unknown_state(complete(
-            &mut io,
-            NOW + 3,
-            &callback,
-            Some("c1")
-        )));
+        assert!(completes_as_unknown_state(&mut io, &callback));
         let left: Vec<&String> = io.store.keys().collect();
         assert!(left.is_empty(), "left after forget: {left:?}");
     }
@@ -910,12 +906,7 @@ mod tests {
             begin(other, NOW + 2, "c1", &BeginOptions::default()).unwrap();
         });
         io.respond(tokens_answer("AT-2"));
-        assert!(unknown_state(complete(
-            &mut io,
-            NOW + 3,
-            &callback,
-            Some("c1")
-        )));
+        assert!(completes_as_unknown_state(&mut io, &callback));
         assert_eq!(stored_access_token(&io).as_deref(), Some("AT-1"));
         let view = crate::connection::status_view(&mut io, NOW + 4, "c1").unwrap();
         assert_eq!(view.state, State::Authorizing);
@@ -932,12 +923,7 @@ mod tests {
         io.write_faults.push(("flow/".into(), unavailable()));
         crate::connection::disconnect(&mut io, NOW + 2, "c1", false).unwrap();
         assert!(io.store.keys().any(|k| k.starts_with("flow/")));
-        assert!(unknown_state(complete(
-            &mut io,
-            NOW + 3,
-            &callback,
-            Some("c1")
-        )));
+        assert!(completes_as_unknown_state(&mut io, &callback));
 
         // A newer `begin` whose deletion of the superseded record failed.
         let (mut io, callback) = connected_and_authorizing();
@@ -949,12 +935,7 @@ mod tests {
             .collect();
         begin(&mut io, NOW + 2, "c1", &BeginOptions::default()).unwrap();
         io.store.extend(superseded);
-        assert!(unknown_state(complete(
-            &mut io,
-            NOW + 3,
-            &callback,
-            Some("c1")
-        )));
+        assert!(completes_as_unknown_state(&mut io, &callback));
         assert_eq!(stored_access_token(&io).as_deref(), Some("AT-1"));
         assert_eq!(io.sent.len(), 1, "no second code exchange");
     }

@@ -44,6 +44,16 @@ fn head(status: u16, challenge: Option<&str>) -> ResponseHead {
     }
 }
 
+/// `c1` configured with the test configuration, never authorised.
+fn configured() -> FakeIo {
+    let mut io = FakeIo {
+        clock: NOW,
+        ..FakeIo::default()
+    };
+    configure(&mut io, "c1", &config()).unwrap();
+    io
+}
+
 /// Connects `c1` through a real authorisation: AT-1 / RT-1, one hour.
 fn connected(config: ConnectionConfig) -> FakeIo {
     let mut io = FakeIo {
@@ -1132,11 +1142,7 @@ fn tokens_replaced_since_the_callers_read_are_served_not_refreshed() {
 /// expires: the status shows the state it left the connection in.
 #[test]
 fn an_abandoned_authorisation_stops_showing_as_in_progress() {
-    let mut io = FakeIo {
-        clock: NOW,
-        ..FakeIo::default()
-    };
-    configure(&mut io, "c1", &config()).unwrap();
+    let mut io = configured();
     authorize::begin(&mut io, NOW, "c1", &BeginOptions::default()).unwrap();
     let view = status(&mut io, NOW + 1);
     assert_eq!(view.state, State::Authorizing);
@@ -1273,6 +1279,18 @@ fn pleo_rotation_a_usable_refresh_answer_is_stored_whatever_describes_it() {
     }
 }
 
+/// Connected `c1` (AT-1), whose next request, a refresh at `at`, is
+/// answered only after a re-authorisation (AT-9 / RT-9) has completed.
+fn reauthorised_during_the_next_refresh(at: u64) -> FakeIo {
+    let mut io = connected(config());
+    let callback = pending_callback(&mut io, at);
+    io.meanwhile(move |other| {
+        other.respond(tokens("AT-9", Some("RT-9"), 3600));
+        authorize::complete(other, at, &callback, Some("c1")).unwrap();
+    });
+    io
+}
+
 /// A re-authorisation that completes while a refresh of the old grant is
 /// out is a new grant, not another worker's rotation (Pleo's reuse
 /// detection makes the difference matter): when the old refresh token is
@@ -1280,13 +1298,8 @@ fn pleo_rotation_a_usable_refresh_answer_is_stored_whatever_describes_it() {
 /// is sent to "confirm" it.
 #[test]
 fn pleo_rotation_a_new_authorisation_during_a_refresh_is_not_a_rotation() {
-    let mut io = connected(config());
     let at = NOW + HOUR - 30_000;
-    let callback = pending_callback(&mut io, at);
-    io.meanwhile(move |other| {
-        other.respond(tokens("AT-9", Some("RT-9"), 3600));
-        authorize::complete(other, at, &callback, Some("c1")).unwrap();
-    });
+    let mut io = reauthorised_during_the_next_refresh(at);
     io.respond(json(400, r#"{"error":"invalid_grant"}"#));
     assert_eq!(token_of(access_token(&mut io, at, "c1")), "AT-9");
     assert_eq!(sent_refresh_tokens(&io), ["RT-1"]);
@@ -1300,13 +1313,8 @@ fn pleo_rotation_a_new_authorisation_during_a_refresh_is_not_a_rotation() {
 /// history (no back-off, no failure count).
 #[test]
 fn a_new_authorisation_during_a_refresh_does_not_inherit_its_failure() {
-    let mut io = connected(config());
     let at = NOW + HOUR - 30_000;
-    let callback = pending_callback(&mut io, at);
-    io.meanwhile(move |other| {
-        other.respond(tokens("AT-9", Some("RT-9"), 3600));
-        authorize::complete(other, at, &callback, Some("c1")).unwrap();
-    });
+    let mut io = reauthorised_during_the_next_refresh(at);
     io.respond(json(503, "<html>busy</html>"));
     assert!(matches!(
         access_token(&mut io, at, "c1"),
@@ -1702,66 +1710,45 @@ mod stepwise {
         }
     }
 
-    /// A scope upgrade: a refresh of the old grant is rejected after the new
-    /// authorisation claimed the connection and before its tokens are
-    /// written. The old grant's death is not the connection's: the new
-    /// grant is stored, connected and served.
+    /// A scope upgrade: a refresh of the old grant ends, rejected or failed,
+    /// after the new authorisation claimed the connection and before its
+    /// tokens are written. The old grant's death or failure is not the
+    /// connection's: the new grant is stored, connected with a clean
+    /// history, and served.
     #[test]
-    fn a_rejected_refresh_of_the_old_grant_spares_a_claimed_new_one() {
-        let mut io = connected(config());
-        let upgrade = pending_callback(&mut io, NOW + HOUR - 1_000);
-        io.clock = NOW + HOUR;
-        let mut refresh = Op::start(Call::AccessToken("c1".into()));
-        refresh.until(&mut io, is_send);
-        let mut exchange = complete(upgrade);
-        exchange.until(&mut io, is_send);
-        io.respond(tokens("AT-2", Some("RT-2"), 3600));
-        exchange.step(&mut io);
-        exchange.until(&mut io, is_put("tokens/c1"));
-        io.respond(json(400, r#"{"error":"invalid_grant"}"#));
-        let refreshed = refresh.finish(&mut io);
-        assert!(
-            matches!(refreshed, Outcome::AccessToken(Err(_))),
-            "{refreshed:?}"
-        );
-        let completed = exchange.finish(&mut io);
-        assert!(
-            matches!(completed, Outcome::Complete(Ok(_))),
-            "{completed:?}"
-        );
-        let view = status(&mut io, NOW + HOUR + 1);
-        assert_eq!((view.state, view.reason), (State::Connected, None));
-        assert_eq!(
-            token_of(access_token(&mut io, NOW + HOUR + 1, "c1")),
-            "AT-2"
-        );
-    }
-
-    /// The same race with a transient failure of the old grant's refresh:
-    /// the new grant does not inherit it.
-    #[test]
-    fn a_failed_refresh_of_the_old_grant_spares_a_claimed_new_one() {
-        let mut io = connected(config());
-        let upgrade = pending_callback(&mut io, NOW + HOUR - 1_000);
-        io.clock = NOW + HOUR;
-        let mut refresh = Op::start(Call::AccessToken("c1".into()));
-        refresh.until(&mut io, is_send);
-        io.respond(json(503, "{}"));
-        refresh.step(&mut io);
-        refresh.until(&mut io, is_get("status/c1"));
-        let mut exchange = complete(upgrade);
-        exchange.until(&mut io, is_send);
-        io.respond(tokens("AT-2", Some("RT-2"), 3600));
-        exchange.step(&mut io);
-        exchange.until(&mut io, is_put("tokens/c1"));
-        let _ = refresh.finish(&mut io);
-        let completed = exchange.finish(&mut io);
-        assert!(
-            matches!(completed, Outcome::Complete(Ok(_))),
-            "{completed:?}"
-        );
-        let view = status(&mut io, NOW + HOUR + 1);
-        assert_eq!((view.state, view.failures), (State::Connected, 0));
+    fn a_refresh_of_the_old_grant_ending_after_a_claim_spares_the_new_one() {
+        for answer in [json(400, r#"{"error":"invalid_grant"}"#), json(503, "{}")] {
+            let mut io = connected(config());
+            let upgrade = pending_callback(&mut io, NOW + HOUR - 1_000);
+            io.clock = NOW + HOUR;
+            let mut refresh = Op::start(Call::AccessToken("c1".into()));
+            refresh.until(&mut io, is_send);
+            let mut exchange = complete(upgrade);
+            exchange.until(&mut io, is_send);
+            io.respond(tokens("AT-2", Some("RT-2"), 3600));
+            exchange.step(&mut io);
+            exchange.until(&mut io, is_put("tokens/c1"));
+            io.respond(answer);
+            let refreshed = refresh.finish(&mut io);
+            assert!(
+                matches!(refreshed, Outcome::AccessToken(Err(_))),
+                "{refreshed:?}"
+            );
+            let completed = exchange.finish(&mut io);
+            assert!(
+                matches!(completed, Outcome::Complete(Ok(_))),
+                "{completed:?}"
+            );
+            let view = status(&mut io, NOW + HOUR + 1);
+            assert_eq!(
+                (view.state, view.reason, view.failures),
+                (State::Connected, None, 0)
+            );
+            assert_eq!(
+                token_of(access_token(&mut io, NOW + HOUR + 1, "c1")),
+                "AT-2"
+            );
+        }
     }
 
     /// Re-authorising a dead grant while storage fails the token write: the
@@ -1850,11 +1837,7 @@ mod stepwise {
     #[test]
     fn tokens_left_on_a_disconnected_connection_are_never_served_or_refreshed() {
         // A first authorisation: nothing stored for its write to expect.
-        let mut io = FakeIo {
-            clock: NOW,
-            ..FakeIo::default()
-        };
-        configure(&mut io, "c1", &config()).unwrap();
+        let mut io = configured();
         let callback = pending_callback(&mut io, NOW);
         io.respond(tokens("AT-2", Some("RT-2"), 3600));
         let mut exchange = complete(callback);
