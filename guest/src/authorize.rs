@@ -25,7 +25,7 @@ use crate::effects::{Effects, drive};
 use crate::events::{self, Kind, kebab};
 use crate::io::Io;
 use crate::secret::Secret;
-use crate::types::{Level, Request};
+use crate::types::{Entry, Level, Request};
 
 /// How long a pending authorisation lives by default: 10 minutes.
 pub const DEFAULT_FLOW_TTL_SECONDS: u32 = 600;
@@ -453,12 +453,12 @@ async fn exchange_code(
 }
 
 /// Writes a claimed grant's tokens over whatever is stored (the grant
-/// before, perhaps just rotated: the new grant replaces it), by
-/// compare-and-swap, while the status still names the grant and the claim
-/// is fresh ([`status::CLAIM_WRITES_MS`]). `None` when the claim was
-/// overtaken or went stale: nothing written. Tokens of this grant already
-/// stored are this write, landed (an outcome that was unknown), perhaps
-/// rotated since by a refresh: never written over.
+/// before, perhaps just rotated: the new grant replaces it), while the
+/// status still names the grant and the claim is fresh
+/// ([`status::CLAIM_WRITES_MS`]). `None` when the claim was overtaken or
+/// went stale: nothing written. Tokens of this grant already stored are
+/// this write, landed (an outcome that was unknown), perhaps rotated since
+/// by a refresh: never written over.
 async fn write_claimed(
     fx: &Effects,
     now_ms: u64,
@@ -467,33 +467,16 @@ async fn write_claimed(
     record: &TokensRecord,
 ) -> Result<Option<u64>, StorageError> {
     let key = store::tokens_key(connection);
-    let bytes = store::encode(&key, record)?;
-    for _ in 0..store::CAS_ATTEMPTS {
-        let current = fx.get(&key).await?;
-        if let Some(entry) = &current {
-            store::check_format(&key, &entry.value)?;
-            let ours = entry.value == bytes
-                || store::decode::<TokensRecord>(&key, &entry.value)
-                    .is_ok_and(|t| t.grant.as_deref() == Some(state_hash));
-            if ours {
-                return Ok(Some(entry.version));
-            }
-        }
+    let ours = |entry: &Entry| {
+        store::decode::<TokensRecord>(&key, &entry.value)
+            .is_ok_and(|t| t.grant.as_deref() == Some(state_hash))
+    };
+    let claim_stands = async || {
         let (status, _) = status::read(fx, connection, now_ms).await?;
         let fresh = fx.now_ms().await < status.claimed_ms.saturating_add(status::CLAIM_WRITES_MS);
-        if status.grant.as_deref() != Some(state_hash) || !fresh {
-            return Ok(None);
-        }
-        match fx
-            .put(&key, bytes.clone(), current.map(|e| e.version))
-            .await
-        {
-            Ok(version) => return Ok(Some(version)),
-            Err(StorageError::Conflict | StorageError::OutcomeUnknown(_)) => continue,
-            Err(error) => return Err(error),
-        }
-    }
-    Err(StorageError::Conflict)
+        Ok(status.grant.as_deref() == Some(state_hash) && fresh)
+    };
+    store::replace_while(fx, &key, record, ours, claim_stands).await
 }
 
 /// The tokens of a claimed flow could not be stored: the status goes back
@@ -530,10 +513,10 @@ fn still_pending(status: &Status, state_hash: &str) -> bool {
 /// the missing scopes it asked for and any earlier failure history cleared.
 ///
 /// The code exchange takes a round trip, in which the flow may end: a
-/// disconnect, a forget or a newer `begin`. So the status is updated only
-/// while the flow is still pending, and otherwise the tokens written just
-/// before are taken back and the callback is rejected as `unknown-state`:
-/// a disconnected or forgotten connection never gets tokens back, and a
+/// disconnect, a forget or a newer `begin`. So the flow is claimed in the
+/// status first, and the tokens written only while that claim stands
+/// (see below); otherwise the callback is rejected as `unknown-state`: a
+/// disconnected or forgotten connection never gets tokens, and a
 /// superseded flow never replaces the grant.
 async fn store_grant(
     fx: &Effects,

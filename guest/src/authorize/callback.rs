@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::connection::config::authority;
+use crate::connection::config::{authority, is_scheme};
 use crate::secret::Secret;
 
 /// Longest callback accepted, in bytes.
@@ -118,12 +118,8 @@ pub struct Callback {
 /// string may hold `://` too, in a value (`iss`, `error_uri`, RFC 3986 §3.4
 /// allows `:` and `/` there), but never in its first name.
 fn is_full_url(text: &str) -> bool {
-    text.split_once("://").is_some_and(|(scheme, _)| {
-        scheme.starts_with(|c: char| c.is_ascii_alphabetic())
-            && scheme
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
-    })
+    text.split_once("://")
+        .is_some_and(|(scheme, _)| is_scheme(scheme))
 }
 
 /// Parses the full redirect URL or just its query string (with or without

@@ -249,12 +249,7 @@ const PROTOCOL_PARAMS: [&str; 9] = [
 /// An endpoint: a [`secure_url`] with no fragment and no protocol parameter
 /// in its query (RFC 6749 §3.1, §3.2).
 pub fn endpoint_url(text: &str) -> Option<Url> {
-    let url = secure_url(text)?;
-    let clean = url.fragment().is_none()
-        && !url
-            .query_pairs()
-            .any(|(name, _)| PROTOCOL_PARAMS.contains(&name.as_ref()));
-    clean.then_some(url)
+    secure_url_without(text, &PROTOCOL_PARAMS)
 }
 
 /// Parameters the authorisation server adds to the redirect URI (RFC 6749
@@ -273,12 +268,26 @@ const CALLBACK_PARAMS: [&str; 6] = [
 /// §3.1.2) and no callback parameter in its query (§3.1.2: the server keeps
 /// that query and adds its own).
 pub fn redirect_url(text: &str) -> Option<Url> {
+    secure_url_without(text, &CALLBACK_PARAMS)
+}
+
+/// A [`secure_url`] with no fragment and none of `params` in its query.
+fn secure_url_without(text: &str, params: &[&str]) -> Option<Url> {
     let url = secure_url(text)?;
     let clean = url.fragment().is_none()
         && !url
             .query_pairs()
-            .any(|(name, _)| CALLBACK_PARAMS.contains(&name.as_ref()));
+            .any(|(name, _)| params.contains(&name.as_ref()));
     clean.then_some(url)
+}
+
+/// A URI scheme: `ALPHA *( ALPHA / DIGIT / "+" / "-" / "." )` (RFC 3986
+/// §3.1).
+pub(crate) fn is_scheme(text: &str) -> bool {
+    text.starts_with(|c: char| c.is_ascii_alphabetic())
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
 }
 
 /// The authority of an absolute URL, `scheme://authority`, as RFC 3986
@@ -288,10 +297,7 @@ pub fn redirect_url(text: &str) -> Option<Url> {
 /// parser would repair instead (extra slashes, a backslash) is `None`.
 pub(crate) fn authority(text: &str) -> Option<&str> {
     let (scheme, rest) = text.split_once("://")?;
-    let scheme_ok = scheme.starts_with(|c: char| c.is_ascii_alphabetic())
-        && scheme
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'));
+    let scheme_ok = is_scheme(scheme);
     let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
     let chars_ok = !authority.is_empty()
         && authority.bytes().all(|b| {

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::config::{self, ConnectionConfig};
 use super::request;
-use super::status::{self, State};
+use super::status;
 use super::store::{self, Found, StorageError, TokensRecord};
 use crate::classify::ErrorCode;
 use crate::effects::Effects;
@@ -59,11 +59,7 @@ pub async fn disconnect(
     discard_damaged_status(fx, connection).await?;
     let mut pending = None;
     status::update(fx, connection, now_ms, async |mut status| {
-        pending = status.flow.take();
-        status.grant = None;
-        status.reason = None;
-        status.clear_failures();
-        status.enter(State::Disconnected, now_ms);
+        pending = status.end_by_user(now_ms);
         Ok::<_, StorageError>(status)
     })
     .await?;
@@ -161,9 +157,7 @@ pub async fn forget(fx: &Effects, connection: &str) -> Result<(), StorageError> 
     let mut pending = None;
     if let Found::Record(_) = store::read_or_damaged::<status::Status>(fx, &status_key).await? {
         status::update(fx, connection, 0, async |mut status| {
-            pending = status.flow.take();
-            status.grant = None;
-            status.enter(State::Disconnected, status.since_ms);
+            pending = status.end_by_user(status.since_ms);
             Ok::<_, StorageError>(status)
         })
         .await?;

@@ -355,9 +355,7 @@ impl Attempt<'_> {
             // stands (the gate refuses, and `disconnect` removes them). Or
             // a new authorisation claimed the connection: its tokens replace
             // these.
-            if status.state == State::Disconnected
-                || status.claimed_by_other(record.grant.as_deref(), self.now_ms)
-            {
+            if status.moved_on_from(record.grant.as_deref(), self.now_ms) {
                 return Err(Declined::Moved);
             }
             before = status.clone();
@@ -860,9 +858,7 @@ impl Attempt<'_> {
         let stall_after = self.config.stall_after_ms();
         let mut failure = failure;
         let updated = status::update(fx, self.connection, self.now_ms, async |mut status| {
-            if status.state == State::Disconnected
-                || status.claimed_by_other(tokens.grant.as_deref(), self.now_ms)
-            {
+            if status.moved_on_from(tokens.grant.as_deref(), self.now_ms) {
                 return Err(Declined::Moved);
             }
             status.failures = status.failures.saturating_add(1);
@@ -994,9 +990,7 @@ pub(super) async fn grant_dead(
     let judged_dead = status::update(fx, connection, now_ms, async |mut status| {
         // Disconnected meanwhile, or claimed by a new authorisation whose
         // tokens are on their way: the user's choice stands.
-        if status.state == State::Disconnected
-            || status.claimed_by_other(judged.grant.as_deref(), now_ms)
-        {
+        if status.moved_on_from(judged.grant.as_deref(), now_ms) {
             return Err(Declined::Moved);
         }
         status.reason = Some(reason);

@@ -179,14 +179,26 @@ impl Status {
         }
     }
 
-    /// Whether, at `now_ms`, this status is bound by another grant's claim
-    /// than `grant` (the grant of the tokens a write acts on): a claim
-    /// made within [`CLAIM_BINDS_MS`]. Never for records from before
-    /// statuses named their grant.
-    pub fn claimed_by_other(&self, grant: Option<&str>, now_ms: u64) -> bool {
-        self.grant.is_some()
-            && self.grant.as_deref() != grant
-            && now_ms < self.claimed_ms.saturating_add(CLAIM_BINDS_MS)
+    /// Whether, at `now_ms`, a write on behalf of `grant` (the grant of
+    /// the tokens it acts on) no longer applies: the user disconnected, or
+    /// another grant's claim binds (one made within [`CLAIM_BINDS_MS`];
+    /// never for records from before statuses named their grant).
+    pub fn moved_on_from(&self, grant: Option<&str>, now_ms: u64) -> bool {
+        self.state == State::Disconnected
+            || self.grant.is_some()
+                && self.grant.as_deref() != grant
+                && now_ms < self.claimed_ms.saturating_add(CLAIM_BINDS_MS)
+    }
+
+    /// Ends the connection by the user's choice (`disconnect`, `forget`):
+    /// disconnected, no grant, no reason, no failure history. Returns the
+    /// state hash of the pending flow it ended, if any.
+    pub fn end_by_user(&mut self, now_ms: u64) -> Option<String> {
+        self.grant = None;
+        self.reason = None;
+        self.clear_failures();
+        self.enter(State::Disconnected, now_ms);
+        self.flow.take()
     }
 
     /// Moves to `state`, stamping `since` only when the state changes.

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::effects::Effects;
 use crate::secret::StoredSecret;
+use crate::types::Entry;
 pub(crate) use crate::types::StorageError;
 
 /// How many times a read-modify-write retries after a conflict before
@@ -272,25 +273,38 @@ pub async fn remove(fx: &Effects, key: &str) -> Result<(), StorageError> {
 /// compare-and-swap, retrying a bounded number of times on conflict. A
 /// damaged record is replaced (the value is whole); one of a newer format
 /// is refused.
-pub async fn replace<T: Serialize>(
+pub async fn replace<T: Serialize>(fx: &Effects, key: &str, value: &T) -> Result<(), StorageError> {
+    replace_while(fx, key, value, |_| false, async || Ok(true))
+        .await
+        .map(drop)
+}
+
+/// [`replace`], on conditions. `landed` tells an entry that is this write
+/// already made, besides one of the same bytes (an earlier attempt whose
+/// outcome was unknown); `may_write` is asked before every attempt. The
+/// version of this write, or `None` when `may_write` said no.
+pub async fn replace_while<T: Serialize>(
     fx: &Effects,
     key: &str,
     value: &T,
-) -> Result<u64, StorageError> {
+    landed: impl Fn(&Entry) -> bool,
+    mut may_write: impl AsyncFnMut() -> Result<bool, StorageError>,
+) -> Result<Option<u64>, StorageError> {
     let bytes = encode(key, value)?;
     for _ in 0..CAS_ATTEMPTS {
         let current = fx.get(key).await?;
-        // Our earlier attempt, whose outcome was unknown, landed (or the
-        // same record was already there).
-        if let Some(entry) = current.as_ref().filter(|e| e.value == bytes) {
-            return Ok(entry.version);
-        }
-        // Never overwrite a newer release's record.
-        if let Some(entry) = &current {
+        if let Some(entry) = current.as_ref() {
+            if entry.value == bytes || landed(entry) {
+                return Ok(Some(entry.version));
+            }
+            // Never overwrite a newer release's record.
             check_format(key, &entry.value)?;
         }
+        if !may_write().await? {
+            return Ok(None);
+        }
         match fx.put(key, bytes.clone(), current.map(|e| e.version)).await {
-            Ok(version) => return Ok(version),
+            Ok(version) => return Ok(Some(version)),
             Err(StorageError::Conflict | StorageError::OutcomeUnknown(_)) => continue,
             Err(error) => return Err(error),
         }

@@ -97,6 +97,16 @@ fn stored_refresh(io: &mut FakeIo) -> Option<String> {
     .and_then(|t| t.value.refresh_token.map(|r| r.to_secret().into_exposed()))
 }
 
+/// `c1` is disconnected, with no reason, and the gate says so.
+fn assert_disconnected(io: &mut FakeIo, now: u64) {
+    assert_eq!(
+        access_token(io, now, "c1"),
+        Err(Refusal::NotConnected(NotConnected::Disconnected))
+    );
+    let view = status(io, now);
+    assert_eq!((view.state, view.reason), (State::Disconnected, None));
+}
+
 /// No event field or message carries a secret the test used.
 fn assert_no_secrets(io: &FakeIo) {
     for event in &io.events {
@@ -1191,12 +1201,7 @@ fn a_disconnect_during_a_refresh_is_not_reported_as_a_revocation() {
         );
     }));
     io.respond(json(400, r#"{"error":"invalid_grant"}"#));
-    assert_eq!(
-        access_token(&mut io, NOW + HOUR, "c1"),
-        Err(Refusal::NotConnected(NotConnected::Disconnected))
-    );
-    let view = status(&mut io, NOW + HOUR);
-    assert_eq!((view.state, view.reason), (State::Disconnected, None));
+    assert_disconnected(&mut io, NOW + HOUR);
     assert!(!io.kinds().contains(&"revocation-detected"));
 }
 
@@ -1369,12 +1374,7 @@ fn a_disconnect_before_a_rejection_is_acted_on_stands() {
             .unwrap();
     });
     io.respond(json(400, r#"{"error":"invalid_grant"}"#));
-    assert_eq!(
-        access_token(&mut io, NOW + HOUR, "c1"),
-        Err(Refusal::NotConnected(NotConnected::Disconnected))
-    );
-    let view = status(&mut io, NOW + HOUR);
-    assert_eq!((view.state, view.reason), (State::Disconnected, None));
+    assert_disconnected(&mut io, NOW + HOUR);
     assert!(!io.kinds().contains(&"reauth-required"), "{:?}", io.kinds());
 }
 
