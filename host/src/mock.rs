@@ -118,6 +118,10 @@ pub enum Fault {
     /// out or disconnects meanwhile changes nothing: the server drops the
     /// request with its connection, before processing it.
     TokenDelay(u32),
+    /// `/oauth/token` processes the request first (a code is spent, a
+    /// refresh rotates), then waits this many milliseconds (real time)
+    /// before it answers: a slow answer, during which the user may act.
+    TokenSlowAnswer(u32),
     /// `/oauth/token` answers 200 with `{"error":"server_error"}`.
     TokenErrorIn200,
     /// `/oauth/token` processes the request (a refresh rotates the tokens),

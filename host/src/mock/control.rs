@@ -98,9 +98,10 @@ pub(super) async fn rotate_client_secret(
 }
 
 /// `POST /_mock/fault` with the form fields `kind` (`token-503-html`,
-/// `token-429`, `token-delay`, `token-error-200`, `token-rotate-504`,
-/// `token-rotate-drop`, `api-503`, `api-401`), `count`
-/// (default 1) and `ms` (for `token-delay`): [`Control::inject`].
+/// `token-429`, `token-delay`, `token-slow-answer`, `token-error-200`,
+/// `token-rotate-504`, `token-rotate-drop`, `api-503`, `api-401`), `count`
+/// (default 1) and `ms` (for `token-delay` and `token-slow-answer`):
+/// [`Control::inject`].
 pub(super) async fn fault(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
     let params = Params::parse(&body);
     let count = match params.get("count").map(str::parse::<u32>) {
@@ -116,13 +117,20 @@ pub(super) async fn fault(State(shared): State<Arc<Shared>>, body: Bytes) -> Res
         Some("token-rotate-drop") => Fault::TokenRotateThenDrop,
         Some("api-503") => Fault::ApiServerError,
         Some("api-401") => Fault::ApiUnauthorized,
-        Some("token-delay") => match params.get("ms").map(str::parse::<u32>) {
-            Some(Ok(ms)) => Fault::TokenDelay(ms),
-            _ => return bad_request("token-delay needs ms, a whole number of milliseconds"),
-        },
+        Some(kind @ ("token-delay" | "token-slow-answer")) => {
+            match params.get("ms").map(str::parse::<u32>) {
+                Some(Ok(ms)) if kind == "token-delay" => Fault::TokenDelay(ms),
+                Some(Ok(ms)) => Fault::TokenSlowAnswer(ms),
+                _ => {
+                    return bad_request(
+                        "token-delay and token-slow-answer need ms, a whole number of milliseconds",
+                    );
+                }
+            }
+        }
         _ => {
             return bad_request(
-                "kind must be token-503-html, token-429, token-delay, token-error-200, token-rotate-504, token-rotate-drop, api-503 or api-401",
+                "kind must be token-503-html, token-429, token-delay, token-slow-answer, token-error-200, token-rotate-504, token-rotate-drop, api-503 or api-401",
             );
         }
     };

@@ -149,6 +149,7 @@ pub(super) async fn token(
         Some(
             Fault::TokenRotateThenGatewayTimeout
             | Fault::TokenRotateThenDrop
+            | Fault::TokenSlowAnswer(_)
             | Fault::ApiServerError
             | Fault::ApiUnauthorized,
         )
@@ -160,36 +161,42 @@ pub(super) async fn token(
         Err(error) => return error.into_response(),
     };
     let now = shared.now_ms();
-    let mut store = shared.lock();
-    let client_id = match authenticate(&store.client, &headers, &params) {
-        Ok(client_id) => client_id,
-        Err(error) => return error.into_response(),
-    };
-    let result = match params.get("grant_type") {
-        None => Err(OAuthError::invalid_request("grant_type is required")),
-        Some("authorization_code") => {
-            match (
-                params.get("code"),
-                params.get("redirect_uri"),
-                params.get("code_verifier"),
-            ) {
-                (Some(code), Some(redirect_uri), Some(verifier)) => {
-                    store.exchange_code(&client_id, code, redirect_uri, verifier, now)
+    // The lock is released before any wait.
+    let result = {
+        let mut store = shared.lock();
+        let client_id = match authenticate(&store.client, &headers, &params) {
+            Ok(client_id) => client_id,
+            Err(error) => return error.into_response(),
+        };
+        match params.get("grant_type") {
+            None => Err(OAuthError::invalid_request("grant_type is required")),
+            Some("authorization_code") => {
+                match (
+                    params.get("code"),
+                    params.get("redirect_uri"),
+                    params.get("code_verifier"),
+                ) {
+                    (Some(code), Some(redirect_uri), Some(verifier)) => {
+                        store.exchange_code(&client_id, code, redirect_uri, verifier, now)
+                    }
+                    _ => Err(OAuthError::invalid_request(
+                        "code, redirect_uri and code_verifier are required",
+                    )),
                 }
-                _ => Err(OAuthError::invalid_request(
-                    "code, redirect_uri and code_verifier are required",
-                )),
             }
+            Some("refresh_token") => match params.get("refresh_token") {
+                Some(refresh) => store.refresh(&client_id, refresh, params.get("scope"), now),
+                None => Err(OAuthError::invalid_request("refresh_token is required")),
+            },
+            Some(_) => Err(OAuthError {
+                code: "unsupported_grant_type",
+                description: "grant_type must be authorization_code or refresh_token",
+            }),
         }
-        Some("refresh_token") => match params.get("refresh_token") {
-            Some(refresh) => store.refresh(&client_id, refresh, params.get("scope"), now),
-            None => Err(OAuthError::invalid_request("refresh_token is required")),
-        },
-        Some(_) => Err(OAuthError {
-            code: "unsupported_grant_type",
-            description: "grant_type must be authorization_code or refresh_token",
-        }),
     };
+    if let Some(Fault::TokenSlowAnswer(ms)) = fault {
+        tokio::time::sleep(Duration::from_millis(ms.into())).await;
+    }
     match (result, fault) {
         // The server acted; the client learns nothing of it.
         (_, Some(Fault::TokenRotateThenGatewayTimeout)) => (

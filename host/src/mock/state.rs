@@ -149,6 +149,7 @@ impl Fault {
             Fault::TokenServerErrorHtml
             | Fault::TokenRateLimited
             | Fault::TokenDelay(_)
+            | Fault::TokenSlowAnswer(_)
             | Fault::TokenErrorIn200
             | Fault::TokenRotateThenGatewayTimeout
             | Fault::TokenRotateThenDrop => FaultTarget::Token,

@@ -794,27 +794,44 @@ fn token_faults() {
     assert_eq!((stats.refreshes, stats.refresh_attempts), (1, 1));
 }
 
-#[test]
-fn a_delayed_request_changes_nothing_when_the_client_gives_up() {
-    let h = harness();
-    let (_, refresh) = h.tokens("users:read");
-    h.server.control().inject(Fault::TokenDelay(300), 1);
+/// Sends a refresh and gives up on it after 50 ms.
+fn refresh_and_give_up(h: &Harness, refresh: &str) {
     let impatient: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
         .timeout_global(Some(Duration::from_millis(50)))
         .build()
         .into();
     let result = impatient
         .post(h.url("/oauth/token"))
         .header("Authorization", basic("demo-client", SECRET))
-        .send_form([("grant_type", "refresh_token"), ("refresh_token", &refresh)]);
-    assert!(result.is_err());
+        .send_form([("grant_type", "refresh_token"), ("refresh_token", refresh)]);
+    assert!(result.is_err(), "the client gave up");
+}
+
+#[test]
+fn a_delayed_request_changes_nothing_when_the_client_gives_up() {
+    let h = harness();
+    let (_, refresh) = h.tokens("users:read");
+    h.server.control().inject(Fault::TokenDelay(300), 1);
+    refresh_and_give_up(&h, &refresh);
     std::thread::sleep(Duration::from_millis(500));
     // The request was dropped with its connection before it was processed:
     // the refresh token was not rotated and still works.
     let stats = h.server.control().stats();
     assert_eq!((stats.refresh_attempts, stats.faults_served), (0, 1));
     assert_eq!(h.refresh(&refresh).status, 200);
+}
+
+/// `token-slow-answer` answers after the server acted: a client that gave
+/// up meanwhile has still spent its refresh token, which was rotated.
+#[test]
+fn a_slow_answer_comes_after_the_request_was_processed() {
+    let h = harness();
+    let (_, refresh) = h.tokens("users:read");
+    h.server.control().inject(Fault::TokenSlowAnswer(300), 1);
+    refresh_and_give_up(&h, &refresh);
+    let stats = h.server.control().stats();
+    assert_eq!((stats.refreshes, stats.faults_served), (1, 1));
+    assert_eq!(h.refresh(&refresh).error(), "invalid_grant");
 }
 
 #[test]
@@ -916,6 +933,17 @@ fn http_control_endpoints() {
         204
     );
     assert_eq!(control("/_mock/fault", &[("kind", "token-delay")]), 400);
+    assert_eq!(
+        control(
+            "/_mock/fault",
+            &[("kind", "token-slow-answer"), ("ms", "10")]
+        ),
+        204
+    );
+    assert_eq!(
+        control("/_mock/fault", &[("kind", "token-slow-answer")]),
+        400
+    );
     assert_eq!(control("/_mock/fault", &[("kind", "nonsense")]), 400);
     let refreshed = h.refresh(&refresh).json();
     let access = refreshed["access_token"].as_str().unwrap().to_owned();
@@ -943,7 +971,7 @@ fn http_control_endpoints() {
     assert_eq!(stats.status, 200);
     let expected = serde_json::to_value(h.server.control().stats()).unwrap();
     assert_eq!(stats.json(), expected);
-    assert_eq!(expected["faults_served"], 6);
+    assert_eq!(expected["faults_served"], 7);
     assert_eq!(expected["code_exchanges"], 1);
 
     let secrets = h.get("/_mock/issued-secrets").json();
