@@ -19,6 +19,7 @@ pub use url::{ParamError, UrlError, UrlParams, UrlTemplate};
 use crate::classify::{self, GrantKind, OAuthError, Reauth, TokenOutcome, TokenSet, Transient};
 use crate::connection::config::{self, ConnectionConfig, InvalidConfig};
 use crate::connection::request;
+use crate::connection::revocation;
 use crate::connection::status::{self, Declined, State, Status};
 use crate::connection::store::{self, FlowRecord, StorageError, TokensRecord};
 use crate::effects::{Effects, drive};
@@ -525,7 +526,10 @@ async fn store_grant(
     tokens: TokenSet,
 ) -> Result<Completed, CompleteError> {
     let Accepted {
-        flow, state_hash, ..
+        flow,
+        state_hash,
+        config,
+        ..
     } = accepted;
     let connection = flow.connection;
     let scopes = tokens.scope.unwrap_or(flow.scopes);
@@ -572,7 +576,7 @@ async fn store_grant(
         (Ok(_), Some(before)) => before,
         (Err(Declined::Storage(error)), _) => return Err(error.into()),
         // The flow ended during the code exchange.
-        _ => return Err(reject(fx, RejectionReason::UnknownState, Some(&connection)).await),
+        _ => return Err(not_kept(fx, &config, &connection, &record).await),
     };
     let tokens_key = store::tokens_key(&connection);
     let version = match write_claimed(fx, now_ms, &connection, &state_hash, &record).await {
@@ -581,7 +585,7 @@ async fn store_grant(
         // (then it stays as they left it), or it went stale.
         Ok(None) => {
             unclaim(fx, now_ms, &connection, &state_hash, before, had_tokens).await;
-            return Err(reject(fx, RejectionReason::UnknownState, Some(&connection)).await);
+            return Err(not_kept(fx, &config, &connection, &record).await);
         }
         Err(error) => {
             unclaim(fx, now_ms, &connection, &state_hash, before, had_tokens).await;
@@ -593,7 +597,7 @@ async fn store_grant(
     let (now, _) = status::read(fx, &connection, now_ms).await?;
     if now.grant.as_deref() != Some(state_hash.as_str()) {
         let _ = fx.delete(&tokens_key, version).await;
-        return Err(reject(fx, RejectionReason::UnknownState, Some(&connection)).await);
+        return Err(not_kept(fx, &config, &connection, &record).await);
     }
     let reason = before.reason;
     let recovered = reason.is_some();
@@ -629,6 +633,21 @@ async fn store_grant(
         scopes,
         recovered,
     })
+}
+
+/// The grant this exchange obtained is not kept: the flow ended during the
+/// exchange (a disconnect, a forget, a newer authorisation), so the
+/// callback is rejected as `unknown-state`, after the grant is revoked if
+/// the user disconnected asking for that.
+async fn not_kept(
+    fx: &Effects,
+    config: &ConnectionConfig,
+    connection: &str,
+    tokens: &TokensRecord,
+) -> CompleteError {
+    revocation::revoke_late_grant(fx, config, connection, tokens, "code-exchange").await;
+    let message = "the authorisation ended while its code was exchanged: the tokens were not kept";
+    reject_with(fx, RejectionReason::UnknownState, Some(connection), message).await
 }
 
 /// `grant_type=authorization_code` (RFC 6749 §4.1.3, RFC 7636 §4.5).
@@ -692,13 +711,24 @@ async fn discard_flow(fx: &Effects, state_hash: &str) {
 
 /// Records a rejected callback as a security event and builds the error.
 async fn reject(fx: &Effects, reason: RejectionReason, connection: Option<&str>) -> CompleteError {
+    let message = "an authorisation callback was rejected before any code exchange";
+    reject_with(fx, reason, connection, message).await
+}
+
+/// [`reject`], with another message on the event.
+async fn reject_with(
+    fx: &Effects,
+    reason: RejectionReason,
+    connection: Option<&str>,
+    message: &str,
+) -> CompleteError {
     events::emit_for(
         fx,
         Level::Warn,
         Kind::StateMismatch,
         connection,
         &[("reason", kebab(&reason))],
-        "an authorisation callback was rejected before any code exchange",
+        message,
     )
     .await;
     CompleteError::Rejected(Rejection {

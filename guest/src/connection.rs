@@ -6,9 +6,11 @@
 //! configuration and the storage model (`config`, `store`) at the bottom,
 //! then the status, the lease, the back-off and the requests; then the
 //! vocabulary of a call for a token (`outcome`); then the refresh, the gate
-//! on top of it, and the report on top of both. Disconnect and forget
-//! (`lifecycle`) use only the lower layers. Only the operations and their
-//! types are public, re-exported here.
+//! on top of it, and the report on top of both. Revocation at the server
+//! (`revocation`) sits with the requests: the refresh, a code exchange
+//! and `disconnect` use it. Disconnect and forget (`lifecycle`) use only
+//! the lower layers. Only the operations and their types are public,
+//! re-exported here.
 
 mod backoff;
 pub(crate) mod config;
@@ -19,6 +21,7 @@ mod outcome;
 mod refresh;
 mod report;
 pub(crate) mod request;
+pub(crate) mod revocation;
 pub(crate) mod status;
 pub(crate) mod store;
 
@@ -29,10 +32,11 @@ pub use config::{
 };
 pub use gate::access_token as access_token_async;
 pub use lease::{LEASE_MS, MAX_CLOCK_SKEW_MS};
-pub use lifecycle::{DisconnectError, Revocation};
+pub use lifecycle::DisconnectError;
 pub use lifecycle::{disconnect as disconnect_async, forget as forget_async};
 pub use outcome::{Bearer, ClientFault, NO_CREDENTIALS, NotConnected, Refusal, WaitReason};
 pub use report::{ApiAction, report as report_async};
+pub use revocation::Revocation;
 pub use status::{Reason, State};
 // The stored records (`status/{id}`, `flow/{hash}`, `tokens/{id}`): their
 // JSON is the storage format, which the fuzz targets decode; their fields

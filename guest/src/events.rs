@@ -100,6 +100,8 @@ kinds! {
     RetryNow = "retry-now",
     /// The user disconnected: tokens wiped, configuration kept.
     Disconnected = "disconnected",
+    /// A code exchange or a refresh brought tokens back after the user disconnected with revocation: revoked.
+    LateGrantRevoked = "late-grant-revoked",
     /// The connection and everything stored for it were deleted.
     Forgotten = "forgotten",
 }

@@ -1,33 +1,13 @@
 //! Ending a connection: disconnect (the user's choice; tokens go, the
 //! configuration stays) and forget (everything goes).
 
-use serde::{Deserialize, Serialize};
-
 use super::config::{self, ConnectionConfig};
-use super::request;
+use super::revocation::{Revocation, revocation_name, revoke_grant};
 use super::status;
 use super::store::{self, Found, StorageError, TokensRecord};
-use crate::classify::ErrorCode;
 use crate::effects::Effects;
-use crate::events::{self, Kind, kebab};
+use crate::events::{self, Kind};
 use crate::types::Level;
-
-/// What happened to the grant at the server on disconnect.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Revocation {
-    /// Revocation was not asked for.
-    NotRequested,
-    /// No revocation endpoint is configured (Pleo documents none).
-    NotConfigured,
-    /// There were no tokens to revoke.
-    NoToken,
-    /// The server confirmed (RFC 7009 §2.2: also for an already-invalid token).
-    Revoked,
-    /// The server did not confirm: a status, an error code or a transport
-    /// failure, for operators. The local tokens are wiped all the same.
-    Failed(String),
-}
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DisconnectError {
@@ -59,7 +39,7 @@ pub async fn disconnect(
     discard_damaged_status(fx, connection).await?;
     let mut pending = None;
     status::update(fx, connection, now_ms, async |mut status| {
-        pending = status.end_by_user(now_ms);
+        pending = status.end_by_user(now_ms, revoke);
         Ok::<_, StorageError>(status)
     })
     .await?;
@@ -89,38 +69,6 @@ pub async fn disconnect(
     Ok(revocation)
 }
 
-/// RFC 7009 §2.1: revoking the refresh token revokes the grant (the
-/// server SHOULD then invalidate its access tokens too); without one, the
-/// access token.
-async fn revoke_grant(
-    fx: &Effects,
-    config: &ConnectionConfig,
-    url: &str,
-    tokens: &TokensRecord,
-) -> Revocation {
-    let (token, hint) = match &tokens.refresh_token {
-        Some(refresh) => (refresh.to_secret(), "refresh_token"),
-        None => (tokens.access_token.to_secret(), "access_token"),
-    };
-    let request = request::form_post(
-        config,
-        url.to_owned(),
-        &[("token", token.expose()), ("token_type_hint", hint)],
-    );
-    match fx.send(request).await {
-        Ok(response) if response.status == 200 => Revocation::Revoked,
-        Ok(response) => {
-            // RFC 7009 §2.2.1: an error response has an RFC 6749 §5.2 body.
-            let code = ErrorCode::of_body(&response.body);
-            Revocation::Failed(match code {
-                Some(code) => format!("status {}: {}", response.status, code.as_str()),
-                None => format!("status {}", response.status),
-            })
-        }
-        Err(error) => Revocation::Failed(error.summary().to_owned()),
-    }
-}
-
 /// Removes the status record if it is damaged.
 async fn discard_damaged_status(fx: &Effects, connection: &str) -> Result<(), StorageError> {
     let key = store::status_key(connection);
@@ -132,13 +80,6 @@ async fn discard_damaged_status(fx: &Effects, connection: &str) -> Result<(), St
         }
     }
     Ok(())
-}
-
-fn revocation_name(revocation: &Revocation) -> String {
-    match revocation {
-        Revocation::Failed(_) => "failed".into(),
-        other => kebab(other),
-    }
 }
 
 /// Forgets a connection: tokens, pending authorisation, lease, status and,
@@ -157,7 +98,7 @@ pub async fn forget(fx: &Effects, connection: &str) -> Result<(), StorageError> 
     let mut pending = None;
     if let Found::Record(_) = store::read_or_damaged::<status::Status>(fx, &status_key).await? {
         status::update(fx, connection, 0, async |mut status| {
-            pending = status.end_by_user(status.since_ms);
+            pending = status.end_by_user(status.since_ms, false);
             Ok::<_, StorageError>(status)
         })
         .await?;

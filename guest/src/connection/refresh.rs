@@ -26,6 +26,7 @@ use super::outcome::{
     Bearer, ClientFault, Loaded, NO_CREDENTIALS, Refusal, Trigger, WaitReason, without_tokens,
 };
 use super::request;
+use super::revocation;
 use super::status::{self, Declined, InFlight, Reason, State, Status};
 use super::store::{self, CAS_ATTEMPTS, StorageError, TokensRecord, Versioned};
 use crate::classify::{
@@ -346,7 +347,11 @@ impl Attempt<'_> {
             Ok(Stored::Theirs(theirs)) => {
                 return serve_or(self.usable(&theirs), &theirs, || self.holder_busy());
             }
-            Ok(Stored::Gone) => return Err(self.refusal_without_tokens(fx).await?),
+            Ok(Stored::Gone) => {
+                revocation::revoke_late_grant(fx, self.config, self.connection, &record, "refresh")
+                    .await;
+                return Err(self.refusal_without_tokens(fx).await?);
+            }
             Err(error) => return Err(self.rotated_tokens_lost(fx, judged, &error).await),
         }
         let mut before = Status::new(self.now_ms);
@@ -369,7 +374,19 @@ impl Attempt<'_> {
         if let Err(Declined::Moved) = recorded {
             let (status, _) = status::read(fx, self.connection, self.now_ms).await?;
             return Err(match status.state {
-                State::Disconnected => without_tokens(&status),
+                State::Disconnected => {
+                    // `disconnect` may have read the tokens before this
+                    // write, and revoked the refresh token this one replaced.
+                    revocation::revoke_late_grant(
+                        fx,
+                        self.config,
+                        self.connection,
+                        &record,
+                        "refresh",
+                    )
+                    .await;
+                    without_tokens(&status)
+                }
                 _ => self.holder_busy(),
             });
         }

@@ -138,6 +138,12 @@ pub struct Status {
     /// still stored.
     #[serde(default, skip_serializing_if = "is_zero_ms")]
     pub claimed_ms: u64,
+    /// Set by a `disconnect` that asked for revocation (RFC 7009); read
+    /// only while `disconnected`. A code exchange the disconnect overtook
+    /// then revokes the grant it obtained, which nobody else holds the
+    /// tokens of, rather than leave it alive at the server.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub revocation_asked: bool,
 }
 
 fn is_zero_ms(ms: &u64) -> bool {
@@ -176,6 +182,7 @@ impl Status {
             fresh_rejections: 0,
             grant: None,
             claimed_ms: 0,
+            revocation_asked: false,
         }
     }
 
@@ -191,14 +198,22 @@ impl Status {
     }
 
     /// Ends the connection by the user's choice (`disconnect`, `forget`):
-    /// disconnected, no grant, no reason, no failure history. Returns the
-    /// state hash of the pending flow it ended, if any.
-    pub fn end_by_user(&mut self, now_ms: u64) -> Option<String> {
+    /// disconnected, no grant, no reason, no failure history, and whether
+    /// the user asked for the grant's revocation. Returns the state hash of
+    /// the pending flow it ended, if any.
+    pub fn end_by_user(&mut self, now_ms: u64, revoke: bool) -> Option<String> {
         self.grant = None;
         self.reason = None;
         self.clear_failures();
         self.enter(State::Disconnected, now_ms);
+        self.revocation_asked = revoke;
         self.flow.take()
+    }
+
+    /// Whether the user disconnected and asked for revocation: a grant
+    /// obtained for this connection and not kept is then revoked.
+    pub fn revocation_asked(&self) -> bool {
+        self.state == State::Disconnected && self.revocation_asked
     }
 
     /// Moves to `state`, stamping `since` only when the state changes.

@@ -1592,7 +1592,12 @@ mod stepwise {
     /// A code exchange that has claimed its flow and is about to store its
     /// tokens (AT-2), on a connected `c1`.
     fn claimed_exchange() -> (FakeIo, Op) {
-        let mut io = connected(config());
+        claimed_exchange_of(config())
+    }
+
+    /// [`claimed_exchange`] on a connection with this configuration.
+    fn claimed_exchange_of(config: ConnectionConfig) -> (FakeIo, Op) {
+        let mut io = connected(config);
         let callback = pending_callback(&mut io, NOW);
         io.respond(tokens("AT-2", Some("RT-2"), 3600));
         let mut exchange = complete(callback);
@@ -1918,5 +1923,107 @@ mod stepwise {
             sent_refresh_tokens(&io).last().map(String::as_str),
             Some("RT-R")
         );
+    }
+
+    /// The test configuration with a revocation endpoint.
+    fn revocable() -> ConnectionConfig {
+        ConnectionConfig {
+            revocation_url: Some("https://auth.example/oauth/revoke".into()),
+            ..config()
+        }
+    }
+
+    /// The tokens sent to the revocation endpoint, in order.
+    fn revoked_tokens(io: &FakeIo) -> Vec<String> {
+        io.sent
+            .iter()
+            .filter(|r| r.url.ends_with("/oauth/revoke"))
+            .map(|r| {
+                let body = String::from_utf8_lossy(&r.body).into_owned();
+                let pairs: Vec<(String, String)> = ::url::form_urlencoded::parse(body.as_bytes())
+                    .into_owned()
+                    .collect();
+                pairs.into_iter().find(|(k, _)| k == "token").unwrap().1
+            })
+            .collect()
+    }
+
+    /// The `late-grant-revoked` events' `by` and `revocation` fields.
+    fn late_revocations(io: &FakeIo) -> Vec<(String, String)> {
+        let field = |e: &crate::types::Event, name: &str| {
+            e.fields
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default()
+        };
+        io.events
+            .iter()
+            .filter(|e| e.kind == "late-grant-revoked")
+            .map(|e| (field(e, "by"), field(e, "revocation")))
+            .collect()
+    }
+
+    /// RFC 7009 §2.1: a `disconnect` with revocation that a code exchange
+    /// or a refresh overtakes, at each point where it can (the request
+    /// out; between the exchange's claim and its write; between the
+    /// refresh's token write and its status write), revokes the grant it
+    /// knows, and the call that brings tokens back revokes those: they are
+    /// in no record, so nobody else could. The user asked that no grant
+    /// stay alive at the server. Without revocation asked, nothing is sent.
+    #[test]
+    fn rfc7009_tokens_brought_back_after_a_disconnect_with_revocation_are_revoked() {
+        for revoke in [true, false] {
+            let ending = move |other: &mut FakeIo| {
+                disconnect(other, NOW + 1, "c1", revoke).map(drop).unwrap();
+            };
+            // A code exchange, with the disconnect during its request.
+            let mut io = connected(revocable());
+            let callback = pending_callback(&mut io, NOW);
+            io.respond(tokens("AT-2", Some("RT-2"), 3600));
+            io.respond(json(200, ""));
+            io.meanwhile(ending);
+            let completed = authorize::complete(&mut io, NOW, &callback, Some("c1"));
+            assert!(completed.is_err(), "{revoke}");
+            // A code exchange, with the disconnect after its claim.
+            let (mut claimed, mut exchange) = claimed_exchange_of(revocable());
+            disconnect(&mut claimed, NOW + 1, "c1", revoke).unwrap();
+            claimed.sent.clear();
+            claimed.respond(json(200, ""));
+            let completed = exchange.finish(&mut claimed);
+            assert!(matches!(completed, Outcome::Complete(Err(_))), "{revoke}");
+            // A refresh, with the disconnect during its request (its write
+            // then finds no tokens), or between its two writes.
+            let mut during = connected(revocable());
+            during.respond(tokens("AT-3", Some("RT-3"), 3600));
+            during.respond(json(200, ""));
+            during.meanwhile(ending);
+            let mut between = connected(revocable());
+            between.respond(tokens("AT-3", Some("RT-3"), 3600));
+            between.respond(json(200, ""));
+            between.meanwhile_after_reading("status/c1", ending);
+            for io in [&mut during, &mut between] {
+                assert_eq!(
+                    access_token(io, NOW + HOUR, "c1"),
+                    Err(Refusal::NotConnected(NotConnected::Disconnected))
+                );
+                assert!(!io.store.contains_key("tokens/c1"));
+            }
+            for (io, token, by) in [
+                (&io, "RT-2", "code-exchange"),
+                (&claimed, "RT-2", "code-exchange"),
+                (&during, "RT-3", "refresh"),
+                (&between, "RT-3", "refresh"),
+            ] {
+                let (expected, events) = match revoke {
+                    true => (vec![token.to_owned()], vec![(by.into(), "revoked".into())]),
+                    false => (vec![], vec![]),
+                };
+                assert_eq!(revoked_tokens(io), expected, "{by}, revoke: {revoke}");
+                assert_eq!(late_revocations(io), events, "{by}, revoke: {revoke}");
+                assert_no_secrets(io);
+            }
+            assert_disconnected(&mut io, NOW + 2);
+        }
     }
 }

@@ -12,14 +12,16 @@ use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use pleo_oauth::RuntimeConfig;
-use pleo_oauth::authorize::BeginOptions;
-use pleo_oauth::connections::{ClientType, ConnectionConfig, CustomEndpoints, Environment, State};
+use pleo_oauth::authorize::{BeginOptions, CompleteError, Rejection, RejectionReason};
+use pleo_oauth::connections::{
+    ClientType, ConnectionConfig, CustomEndpoints, Environment, Revocation, State,
+};
 use pleo_oauth::imports::clock::OffsetClock;
 use pleo_oauth::imports::http::{ClientAuthMethod, ClientSecrets, HttpLimits};
 use pleo_oauth::imports::storage::{SqliteStorage, Storage};
 use pleo_oauth::mock::{Consent, Fault, MockConfig, MockServer};
 use pleo_oauth::secret::Secret;
+use pleo_oauth::{Instance, RuntimeConfig};
 use pleo_oauth_cli::app::{API_BASE_SETTING, App, AppConfig};
 
 const BIN: &str = env!("CARGO_BIN_EXE_pleo-oauth");
@@ -74,7 +76,14 @@ impl Setup {
 
     /// Connects `c1` in-process, through the library, into the database.
     fn connect_in_process(&self) {
-        let app = App::open(AppConfig {
+        let mut instance = self.app().instance().unwrap();
+        instance.configure("c1", &self.config()).unwrap().unwrap();
+        authorise(&mut instance);
+    }
+
+    /// The library over this database, with the client secret.
+    fn app(&self) -> App {
+        App::open(AppConfig {
             db: self.db().into(),
             namespace: None,
             secrets: {
@@ -98,15 +107,7 @@ impl Setup {
                 ..RuntimeConfig::default()
             },
         })
-        .unwrap();
-        let mut instance = app.instance().unwrap();
-        instance.configure("c1", &self.config()).unwrap().unwrap();
-        let authorization = instance
-            .begin("c1", &BeginOptions::default())
-            .unwrap()
-            .unwrap();
-        let callback = follow(authorization.url.expose());
-        instance.complete(&callback, Some("c1")).unwrap().unwrap();
+        .unwrap()
     }
 
     fn config(&self) -> ConnectionConfig {
@@ -144,6 +145,22 @@ impl Setup {
             }
         }
     }
+}
+
+/// Authorises `c1` through the mock's automatic consent.
+fn authorise(instance: &mut Instance) {
+    let callback = consent(instance);
+    instance.complete(&callback, Some("c1")).unwrap().unwrap();
+}
+
+/// Begins an authorisation of `c1` and returns the callback the mock's
+/// automatic consent redirects to.
+fn consent(instance: &mut Instance) -> String {
+    let authorization = instance
+        .begin("c1", &BeginOptions::default())
+        .unwrap()
+        .unwrap();
+    follow(authorization.url.expose())
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -347,6 +364,63 @@ fn connect_token_call_status_and_revocation_from_the_command_line() {
         text(&refused.stderr),
     ];
     setup.assert_no_secrets(&logs.iter().map(String::as_str).collect::<Vec<_>>());
+}
+
+/// RFC 7009 §2.1: the user disconnects with revocation while a
+/// re-authorisation's code exchange waits on a slow answer from the server,
+/// which has already issued the new grant. Those tokens reach no record, so
+/// `disconnect` revokes only the grant before; the exchange, finding the
+/// connection disconnected, revokes its own. No grant the user disconnected
+/// stays alive at the server. Two instances over one SQLite file, the mock
+/// over loopback.
+#[test]
+fn a_grant_issued_while_the_user_disconnects_with_revocation_is_revoked() {
+    let setup = Setup::new();
+    let app = setup.app();
+    let config = ConnectionConfig {
+        revocation_url: Some(format!("{}/oauth/revoke", setup.mock.base_url())),
+        ..setup.config()
+    };
+    let mut worker = app.instance().unwrap();
+    worker.configure("c1", &config).unwrap().unwrap();
+    authorise(&mut worker);
+    let callback = consent(&mut worker);
+    let control = setup.mock.control();
+    control.inject(Fault::TokenSlowAnswer(2_000), 1);
+    let exchange = std::thread::spawn(move || worker.complete(&callback, Some("c1")).unwrap());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while control.stats().code_exchanges < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "the second code exchange never came"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let mut user = app.instance().unwrap();
+    assert_eq!(
+        user.disconnect("c1", true).unwrap().unwrap(),
+        Revocation::Revoked
+    );
+    assert_eq!(control.stats().revocations, 1, "the grant before, only");
+    let completed = exchange.join().unwrap();
+    assert!(
+        matches!(
+            &completed,
+            Err(CompleteError::Rejected(Rejection {
+                reason: RejectionReason::UnknownState,
+                ..
+            }))
+        ),
+        "{completed:?}"
+    );
+    assert_eq!(control.stats().revocations, 2);
+    let grants = control.grants();
+    assert_eq!(grants.len(), 2);
+    assert!(grants.iter().all(|g| !g.active), "{grants:?}");
+    assert_eq!(
+        user.status("c1").unwrap().unwrap().state,
+        State::Disconnected
+    );
 }
 
 /// Two processes share one SQLite file and ask for a token of a connection
