@@ -225,10 +225,17 @@ pub async fn status_view_async(
     {
         return Err(StatusError::UnknownConnection);
     }
-    let (status, flow, abandoned) = current_status(fx, now_ms, connection).await?;
+    let (mut status, flow, mut abandoned) = current_status(fx, now_ms, connection).await?;
     let tokens = store::read::<store::TokensRecord>(fx, &store::tokens_key(connection))
         .await?
         .map(|v| v.value);
+    if status.claim_abandoned(tokens.is_some(), now_ms) {
+        status.settle(
+            false,
+            status.claimed_ms.saturating_add(status::CLAIM_BINDS_MS),
+        );
+        abandoned = true;
+    }
     let refreshing_until_ms = lease::held_until(fx, connection, now_ms).await?;
     let next_action = match (status.state, status.reason) {
         (State::New, _) if abandoned => {

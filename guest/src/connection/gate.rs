@@ -30,6 +30,9 @@ pub(super) async fn load(fx: &Effects, now_ms: u64, connection: &str) -> Result<
     }
     let Some(tokens) = store::read::<TokensRecord>(fx, &store::tokens_key(connection)).await?
     else {
+        if status.claim_abandoned(false, now_ms) {
+            settle_abandoned_claim(fx, now_ms, connection, &status).await;
+        }
         return Err(without_tokens(&status));
     };
     Ok(Loaded {
@@ -37,6 +40,29 @@ pub(super) async fn load(fx: &Effects, now_ms: u64, connection: &str) -> Result<
         status,
         tokens,
     })
+}
+
+/// Settles a claim whose tokens never came ([`status::Status::claim_abandoned`])
+/// as new, so that listings stop showing a connection that cannot serve
+/// as connected. Only that claim: a newer `begin`, claim or `disconnect`
+/// stands. Best effort.
+async fn settle_abandoned_claim(
+    fx: &Effects,
+    now_ms: u64,
+    connection: &str,
+    seen: &status::Status,
+) {
+    let _ = status::update(fx, connection, now_ms, async |mut status| {
+        if status.grant != seen.grant
+            || status.claimed_ms != seen.claimed_ms
+            || !status.claim_abandoned(status::has_tokens(fx, connection).await?, now_ms)
+        {
+            return Err(status::Declined::Moved);
+        }
+        status.settle(false, now_ms);
+        Ok(status)
+    })
+    .await;
 }
 
 /// The API gate. The hot path (a token not yet due for refresh) reads

@@ -34,6 +34,16 @@ pub enum State {
     Disconnected,
 }
 
+impl State {
+    /// The states of a connection that holds tokens.
+    pub fn holds_tokens(self) -> bool {
+        matches!(
+            self,
+            State::Connected | State::Degraded | State::Stalled | State::ClientError
+        )
+    }
+}
+
 /// Why a connection needs re-authentication.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -195,6 +205,18 @@ impl Status {
             || self.grant.is_some()
                 && self.grant.as_deref() != grant
                 && now_ms < self.claimed_ms.saturating_add(CLAIM_BINDS_MS)
+    }
+
+    /// Whether this status is a claim whose tokens never came: a code
+    /// exchange claimed the connection (connected, naming its grant), no
+    /// tokens are stored, and the claim no longer binds, so none will be
+    /// written (its worker stopped, or storage failed both the write and
+    /// the way back). The connection is then as new: nothing to serve.
+    pub fn claim_abandoned(&self, has_tokens: bool, now_ms: u64) -> bool {
+        !has_tokens
+            && self.grant.is_some()
+            && self.state.holds_tokens()
+            && now_ms >= self.claimed_ms.saturating_add(CLAIM_BINDS_MS)
     }
 
     /// Ends the connection by the user's choice (`disconnect`, `forget`):

@@ -1595,6 +1595,17 @@ mod stepwise {
         claimed_exchange_of(config())
     }
 
+    /// A first authorisation's code exchange that has claimed its flow and
+    /// is about to store its tokens (AT-2), on a configured `c1`.
+    fn claimed_first_exchange() -> (FakeIo, Op) {
+        let mut io = configured();
+        let callback = pending_callback(&mut io, NOW);
+        io.respond(tokens("AT-2", Some("RT-2"), 3600));
+        let mut exchange = complete(callback);
+        exchange.until(&mut io, is_put("tokens/c1"));
+        (io, exchange)
+    }
+
     /// [`claimed_exchange`] on a connection with this configuration.
     fn claimed_exchange_of(config: ConnectionConfig) -> (FakeIo, Op) {
         let mut io = connected(config);
@@ -1836,17 +1847,43 @@ mod stepwise {
         assert!(view.next_retry_at_ms.is_some(), "and backed off");
     }
 
+    /// A first authorisation whose claim was abandoned (its worker
+    /// stopped after claiming): while the claim binds the connection shows
+    /// connected, its tokens may yet come; after, it is new again, in the
+    /// status view and, once the gate has seen it, in listings; nothing is
+    /// served, and connecting again works.
+    #[test]
+    fn an_abandoned_first_claim_leaves_the_connection_new() {
+        let (mut io, exchange) = claimed_first_exchange();
+        drop(exchange);
+        let listed = |io: &mut FakeIo, now| list(io, now, None, 10).unwrap().connections[0].state;
+        assert_eq!(status(&mut io, NOW + 1).state, State::Connected);
+        let after = NOW + status::CLAIM_BINDS_MS;
+        let view = status(&mut io, after);
+        assert_eq!((view.state, view.reason), (State::New, None));
+        assert!(
+            view.next_action.contains("abandoned"),
+            "{}",
+            view.next_action
+        );
+        assert_eq!(listed(&mut io, after), State::Connected, "not yet settled");
+        assert_eq!(
+            access_token(&mut io, after, "c1"),
+            Err(Refusal::NotConnected(NotConnected::NeverAuthorized))
+        );
+        assert_eq!(listed(&mut io, after), State::New);
+        authorize_again(&mut io, after, tokens("AT-3", Some("RT-3"), 3600));
+        assert_eq!(token_of(access_token(&mut io, after + 1, "c1")), "AT-3");
+        assert_eq!(listed(&mut io, after + 1), State::Connected);
+    }
+
     /// When taking the tokens back fails too, a disconnected connection
     /// still never serves them, and never refreshes them: no request goes
     /// out however often it is asked.
     #[test]
     fn tokens_left_on_a_disconnected_connection_are_never_served_or_refreshed() {
         // A first authorisation: nothing stored for its write to expect.
-        let mut io = configured();
-        let callback = pending_callback(&mut io, NOW);
-        io.respond(tokens("AT-2", Some("RT-2"), 3600));
-        let mut exchange = complete(callback);
-        exchange.until(&mut io, is_put("tokens/c1"));
+        let (mut io, mut exchange) = claimed_first_exchange();
         disconnect(&mut io, NOW + 1, "c1", false).unwrap();
         exchange.step(&mut io);
         exchange.until(&mut io, is_delete("tokens/c1"));
