@@ -163,6 +163,14 @@ pub async fn begin_async(
     let ttl = options.ttl_seconds.unwrap_or(DEFAULT_FLOW_TTL_SECONDS);
 
     let (current, _) = status::read(fx, connection, now_ms).await?;
+    if current.state == State::Disconnected {
+        // Tokens a fault left on a disconnected connection (a take-back or
+        // a wipe that storage refused) are the grant the user ended: they
+        // go before the connection leaves `disconnected`, or the gate would
+        // serve them while this authorisation is pending, and one that ends
+        // without tokens would settle back onto them.
+        store::remove(fx, &store::tokens_key(connection)).await?;
+    }
     let mut scopes = config.scopes.clone();
     // Missing scopes come from an API's challenge: only well-formed ones
     // are asked for (records from before `report` checked them may hold
@@ -562,6 +570,7 @@ async fn store_grant(
         before = Some(status.clone());
         status.grant = Some(state_hash.clone());
         status.claimed_ms = claimed_ms;
+        status.revocation_asked = false;
         status.reason = None;
         status.flow = None;
         status.missing_scopes.retain(|s| !scopes.contains(s));

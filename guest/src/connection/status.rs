@@ -148,10 +148,10 @@ pub struct Status {
     /// still stored.
     #[serde(default, skip_serializing_if = "is_zero_ms")]
     pub claimed_ms: u64,
-    /// Set by a `disconnect` that asked for revocation (RFC 7009); read
-    /// only while `disconnected`. A code exchange the disconnect overtook
-    /// then revokes the grant it obtained, which nobody else holds the
-    /// tokens of, rather than leave it alive at the server.
+    /// Set by a `disconnect` that asked for revocation (RFC 7009), until an
+    /// authorisation claims the connection. A code exchange or a refresh
+    /// the disconnect overtook then revokes the tokens it brought back,
+    /// which nobody else holds, rather than leave them alive at the server.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub revocation_asked: bool,
 }
@@ -232,10 +232,12 @@ impl Status {
         self.flow.take()
     }
 
-    /// Whether the user disconnected and asked for revocation: a grant
-    /// obtained for this connection and not kept is then revoked.
+    /// Whether the user disconnected asking for revocation, and no
+    /// authorisation has claimed the connection since (a `begin` alone does
+    /// not change whose grants are in flight): tokens brought back for this
+    /// connection and not kept are then revoked.
     pub fn revocation_asked(&self) -> bool {
-        self.state == State::Disconnected && self.revocation_asked
+        self.revocation_asked && self.grant.is_none()
     }
 
     /// Moves to `state`, stamping `since` only when the state changes.

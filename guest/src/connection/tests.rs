@@ -1877,12 +1877,10 @@ mod stepwise {
         assert_eq!(listed(&mut io, after + 1), State::Connected);
     }
 
-    /// When taking the tokens back fails too, a disconnected connection
-    /// still never serves them, and never refreshes them: no request goes
-    /// out however often it is asked.
-    #[test]
-    fn tokens_left_on_a_disconnected_connection_are_never_served_or_refreshed() {
-        // A first authorisation: nothing stored for its write to expect.
+    /// A first authorisation's code exchange overtaken by a `disconnect`
+    /// after its write, whose taking back storage refused: AT-2 / RT-2 left
+    /// on a disconnected `c1`.
+    fn left_after_a_disconnect() -> FakeIo {
         let (mut io, mut exchange) = claimed_first_exchange();
         disconnect(&mut io, NOW + 1, "c1", false).unwrap();
         exchange.step(&mut io);
@@ -1895,6 +1893,15 @@ mod stepwise {
             Outcome::Complete(Err(_))
         ));
         assert!(io.store.contains_key("tokens/c1"), "the fault left them");
+        io
+    }
+
+    /// When taking the tokens back fails too, a disconnected connection
+    /// still never serves them, and never refreshes them: no request goes
+    /// out however often it is asked.
+    #[test]
+    fn tokens_left_on_a_disconnected_connection_are_never_served_or_refreshed() {
+        let mut io = left_after_a_disconnect();
         let sent = io.sent.len();
         for minute in 0..3 {
             let at = NOW + 2 * HOUR + minute * 60_000;
@@ -1904,6 +1911,39 @@ mod stepwise {
             );
         }
         assert_eq!(io.sent.len(), sent);
+    }
+
+    /// Tokens a fault left on a disconnected connection (the exchange's
+    /// taking back refused, or the disconnect's own wipe) are the grant the
+    /// user ended: `begin` removes them before the connection leaves
+    /// `disconnected`, so they are neither served while the new
+    /// authorisation is pending nor settled back onto when the user denies
+    /// it.
+    #[test]
+    fn tokens_a_disconnect_left_never_come_back_when_the_user_reconnects() {
+        let mut wipe_refused = connected(config());
+        let down = StorageError::Unavailable("down".into());
+        wipe_refused.write_faults.push(("tokens/c1".into(), down));
+        assert!(disconnect(&mut wipe_refused, NOW + 1, "c1", false).is_err());
+        assert_disconnected(&mut wipe_refused, NOW + 2);
+        let cases = [
+            (left_after_a_disconnect(), false),
+            (left_after_a_disconnect(), true),
+            (wipe_refused, true),
+        ];
+        for (mut io, deny) in cases {
+            assert!(io.store.contains_key("tokens/c1"));
+            let callback = pending_callback(&mut io, NOW + 3);
+            assert!(!io.store.contains_key("tokens/c1"), "deny: {deny}");
+            let never = Err(Refusal::NotConnected(NotConnected::NeverAuthorized));
+            assert_eq!(access_token(&mut io, NOW + 4, "c1"), never);
+            if deny {
+                let denied = callback.replace("code=CODE", "error=access_denied");
+                assert!(authorize::complete(&mut io, NOW + 5, &denied, Some("c1")).is_err());
+                assert_eq!(status(&mut io, NOW + 6).state, State::New);
+                assert_eq!(access_token(&mut io, NOW + 6, "c1"), never);
+            }
+        }
     }
 
     /// A refresh that stored its tokens before a disconnect, and writes its
@@ -2046,11 +2086,26 @@ mod stepwise {
                 );
                 assert!(!io.store.contains_key("tokens/c1"));
             }
+            // A refresh, with the disconnect and the user's next `begin`
+            // during its request: the request stands until a new grant is
+            // claimed.
+            let mut reconnecting = connected(revocable());
+            reconnecting.respond(tokens("AT-3", Some("RT-3"), 3600));
+            reconnecting.respond(json(200, ""));
+            reconnecting.meanwhile(move |other| {
+                ending(other);
+                pending_callback(other, NOW + 2);
+            });
+            assert_eq!(
+                access_token(&mut reconnecting, NOW + HOUR, "c1"),
+                Err(Refusal::NotConnected(NotConnected::NeverAuthorized))
+            );
             for (io, token, by) in [
                 (&io, "RT-2", "code-exchange"),
                 (&claimed, "RT-2", "code-exchange"),
                 (&during, "RT-3", "refresh"),
                 (&between, "RT-3", "refresh"),
+                (&reconnecting, "RT-3", "refresh"),
             ] {
                 let (expected, events) = match revoke {
                     true => (vec![token.to_owned()], vec![(by.into(), "revoked".into())]),
