@@ -168,8 +168,15 @@ pub async fn begin_async(
         // a wipe that storage refused) are the grant the user ended: they
         // go before the connection leaves `disconnected`, or the gate would
         // serve them while this authorisation is pending, and one that ends
-        // without tokens would settle back onto them.
-        store::remove(fx, &store::tokens_key(connection)).await?;
+        // without tokens would settle back onto them. Only while it is
+        // still disconnected once the tokens are read: an authorisation
+        // completed meanwhile (another `begin`, its callback) claimed the
+        // status before it wrote, and its tokens stay.
+        let disconnected = async || {
+            let (status, _) = status::read(fx, connection, now_ms).await?;
+            Ok(status.state == State::Disconnected)
+        };
+        store::remove_while(fx, &store::tokens_key(connection), disconnected).await?;
     }
     let mut scopes = config.scopes.clone();
     // Missing scopes come from an API's challenge: only well-formed ones

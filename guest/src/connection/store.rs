@@ -255,10 +255,24 @@ pub struct FlowRecord {
 /// Deletes `key` whatever its version, retrying a bounded number of times
 /// on conflict. Absent is success.
 pub async fn remove(fx: &Effects, key: &str) -> Result<(), StorageError> {
+    remove_while(fx, key, async || Ok(true)).await
+}
+
+/// [`remove`], while `may_remove` (asked after each read of the entry, so
+/// that a write it should spare changes the version the delete expects)
+/// says yes; otherwise the entry stays.
+pub async fn remove_while(
+    fx: &Effects,
+    key: &str,
+    mut may_remove: impl AsyncFnMut() -> Result<bool, StorageError>,
+) -> Result<(), StorageError> {
     for _ in 0..CAS_ATTEMPTS {
         let Some(entry) = fx.get(key).await? else {
             return Ok(());
         };
+        if !may_remove().await? {
+            return Ok(());
+        }
         match fx.delete(key, entry.version).await {
             Ok(()) => return Ok(()),
             // Re-read: gone now is success, whoever deleted it.

@@ -1946,6 +1946,24 @@ mod stepwise {
         }
     }
 
+    /// A `begin` on a disconnected connection that read the tokens a fault
+    /// left while, in another tab, the user began and completed an
+    /// authorisation: the new grant's tokens stay; only the ended grant's
+    /// would have gone.
+    #[test]
+    fn a_begin_spares_tokens_an_authorisation_stored_since_it_looked() {
+        let mut io = left_after_a_disconnect();
+        let mut slow = Op::start(Call::Begin {
+            connection: "c1".into(),
+            options: BeginOptions::default(),
+        });
+        slow.until(&mut io, is_get("tokens/c1"));
+        slow.step(&mut io);
+        authorize_again(&mut io, NOW + 3, tokens("AT-9", Some("RT-9"), 3600));
+        assert!(matches!(slow.finish(&mut io), Outcome::Begin(Ok(_))));
+        assert_eq!(stored_refresh(&mut io).as_deref(), Some("RT-9"));
+    }
+
     /// A refresh that stored its tokens before a disconnect, and writes its
     /// status after it, does not bring the connection back.
     #[test]
