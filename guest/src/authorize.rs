@@ -163,21 +163,6 @@ pub async fn begin_async(
     let ttl = options.ttl_seconds.unwrap_or(DEFAULT_FLOW_TTL_SECONDS);
 
     let (current, _) = status::read(fx, connection, now_ms).await?;
-    if current.state == State::Disconnected {
-        // Tokens a fault left on a disconnected connection (a take-back or
-        // a wipe that storage refused) are the grant the user ended: they
-        // go before the connection leaves `disconnected`, or the gate would
-        // serve them while this authorisation is pending, and one that ends
-        // without tokens would settle back onto them. Only while it is
-        // still disconnected once the tokens are read: an authorisation
-        // completed meanwhile (another `begin`, its callback) claimed the
-        // status before it wrote, and its tokens stay.
-        let disconnected = async || {
-            let (status, _) = status::read(fx, connection, now_ms).await?;
-            Ok(status.state == State::Disconnected)
-        };
-        store::remove_while(fx, &store::tokens_key(connection), disconnected).await?;
-    }
     let mut scopes = config.scopes.clone();
     // Missing scopes come from an API's challenge: only well-formed ones
     // are asked for (records from before `report` checked them may hold
@@ -235,12 +220,19 @@ pub async fn begin_async(
     store::write(fx, &store::flow_key(&state_hash), &flow, None).await?;
 
     let mut superseded = None;
+    let mut ended = None;
     let status = status::update(fx, connection, now_ms, async |mut status| {
+        if status.state == State::Disconnected {
+            clear_ended_grant(fx, now_ms, connection, &mut ended).await?;
+        }
         superseded = status.flow.replace(state_hash.clone());
         status.enter(State::Authorizing, now_ms);
         Ok::<_, StorageError>(status)
     })
     .await?;
+    if let Some(tokens) = ended {
+        revocation::revoke_late_grant(fx, &config, connection, &tokens, "begin", None).await;
+    }
     if let Some(old) = superseded.filter(|old| *old != state_hash) {
         discard_flow(fx, &old).await;
     }
@@ -268,6 +260,35 @@ pub async fn begin_async(
         expires_at_ms,
         scopes,
     })
+}
+
+/// Removes tokens a fault left on a disconnected connection (a wipe or a
+/// take-back that storage refused), as `begin` moves it on: they are the
+/// grant the user ended, and the gate would serve them while the new
+/// authorisation is pending, or a refused one would settle back onto them.
+/// Done in the status update that leaves `disconnected`, so that a `begin`
+/// which read the status before a disconnect still clears them. Only while
+/// the connection is still disconnected once the tokens are read: an
+/// authorisation completed meanwhile claimed the status before it wrote,
+/// and its tokens stay. When the disconnect asked for revocation, what was
+/// removed is kept in `ended` to be revoked: that disconnect may still be
+/// running, and reads the tokens after ending the status.
+async fn clear_ended_grant(
+    fx: &Effects,
+    now_ms: u64,
+    connection: &str,
+    ended: &mut Option<TokensRecord>,
+) -> Result<(), StorageError> {
+    let key = store::tokens_key(connection);
+    store::remove_while(fx, &key, async |entry| {
+        let (status, _) = status::read(fx, connection, now_ms).await?;
+        let disconnected = status.state == State::Disconnected;
+        if disconnected && status.revocation_asked(None) {
+            *ended = store::decode::<TokensRecord>(&key, &entry.value).ok();
+        }
+        Ok(disconnected)
+    })
+    .await
 }
 
 fn check_options(options: &BeginOptions) -> Result<(), OptionError> {
@@ -546,6 +567,7 @@ async fn store_grant(
         config,
         ..
     } = accepted;
+    let began_ms = flow.created_at_ms;
     let connection = flow.connection;
     let scopes = tokens.scope.unwrap_or(flow.scopes);
     let record = TokensRecord {
@@ -577,7 +599,7 @@ async fn store_grant(
         before = Some(status.clone());
         status.grant = Some(state_hash.clone());
         status.claimed_ms = claimed_ms;
-        status.revocation_asked = false;
+        status.revocation_asked_ms = None;
         status.reason = None;
         status.flow = None;
         status.missing_scopes.retain(|s| !scopes.contains(s));
@@ -592,7 +614,7 @@ async fn store_grant(
         (Ok(_), Some(before)) => before,
         (Err(Declined::Storage(error)), _) => return Err(error.into()),
         // The flow ended during the code exchange.
-        _ => return Err(not_kept(fx, &config, &connection, &record).await),
+        _ => return Err(not_kept(fx, &config, &connection, &record, began_ms).await),
     };
     let tokens_key = store::tokens_key(&connection);
     let version = match write_claimed(fx, now_ms, &connection, &state_hash, &record).await {
@@ -601,7 +623,7 @@ async fn store_grant(
         // (then it stays as they left it), or it went stale.
         Ok(None) => {
             unclaim(fx, now_ms, &connection, &state_hash, before, had_tokens).await;
-            return Err(not_kept(fx, &config, &connection, &record).await);
+            return Err(not_kept(fx, &config, &connection, &record, began_ms).await);
         }
         Err(error) => {
             unclaim(fx, now_ms, &connection, &state_hash, before, had_tokens).await;
@@ -613,7 +635,7 @@ async fn store_grant(
     let (now, _) = status::read(fx, &connection, now_ms).await?;
     if now.grant.as_deref() != Some(state_hash.as_str()) {
         let _ = fx.delete(&tokens_key, version).await;
-        return Err(not_kept(fx, &config, &connection, &record).await);
+        return Err(not_kept(fx, &config, &connection, &record, began_ms).await);
     }
     let reason = before.reason;
     let recovered = reason.is_some();
@@ -660,8 +682,10 @@ async fn not_kept(
     config: &ConnectionConfig,
     connection: &str,
     tokens: &TokensRecord,
+    began_ms: u64,
 ) -> CompleteError {
-    revocation::revoke_late_grant(fx, config, connection, tokens, "code-exchange").await;
+    let by = "code-exchange";
+    revocation::revoke_late_grant(fx, config, connection, tokens, by, Some(began_ms)).await;
     let message = "the authorisation ended while its code was exchanged: the tokens were not kept";
     reject_with(fx, RejectionReason::UnknownState, Some(connection), message).await
 }

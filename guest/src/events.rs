@@ -100,7 +100,7 @@ kinds! {
     RetryNow = "retry-now",
     /// The user disconnected: tokens wiped, configuration kept.
     Disconnected = "disconnected",
-    /// A code exchange or a refresh brought tokens back after the user disconnected with revocation: revoked.
+    /// A code exchange, a refresh or a `begin` came upon tokens after the user disconnected with revocation: revoked.
     LateGrantRevoked = "late-grant-revoked",
     /// The connection and everything stored for it were deleted.
     Forgotten = "forgotten",

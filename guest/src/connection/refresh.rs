@@ -302,6 +302,13 @@ impl Attempt<'_> {
         store::read(fx, &store::tokens_key(self.connection)).await
     }
 
+    /// Rotated tokens that reached no record, or a disconnected one:
+    /// revoked when the user's disconnect asked for it.
+    async fn revoke_late(&self, fx: &Effects, record: &TokensRecord) {
+        revocation::revoke_late_grant(fx, self.config, self.connection, record, "refresh", None)
+            .await;
+    }
+
     async fn refusal_without_tokens(&self, fx: &Effects) -> Result<Refusal, StorageError> {
         let (status, _) = status::read(fx, self.connection, self.now_ms).await?;
         Ok(without_tokens(&status))
@@ -348,8 +355,7 @@ impl Attempt<'_> {
                 return serve_or(self.usable(&theirs), &theirs, || self.holder_busy());
             }
             Ok(Stored::Gone) => {
-                revocation::revoke_late_grant(fx, self.config, self.connection, &record, "refresh")
-                    .await;
+                self.revoke_late(fx, &record).await;
                 return Err(self.refusal_without_tokens(fx).await?);
             }
             Err(error) => return Err(self.rotated_tokens_lost(fx, judged, &error).await),
@@ -377,14 +383,7 @@ impl Attempt<'_> {
                 State::Disconnected => {
                     // `disconnect` may have read the tokens before this
                     // write, and revoked the refresh token this one replaced.
-                    revocation::revoke_late_grant(
-                        fx,
-                        self.config,
-                        self.connection,
-                        &record,
-                        "refresh",
-                    )
-                    .await;
+                    self.revoke_late(fx, &record).await;
                     without_tokens(&status)
                 }
                 _ => self.holder_busy(),

@@ -61,24 +61,26 @@ pub(super) async fn revoke_grant(
     }
 }
 
-/// A grant a code exchange or a refresh brought back after the user
-/// disconnected (`by` names which): its tokens are in no record, so
-/// `disconnect` could not revoke it and nobody else can. When that
-/// disconnect asked for revocation and an endpoint is configured, it is
-/// revoked here (RFC 7009 §2.1; §2.2: revoking twice is harmless), best
-/// effort, with a `late-grant-revoked` event. Otherwise it is left to
-/// expire at the server: neither a forget nor a newer authorisation asks
-/// for revocation.
+/// Tokens a code exchange, a refresh or a `begin` came upon after the user
+/// disconnected (`by` names which; `began_ms` is when a code exchange's
+/// flow began): they are in no record, or about to leave it, so
+/// `disconnect` could not revoke them and nobody else can. When that
+/// disconnect asked for revocation ([`status::Status::revocation_asked`])
+/// and an endpoint is configured, they are revoked here (RFC 7009 §2.1;
+/// §2.2: revoking twice is harmless), best effort, with a
+/// `late-grant-revoked` event. Otherwise they are left to expire at the
+/// server: neither a forget nor a newer authorisation asks for revocation.
 pub(crate) async fn revoke_late_grant(
     fx: &Effects,
     config: &ConnectionConfig,
     connection: &str,
     tokens: &TokensRecord,
     by: &str,
+    began_ms: Option<u64>,
 ) {
     let asked = status::read(fx, connection, 0)
         .await
-        .is_ok_and(|(status, _)| status.revocation_asked());
+        .is_ok_and(|(status, _)| status.revocation_asked(began_ms));
     let Some(url) = config.revocation_url.as_deref().filter(|_| asked) else {
         return;
     };

@@ -148,12 +148,13 @@ pub struct Status {
     /// still stored.
     #[serde(default, skip_serializing_if = "is_zero_ms")]
     pub claimed_ms: u64,
-    /// Set by a `disconnect` that asked for revocation (RFC 7009), until an
-    /// authorisation claims the connection. A code exchange or a refresh
-    /// the disconnect overtook then revokes the tokens it brought back,
-    /// which nobody else holds, rather than leave them alive at the server.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub revocation_asked: bool,
+    /// When a `disconnect` that asked for revocation (RFC 7009) ran (Unix
+    /// ms, its clock), until an authorisation claims the connection. A
+    /// refresh, or a code exchange of a flow begun before it, that the
+    /// disconnect overtook then revokes the tokens it brought back, which
+    /// nobody else holds, rather than leave them alive at the server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revocation_asked_ms: Option<u64>,
 }
 
 fn is_zero_ms(ms: &u64) -> bool {
@@ -192,7 +193,7 @@ impl Status {
             fresh_rejections: 0,
             grant: None,
             claimed_ms: 0,
-            revocation_asked: false,
+            revocation_asked_ms: None,
         }
     }
 
@@ -228,16 +229,23 @@ impl Status {
         self.reason = None;
         self.clear_failures();
         self.enter(State::Disconnected, now_ms);
-        self.revocation_asked = revoke;
+        self.revocation_asked_ms = revoke.then_some(now_ms);
         self.flow.take()
     }
 
-    /// Whether the user disconnected asking for revocation, and no
-    /// authorisation has claimed the connection since (a `begin` alone does
-    /// not change whose grants are in flight): tokens brought back for this
-    /// connection and not kept are then revoked.
-    pub fn revocation_asked(&self) -> bool {
-        self.revocation_asked && self.grant.is_none()
+    /// Whether tokens brought back for this connection and not kept, by a
+    /// request begun at `began_ms` (`None`: of a grant from before the
+    /// disconnect, as a refresh's are), are to be revoked: the user
+    /// disconnected asking for revocation after it began, and no
+    /// authorisation has claimed the connection since (a `begin` alone
+    /// does not change whose grants are in flight). A flow begun after the
+    /// disconnect is not the user's ended grant: a newer `begin`
+    /// superseding it revokes nothing.
+    pub fn revocation_asked(&self, began_ms: Option<u64>) -> bool {
+        self.grant.is_none()
+            && self
+                .revocation_asked_ms
+                .is_some_and(|asked| began_ms.is_none_or(|began| began <= asked))
     }
 
     /// Moves to `state`, stamping `since` only when the state changes.

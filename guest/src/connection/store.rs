@@ -255,22 +255,22 @@ pub struct FlowRecord {
 /// Deletes `key` whatever its version, retrying a bounded number of times
 /// on conflict. Absent is success.
 pub async fn remove(fx: &Effects, key: &str) -> Result<(), StorageError> {
-    remove_while(fx, key, async || Ok(true)).await
+    remove_while(fx, key, async |_| Ok(true)).await
 }
 
-/// [`remove`], while `may_remove` (asked after each read of the entry, so
-/// that a write it should spare changes the version the delete expects)
-/// says yes; otherwise the entry stays.
+/// [`remove`], while `may_remove` (shown each entry read, and asked after
+/// the read, so that a write it should spare changes the version the
+/// delete expects) says yes; otherwise the entry stays.
 pub async fn remove_while(
     fx: &Effects,
     key: &str,
-    mut may_remove: impl AsyncFnMut() -> Result<bool, StorageError>,
+    mut may_remove: impl AsyncFnMut(&Entry) -> Result<bool, StorageError>,
 ) -> Result<(), StorageError> {
     for _ in 0..CAS_ATTEMPTS {
         let Some(entry) = fx.get(key).await? else {
             return Ok(());
         };
-        if !may_remove().await? {
+        if !may_remove(&entry).await? {
             return Ok(());
         }
         match fx.delete(key, entry.version).await {

@@ -2136,4 +2136,81 @@ mod stepwise {
             assert_disconnected(&mut io, NOW + 2);
         }
     }
+
+    /// A `begin` between a revoking `disconnect`'s status write and its
+    /// read of the tokens: the begin removes them, so it revokes them, as
+    /// the disconnect, finding none, no longer can (RFC 7009 §2.1).
+    #[test]
+    fn rfc7009_a_begin_during_a_revoking_disconnect_revokes_what_it_removes() {
+        let mut io = connected(revocable());
+        let mut ending = Op::start(Call::Disconnect {
+            connection: "c1".into(),
+            revoke: true,
+        });
+        ending.until(&mut io, is_get("tokens/c1"));
+        io.respond(json(200, ""));
+        pending_callback(&mut io, NOW + 1);
+        let outcome = ending.finish(&mut io);
+        assert!(
+            matches!(outcome, Outcome::Disconnect(Ok(Revocation::NoToken))),
+            "{outcome:?}"
+        );
+        assert_eq!(revoked_tokens(&io), ["RT-1"]);
+        assert_eq!(
+            late_revocations(&io),
+            [("begin".to_owned(), "revoked".to_owned())]
+        );
+        assert!(!io.store.contains_key("tokens/c1"));
+    }
+
+    /// A `begin` that read the status before a `disconnect` whose wipe
+    /// storage refused: it still clears the ended grant's tokens as it
+    /// moves the connection on, and nothing is served.
+    #[test]
+    fn a_begin_that_looked_before_a_disconnect_does_not_bring_its_grant_back() {
+        let mut io = connected(config());
+        let mut slow = Op::start(Call::Begin {
+            connection: "c1".into(),
+            options: BeginOptions::default(),
+        });
+        slow.until(
+            &mut io,
+            |e| matches!(e, Effect::StoragePut { key, .. } if key.starts_with("flow/")),
+        );
+        let down = StorageError::Unavailable("down".into());
+        io.write_faults.push(("tokens/c1".into(), down));
+        assert!(disconnect(&mut io, NOW + 1, "c1", false).is_err());
+        assert_disconnected(&mut io, NOW + 2);
+        assert!(matches!(slow.finish(&mut io), Outcome::Begin(Ok(_))));
+        assert_eq!(status(&mut io, NOW + 3).state, State::Authorizing);
+        assert!(!io.store.contains_key("tokens/c1"));
+        assert_eq!(
+            access_token(&mut io, NOW + 3, "c1"),
+            Err(Refusal::NotConnected(NotConnected::NeverAuthorized))
+        );
+    }
+
+    /// A flow begun after a revoking `disconnect`, superseded by a newer
+    /// `begin` while its code is exchanged: its tokens are not kept, and
+    /// not revoked either. They are not the grant the user ended, and a
+    /// server that revokes per user and client would take the newer
+    /// authorisation with them.
+    #[test]
+    fn a_flow_begun_after_a_revoking_disconnect_and_superseded_is_not_revoked() {
+        let mut io = connected(revocable());
+        io.respond(json(200, ""));
+        disconnect(&mut io, NOW + 1, "c1", true).unwrap();
+        let callback = pending_callback(&mut io, NOW + 2);
+        io.respond(tokens("AT-5", Some("RT-5"), 3600));
+        let mut exchange = complete(callback);
+        exchange.until(&mut io, is_send);
+        exchange.step(&mut io);
+        pending_callback(&mut io, NOW + 3);
+        assert!(matches!(
+            exchange.finish(&mut io),
+            Outcome::Complete(Err(_))
+        ));
+        assert_eq!(revoked_tokens(&io), ["RT-1"], "the disconnect's only");
+        assert!(late_revocations(&io).is_empty());
+    }
 }
