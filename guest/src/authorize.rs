@@ -221,7 +221,7 @@ pub async fn begin_async(
 
     let mut superseded = None;
     let mut ended = None;
-    let status = status::update(fx, connection, now_ms, async |mut status| {
+    let updated = status::update(fx, connection, now_ms, async |mut status| {
         if status.state == State::Disconnected {
             clear_ended_grant(fx, now_ms, connection, &mut ended).await?;
         }
@@ -229,10 +229,12 @@ pub async fn begin_async(
         status.enter(State::Authorizing, now_ms);
         Ok::<_, StorageError>(status)
     })
-    .await?;
+    .await;
+    // Whether or not the status was written: what was removed is gone.
     if let Some(tokens) = ended {
         revocation::revoke_late_grant(fx, &config, connection, &tokens, "begin", None).await;
     }
+    let status = updated?;
     if let Some(old) = superseded.filter(|old| *old != state_hash) {
         discard_flow(fx, &old).await;
     }
@@ -567,7 +569,6 @@ async fn store_grant(
         config,
         ..
     } = accepted;
-    let began_ms = flow.created_at_ms;
     let connection = flow.connection;
     let scopes = tokens.scope.unwrap_or(flow.scopes);
     let record = TokensRecord {
@@ -599,7 +600,7 @@ async fn store_grant(
         before = Some(status.clone());
         status.grant = Some(state_hash.clone());
         status.claimed_ms = claimed_ms;
-        status.revocation_asked_ms = None;
+        status.revocation_asked = None;
         status.reason = None;
         status.flow = None;
         status.missing_scopes.retain(|s| !scopes.contains(s));
@@ -614,7 +615,7 @@ async fn store_grant(
         (Ok(_), Some(before)) => before,
         (Err(Declined::Storage(error)), _) => return Err(error.into()),
         // The flow ended during the code exchange.
-        _ => return Err(not_kept(fx, &config, &connection, &record, began_ms).await),
+        _ => return Err(not_kept(fx, &config, &connection, &record, &state_hash).await),
     };
     let tokens_key = store::tokens_key(&connection);
     let version = match write_claimed(fx, now_ms, &connection, &state_hash, &record).await {
@@ -623,7 +624,7 @@ async fn store_grant(
         // (then it stays as they left it), or it went stale.
         Ok(None) => {
             unclaim(fx, now_ms, &connection, &state_hash, before, had_tokens).await;
-            return Err(not_kept(fx, &config, &connection, &record, began_ms).await);
+            return Err(not_kept(fx, &config, &connection, &record, &state_hash).await);
         }
         Err(error) => {
             unclaim(fx, now_ms, &connection, &state_hash, before, had_tokens).await;
@@ -635,7 +636,7 @@ async fn store_grant(
     let (now, _) = status::read(fx, &connection, now_ms).await?;
     if now.grant.as_deref() != Some(state_hash.as_str()) {
         let _ = fx.delete(&tokens_key, version).await;
-        return Err(not_kept(fx, &config, &connection, &record, began_ms).await);
+        return Err(not_kept(fx, &config, &connection, &record, &state_hash).await);
     }
     let reason = before.reason;
     let recovered = reason.is_some();
@@ -682,10 +683,10 @@ async fn not_kept(
     config: &ConnectionConfig,
     connection: &str,
     tokens: &TokensRecord,
-    began_ms: u64,
+    state_hash: &str,
 ) -> CompleteError {
     let by = "code-exchange";
-    revocation::revoke_late_grant(fx, config, connection, tokens, by, Some(began_ms)).await;
+    revocation::revoke_late_grant(fx, config, connection, tokens, by, Some(state_hash)).await;
     let message = "the authorisation ended while its code was exchanged: the tokens were not kept";
     reject_with(fx, RejectionReason::UnknownState, Some(connection), message).await
 }

@@ -62,8 +62,8 @@ pub(super) async fn revoke_grant(
 }
 
 /// Tokens a code exchange, a refresh or a `begin` came upon after the user
-/// disconnected (`by` names which; `began_ms` is when a code exchange's
-/// flow began): they are in no record, or about to leave it, so
+/// disconnected (`by` names which; `flow` is a code exchange's state
+/// hash): they are in no record, or about to leave it, so
 /// `disconnect` could not revoke them and nobody else can. When that
 /// disconnect asked for revocation ([`status::Status::revocation_asked`])
 /// and an endpoint is configured, they are revoked here (RFC 7009 §2.1;
@@ -76,11 +76,11 @@ pub(crate) async fn revoke_late_grant(
     connection: &str,
     tokens: &TokensRecord,
     by: &str,
-    began_ms: Option<u64>,
+    flow: Option<&str>,
 ) {
     let asked = status::read(fx, connection, 0)
         .await
-        .is_ok_and(|(status, _)| status.revocation_asked(began_ms));
+        .is_ok_and(|(status, _)| status.revocation_asked(flow));
     let Some(url) = config.revocation_url.as_deref().filter(|_| asked) else {
         return;
     };

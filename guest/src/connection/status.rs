@@ -148,18 +148,25 @@ pub struct Status {
     /// still stored.
     #[serde(default, skip_serializing_if = "is_zero_ms")]
     pub claimed_ms: u64,
-    /// When a `disconnect` that asked for revocation (RFC 7009) ran (Unix
-    /// ms, its clock), until an authorisation claims the connection. A
-    /// refresh, or a code exchange of a flow begun before it, that the
-    /// disconnect overtook then revokes the tokens it brought back, which
-    /// nobody else holds, rather than leave them alive at the server.
+    /// Set by a `disconnect` that asked for revocation (RFC 7009), until
+    /// an authorisation claims the connection: the state hashes of the
+    /// pending flow and of the claimed grant that disconnect ended (and
+    /// those of revoking disconnects before it since the last claim). A
+    /// refresh, or a code exchange of one of these, that the disconnect
+    /// overtook then revokes the tokens it brought back, which nobody else
+    /// holds, rather than leave them alive at the server. Named rather than
+    /// timed: workers' clocks differ.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub revocation_asked_ms: Option<u64>,
+    pub revocation_asked: Option<Vec<String>>,
 }
 
 fn is_zero_ms(ms: &u64) -> bool {
     *ms == 0
 }
+
+/// The most flows and grants a revoking `disconnect` remembers
+/// ([`Status::revocation_asked`]).
+const MAX_ENDED: usize = 8;
 
 /// How long after its claim an exchange may still write its tokens, by its
 /// own clock.
@@ -193,7 +200,7 @@ impl Status {
             fresh_rejections: 0,
             grant: None,
             claimed_ms: 0,
-            revocation_asked_ms: None,
+            revocation_asked: None,
         }
     }
 
@@ -225,27 +232,36 @@ impl Status {
     /// the user asked for the grant's revocation. Returns the state hash of
     /// the pending flow it ended, if any.
     pub fn end_by_user(&mut self, now_ms: u64, revoke: bool) -> Option<String> {
+        self.revocation_asked = revoke.then(|| {
+            let mut ended = self.revocation_asked.take().unwrap_or_default();
+            ended.extend(self.flow.iter().chain(&self.grant).cloned());
+            // A user disconnecting again and again without completing an
+            // authorisation: the latest are the ones still in flight.
+            let excess = ended.len().saturating_sub(MAX_ENDED);
+            ended.drain(..excess);
+            ended
+        });
         self.grant = None;
         self.reason = None;
         self.clear_failures();
         self.enter(State::Disconnected, now_ms);
-        self.revocation_asked_ms = revoke.then_some(now_ms);
         self.flow.take()
     }
 
-    /// Whether tokens brought back for this connection and not kept, by a
-    /// request begun at `began_ms` (`None`: of a grant from before the
-    /// disconnect, as a refresh's are), are to be revoked: the user
-    /// disconnected asking for revocation after it began, and no
+    /// Whether tokens brought back for this connection and not kept are to
+    /// be revoked: the user disconnected asking for revocation, no
     /// authorisation has claimed the connection since (a `begin` alone
-    /// does not change whose grants are in flight). A flow begun after the
-    /// disconnect is not the user's ended grant: a newer `begin`
-    /// superseding it revokes nothing.
-    pub fn revocation_asked(&self, began_ms: Option<u64>) -> bool {
+    /// does not change whose grants are in flight), and, for a code
+    /// exchange (`flow`, its state hash), that disconnect ended its flow or
+    /// its claim. A flow begun after the disconnect is not the user's ended
+    /// grant: a newer `begin` superseding it revokes nothing. A refresh's
+    /// tokens (`None`) are always of a grant from before the disconnect.
+    pub fn revocation_asked(&self, flow: Option<&str>) -> bool {
         self.grant.is_none()
             && self
-                .revocation_asked_ms
-                .is_some_and(|asked| began_ms.is_none_or(|began| began <= asked))
+                .revocation_asked
+                .as_ref()
+                .is_some_and(|ended| flow.is_none_or(|flow| ended.iter().any(|e| e == flow)))
     }
 
     /// Moves to `state`, stamping `since` only when the state changes.

@@ -2213,4 +2213,70 @@ mod stepwise {
         assert_eq!(revoked_tokens(&io), ["RT-1"], "the disconnect's only");
         assert!(late_revocations(&io).is_empty());
     }
+
+    /// A `begin` between a revoking `disconnect`'s status write and its
+    /// read of the tokens, whose own status write then fails: what it
+    /// removed is still revoked, by it, since the disconnect finds nothing.
+    #[test]
+    fn rfc7009_a_failed_begin_still_revokes_what_it_removed() {
+        let mut io = connected(revocable());
+        let mut ending = Op::start(Call::Disconnect {
+            connection: "c1".into(),
+            revoke: true,
+        });
+        ending.until(&mut io, is_get("tokens/c1"));
+        let mut begin = Op::start(Call::Begin {
+            connection: "c1".into(),
+            options: BeginOptions::default(),
+        });
+        begin.until(&mut io, is_put("status/c1"));
+        assert!(!io.store.contains_key("tokens/c1"), "begin removed them");
+        let down = StorageError::Unavailable("down".into());
+        io.write_faults.push(("status/c1".into(), down));
+        io.respond(json(200, ""));
+        assert!(matches!(begin.finish(&mut io), Outcome::Begin(Err(_))));
+        let outcome = ending.finish(&mut io);
+        assert!(
+            matches!(outcome, Outcome::Disconnect(Ok(Revocation::NoToken))),
+            "{outcome:?}"
+        );
+        assert_eq!(revoked_tokens(&io), ["RT-1"]);
+    }
+
+    /// Whether a code exchange's flow is the one a revoking `disconnect`
+    /// ended does not depend on the workers' clocks (30 s apart at most):
+    /// a flow begun before the disconnect on a clock 20 s ahead is revoked;
+    /// one begun after it on a clock 20 s behind, then superseded, is not.
+    #[test]
+    fn rfc7009_which_flows_a_disconnect_ended_is_not_a_matter_of_clocks() {
+        let mut io = connected(revocable());
+        let callback = pending_callback(&mut io, NOW + 20_000);
+        io.respond(tokens("AT-5", Some("RT-5"), 3600));
+        let mut exchange = complete(callback);
+        exchange.until(&mut io, is_send);
+        exchange.step(&mut io);
+        io.respond(json(200, ""));
+        disconnect(&mut io, NOW + 1, "c1", true).unwrap();
+        io.respond(json(200, ""));
+        assert!(matches!(
+            exchange.finish(&mut io),
+            Outcome::Complete(Err(_))
+        ));
+        assert_eq!(revoked_tokens(&io), ["RT-1", "RT-5"]);
+
+        let mut io = connected(revocable());
+        io.respond(json(200, ""));
+        disconnect(&mut io, NOW + 30_000, "c1", true).unwrap();
+        let callback = pending_callback(&mut io, NOW + 10_000);
+        io.respond(tokens("AT-5", Some("RT-5"), 3600));
+        let mut exchange = complete(callback);
+        exchange.until(&mut io, is_send);
+        exchange.step(&mut io);
+        pending_callback(&mut io, NOW + 30_001);
+        assert!(matches!(
+            exchange.finish(&mut io),
+            Outcome::Complete(Err(_))
+        ));
+        assert_eq!(revoked_tokens(&io), ["RT-1"], "the disconnect's only");
+    }
 }
