@@ -230,10 +230,7 @@ pub async fn status_view_async(
         .await?
         .map(|v| v.value);
     if status.claim_abandoned(tokens.is_some(), now_ms) {
-        status.settle(
-            false,
-            status.claimed_ms.saturating_add(status::CLAIM_BINDS_MS),
-        );
+        status.settle_abandoned_claim();
         abandoned = true;
     }
     let refreshing_until_ms = lease::held_until(fx, connection, now_ms).await?;

@@ -59,7 +59,7 @@ async fn settle_abandoned_claim(
         {
             return Err(status::Declined::Moved);
         }
-        status.settle(false, now_ms);
+        status.settle_abandoned_claim();
         Ok(status)
     })
     .await;

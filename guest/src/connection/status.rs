@@ -227,6 +227,13 @@ impl Status {
             && now_ms >= self.claimed_ms.saturating_add(CLAIM_BINDS_MS)
     }
 
+    /// Settles an abandoned claim ([`Self::claim_abandoned`]) as new, from
+    /// the moment it stopped binding: the same whoever settles it (the
+    /// status view, or the gate in storage).
+    pub fn settle_abandoned_claim(&mut self) {
+        self.settle(false, self.claimed_ms.saturating_add(CLAIM_BINDS_MS));
+    }
+
     /// Ends the connection by the user's choice (`disconnect`, `forget`):
     /// disconnected, no grant, no reason, no failure history, and whether
     /// the user asked for the grant's revocation. Returns the state hash of

@@ -1,8 +1,9 @@
 //! A throwaway PostgreSQL cluster for tests, here and in other crates:
 //! `initdb` in a fresh temporary folder, `pg_ctl start` on a free loopback
 //! port (trust authentication, no TLS, no fsync, a short write-ahead
-//! log), stopped and removed on drop. Run as root (as CI is), the server runs as the `postgres` user
-//! through `runuser`, since PostgreSQL refuses to run as root.
+//! log), stopped and removed on drop. Run as root (as CI is), the server
+//! runs as the `postgres` user through `runuser`, since PostgreSQL refuses
+//! to run as root.
 //!
 //! Without PostgreSQL installed, [`TestServer::start_or_skip`] prints a
 //! loud `SKIPPED:` line and gives `None`, except under `CI=true`, where a
