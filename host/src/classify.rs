@@ -6,12 +6,66 @@ pub use pleo_oauth_core::classify::*;
 use pleo_oauth_core::secret::Secret;
 use pleo_oauth_core::types::{Header, Response, ResponseHead, TransportError};
 
+use wasmtime::component::{ComponentType, Lower, TypedFunc};
+
 use crate::bindings::exports::pleo::oauth::classify as wit;
 use crate::bindings::pleo::oauth::types as wit_types;
 use crate::runtime::{GuestError, Instance};
 
-fn wit_headers(headers: &[Header]) -> Vec<wit_types::Header> {
-    headers.iter().cloned().map(Into::into).collect()
+/// `types.header`, borrowed: lowered into the guest straight from the
+/// caller's strings.
+#[derive(ComponentType, Lower)]
+#[component(record)]
+pub(crate) struct HeaderRef<'a> {
+    name: &'a str,
+    value: &'a str,
+}
+
+/// `http.response`, borrowed.
+#[derive(ComponentType, Lower)]
+#[component(record)]
+pub(crate) struct ResponseRef<'a> {
+    status: u16,
+    headers: &'a [HeaderRef<'a>],
+    body: &'a [u8],
+}
+
+/// `classify.response-head`, borrowed.
+#[derive(ComponentType, Lower)]
+#[component(record)]
+pub(crate) struct ResponseHeadRef<'a> {
+    status: u16,
+    headers: &'a [HeaderRef<'a>],
+}
+
+/// `classify.token-response` with borrowed arguments.
+pub(crate) type TokenResponseFunc<'a> = TypedFunc<
+    (
+        wit::GrantKind,
+        Result<&'a ResponseRef<'a>, &'a wit_types::TransportError>,
+        u64,
+    ),
+    (wit::TokenOutcome,),
+>;
+
+/// `classify.api-response` with borrowed arguments.
+pub(crate) type ApiResponseFunc<'a> = TypedFunc<
+    (
+        Result<&'a ResponseHeadRef<'a>, &'a wit_types::TransportError>,
+        wit::ApiAttempt,
+        u64,
+    ),
+    (wit::ApiOutcome,),
+>;
+
+pub(crate) fn header_refs(headers: &[Header]) -> Vec<HeaderRef<'_>> {
+    headers
+        .iter()
+        .map(|h| HeaderRef {
+            name: &h.name,
+            value: &h.value,
+        })
+        .collect()
 }
 
 impl Instance {
@@ -26,20 +80,19 @@ impl Instance {
             GrantKind::AuthorizationCode => wit::GrantKind::AuthorizationCode,
             GrantKind::RefreshToken => wit::GrantKind::RefreshToken,
         };
+        let headers = response.map_or_else(|_| Vec::new(), |r| header_refs(&r.headers));
         let response = response
-            .map(|r| wit::Response {
+            .map(|r| ResponseRef {
                 status: r.status,
-                headers: wit_headers(&r.headers),
-                body: r.body.clone(),
+                headers: &headers,
+                body: &r.body,
             })
-            .map_err(|e| e.clone().into());
+            .map_err(|e| wit_types::TransportError::from(e.clone()));
         self.call(|store, component| {
-            component.pleo_oauth_classify(store)?.call_token_response(
-                store,
-                grant,
-                response.as_ref(),
-                now_ms,
-            )
+            let (outcome,) = component
+                .token_response(store)?
+                .call(&mut *store, (grant, response.as_ref(), now_ms))?;
+            Ok(outcome)
         })
         .map(TokenOutcome::from_wit)
     }
@@ -55,19 +108,18 @@ impl Instance {
             ApiAttempt::First => wit::ApiAttempt::First,
             ApiAttempt::AfterRefresh => wit::ApiAttempt::AfterRefresh,
         };
+        let headers = response.map_or_else(|_| Vec::new(), |r| header_refs(&r.headers));
         let response = response
-            .map(|r| wit::ResponseHead {
+            .map(|r| ResponseHeadRef {
                 status: r.status,
-                headers: wit_headers(&r.headers),
+                headers: &headers,
             })
-            .map_err(|e| e.clone().into());
+            .map_err(|e| wit_types::TransportError::from(e.clone()));
         let outcome = self.call(|store, component| {
-            component.pleo_oauth_classify(store)?.call_api_response(
-                store,
-                response.as_ref(),
-                attempt,
-                now_ms,
-            )
+            let (outcome,) = component
+                .api_response(store)?
+                .call(&mut *store, (response.as_ref(), attempt, now_ms))?;
+            Ok(outcome)
         })?;
         Ok(match outcome {
             wit::ApiOutcome::Ok => ApiOutcome::Ok,

@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use std::cell::OnceCell;
 
-use wasmtime::component::{ComponentExportIndex, Func, InstancePre, Linker, TypedFunc};
+use wasmtime::component::{
+    ComponentExportIndex, ComponentNamedList, Func, InstancePre, Lift, Linker, Lower, TypedFunc,
+};
 use wasmtime::{
     Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap,
     UpdateDeadline,
@@ -320,6 +322,8 @@ struct ExportIndices {
     authorize: authorize::GuestIndices,
     steps: steps::GuestIndices,
     access_token: ComponentExportIndex,
+    token_response: ComponentExportIndex,
+    api_response: ComponentExportIndex,
 }
 
 impl ExportIndices {
@@ -330,6 +334,8 @@ impl ExportIndices {
             authorize: authorize::GuestIndices::new(pre)?,
             steps: steps::GuestIndices::new(pre)?,
             access_token: function_index(pre, "connections", "access-token")?,
+            token_response: function_index(pre, "classify", "token-response")?,
+            api_response: function_index(pre, "classify", "api-response")?,
         })
     }
 }
@@ -376,6 +382,8 @@ pub(crate) struct Exports {
     authorize: OnceCell<authorize::Guest>,
     steps: OnceCell<steps::Guest>,
     access_token: OnceCell<Func>,
+    token_response: OnceCell<Func>,
+    api_response: OnceCell<Func>,
 }
 
 impl Exports {
@@ -388,6 +396,8 @@ impl Exports {
             authorize: OnceCell::new(),
             steps: OnceCell::new(),
             access_token: OnceCell::new(),
+            token_response: OnceCell::new(),
+            api_response: OnceCell::new(),
         }
     }
 
@@ -434,21 +444,65 @@ impl Exports {
         &self,
         store: &mut Store<HostState>,
     ) -> wasmtime::Result<AccessToken<'a>> {
-        if let Some(func) = self.access_token.get() {
-            // SAFETY: `func` was type-checked as an `AccessToken` when it was
-            // fetched (below); the lifetime of a borrowed parameter is not
-            // part of its component type.
-            return Ok(unsafe { AccessToken::new_unchecked(*func) });
+        // SAFETY: this cell only ever holds `access-token`, checked as an
+        // `AccessToken`.
+        unsafe { self.typed(store, &self.access_token, &self.indices.access_token) }
+    }
+
+    /// `classify.token-response`, taking the response borrowed.
+    pub(crate) fn token_response<'a>(
+        &self,
+        store: &mut Store<HostState>,
+    ) -> wasmtime::Result<crate::classify::TokenResponseFunc<'a>> {
+        // SAFETY: this cell only ever holds `token-response`, checked as a
+        // `TokenResponseFunc`.
+        unsafe { self.typed(store, &self.token_response, &self.indices.token_response) }
+    }
+
+    /// `classify.api-response`, taking the response head borrowed.
+    pub(crate) fn api_response<'a>(
+        &self,
+        store: &mut Store<HostState>,
+    ) -> wasmtime::Result<crate::classify::ApiResponseFunc<'a>> {
+        // SAFETY: this cell only ever holds `api-response`, checked as an
+        // `ApiResponseFunc`.
+        unsafe { self.typed(store, &self.api_response, &self.indices.api_response) }
+    }
+
+    /// The export at `index` as a `TypedFunc<P, R>`, type-checked the
+    /// first time and kept in `cell`. Typed functions of our own, rather
+    /// than the generated ones, let a call lower borrowed arguments (the
+    /// generated types own their strings, so every call would copy them).
+    ///
+    /// # Safety
+    ///
+    /// Every call with the same `cell` must name the same `P` and `R`, up
+    /// to lifetimes: the check runs once per cell, and the lifetime of a
+    /// borrowed parameter is not part of its component type.
+    unsafe fn typed<P, R>(
+        &self,
+        store: &mut Store<HostState>,
+        cell: &OnceCell<Func>,
+        index: &ComponentExportIndex,
+    ) -> wasmtime::Result<TypedFunc<P, R>>
+    where
+        P: ComponentNamedList + Lower,
+        R: ComponentNamedList + Lift,
+    {
+        if let Some(func) = cell.get() {
+            // SAFETY: `func` was checked as `TypedFunc<P, R>` when it was
+            // fetched (below), and the caller names the same types.
+            return Ok(unsafe { TypedFunc::new_unchecked(*func) });
         }
-        let typed: AccessToken<'a> = self
-            .instance
-            .get_typed_func(&mut *store, &self.indices.access_token)?;
-        let _ = self.access_token.set(*typed.func());
+        let typed: TypedFunc<P, R> = self.instance.get_typed_func(&mut *store, index)?;
+        let _ = cell.set(*typed.func());
         Ok(typed)
     }
 
     fn check_all(&self, store: &mut Store<HostState>) -> wasmtime::Result<()> {
         self.access_token(store)?;
+        self.token_response(store)?;
+        self.api_response(store)?;
         self.pleo_oauth_classify(store)?;
         self.pleo_oauth_connections(store)?;
         self.pleo_oauth_authorize(store)?;
