@@ -21,7 +21,7 @@ use crate::connection::config::{self, ConnectionConfig, InvalidConfig};
 use crate::connection::request;
 use crate::connection::revocation;
 use crate::connection::status::{self, Declined, State, Status};
-use crate::connection::store::{self, FlowRecord, StorageError, TokensRecord};
+use crate::connection::store::{self, FlowRecord, FlowServer, StorageError, TokensRecord};
 use crate::effects::{Effects, drive};
 use crate::events::{self, Kind, kebab};
 use crate::io::Io;
@@ -216,6 +216,7 @@ pub async fn begin_async(
         return_to: options.return_to.clone(),
         created_at_ms: now_ms,
         expires_at_ms,
+        server: Some(FlowServer::of(&config)),
     };
     store::write(fx, &store::flow_key(&state_hash), &flow, None).await?;
 
@@ -380,6 +381,25 @@ async fn validate_callback(
         return Err(reject(fx, RejectionReason::UnknownState, Some(&connection)).await);
     };
     let config = config.value;
+    if flow
+        .server
+        .as_ref()
+        .is_some_and(|server| *server != FlowServer::of(&config))
+    {
+        let message = "the connection's authorisation server or client changed after this authorisation began: no code was exchanged";
+        return Err(match settle(fx, &connection, &state_hash, now_ms).await {
+            Ok(()) => {
+                reject_with(
+                    fx,
+                    RejectionReason::UnknownState,
+                    Some(&connection),
+                    message,
+                )
+                .await
+            }
+            Err(error) => error.into(),
+        });
+    }
     if let Err(reason) = check_issuer(&config, callback.iss.as_deref()) {
         return Err(settle_and_reject(fx, &connection, &state_hash, now_ms, reason).await);
     }
@@ -873,6 +893,69 @@ mod tests {
             io.kinds(),
             ["authorization-started", "connected", "state-mismatch"]
         );
+    }
+
+    /// RFC 9207 §2.4 and RFC 9700 §4.4 (mix-up): a code is redeemed, and
+    /// `iss` compared, only at the authorisation server the request went
+    /// to. A `configure` that names another server or client while an
+    /// authorisation is pending ends it: its callback is refused before any
+    /// request, whichever server's `iss` it carries. A change that leaves
+    /// the server and client alone (the scopes) does not.
+    #[test]
+    fn rfc9207_2_4_a_code_is_redeemed_only_at_the_server_the_request_went_to() {
+        use crate::connection::config::{CustomEndpoints, Environment};
+        let server = |host: &str| ConnectionConfig {
+            environment: Environment::Custom(CustomEndpoints {
+                authorize_url: format!("https://{host}/authorize"),
+                token_url: format!("https://{host}/token"),
+            }),
+            issuer: Some(format!("https://{host}")),
+            require_iss: true,
+            ..config()
+        };
+        for iss in ["as-b.example", "as-a.example"] {
+            let mut io = FakeIo::default();
+            crate::connection::configure(&mut io, "c1", &server("as-a.example")).unwrap();
+            let pending = begin(&mut io, NOW, "c1", &BeginOptions::default()).unwrap();
+            crate::connection::configure(&mut io, "c1", &server("as-b.example")).unwrap();
+            io.respond(tokens_answer("at"));
+            let callback = format!(
+                "code=c&state={}&iss=https%3A%2F%2F{iss}",
+                state_of(&pending.url)
+            );
+            let refused = complete(&mut io, NOW + 1, &callback, Some("c1")).unwrap_err();
+            assert!(
+                matches!(
+                    refused,
+                    CompleteError::Rejected(Rejection {
+                        reason: RejectionReason::UnknownState,
+                        ..
+                    })
+                ),
+                "{iss}: {refused:?}"
+            );
+            assert!(io.sent.is_empty(), "{iss}: no code was sent anywhere");
+            assert!(!io.store.contains_key("tokens/c1"));
+            let view = crate::connection::status_view(&mut io, NOW + 2, "c1").unwrap();
+            assert_ne!(view.state, State::Authorizing, "{iss}: the flow is ended");
+        }
+
+        let mut io = FakeIo::default();
+        crate::connection::configure(&mut io, "c1", &server("as-a.example")).unwrap();
+        let pending = begin(&mut io, NOW, "c1", &BeginOptions::default()).unwrap();
+        let rescoped = ConnectionConfig {
+            scopes: vec!["users:read".into()],
+            ..server("as-a.example")
+        };
+        crate::connection::configure(&mut io, "c1", &rescoped).unwrap();
+        io.respond(tokens_answer("at"));
+        let callback = format!(
+            "code=c&state={}&iss=https%3A%2F%2Fas-a.example",
+            state_of(&pending.url)
+        );
+        complete(&mut io, NOW + 1, &callback, Some("c1")).unwrap();
+        assert_eq!(io.sent.len(), 1);
+        assert_eq!(io.sent[0].url, "https://as-a.example/token");
     }
 
     fn tokens_answer(access: &str) -> Result<Response, crate::types::TransportError> {

@@ -140,7 +140,10 @@ pub fn parse(callback: &str) -> Result<Callback, RejectionReason> {
         let url = callback.split_once('#').map_or(callback, |(url, _)| url);
         url.split_once('?').map_or("", |(_, query)| query)
     } else {
-        callback.strip_prefix('?').unwrap_or(callback)
+        // A query string ends at a `#` too (RFC 3986 §3.4): what follows is
+        // a fragment some servers append (`#_=_`), not part of a value.
+        let query = callback.strip_prefix('?').unwrap_or(callback);
+        query.split_once('#').map_or(query, |(query, _)| query)
     };
     let (mut state, mut code, mut iss, mut error, mut description) = (None, None, None, None, None);
     for (name, value) in url::form_urlencoded::parse(query.as_bytes()) {
@@ -159,6 +162,9 @@ pub fn parse(callback: &str) -> Result<Callback, RejectionReason> {
     let state = state
         .filter(|s| !s.is_empty())
         .ok_or(RejectionReason::MissingState)?;
+    // An empty `error` is no error code (RFC 6749 §4.1.2.1, Appendix A.7:
+    // one character at least), as an empty `code` is no code.
+    let error = error.filter(|e| !e.is_empty());
     let result = match (error, code) {
         (Some(error), _) => Err(AuthorizationError {
             code: AuthorizationErrorCode::parse(&error),
@@ -195,12 +201,27 @@ mod tests {
             "code=SplxlOBeZQQYbYS6WxSbIA&state=xyz&iss=https://auth.example",
             "?code=SplxlOBeZQQYbYS6WxSbIA&iss=https://auth.example&state=xyz",
             "HTTPS://app.example/cb?code=SplxlOBeZQQYbYS6WxSbIA&state=xyz&iss=https://auth.example",
+            // RFC 3986 §3.4: a query string ends at `#`, as a full URL's does.
+            "?iss=https://auth.example&code=SplxlOBeZQQYbYS6WxSbIA&state=xyz#_=_",
+            "state=xyz&iss=https://auth.example&code=SplxlOBeZQQYbYS6WxSbIA#code=other",
         ] {
             let callback = parse(text).unwrap();
             assert_eq!(callback.state.expose(), "xyz");
             assert_eq!(callback.iss.as_deref(), Some("https://auth.example"));
             assert_eq!(callback.result.unwrap().expose(), "SplxlOBeZQQYbYS6WxSbIA");
         }
+    }
+
+    /// RFC 6749 §4.1.2.1 and Appendix A.7: `error` has one character at
+    /// least. An empty one is no error, as an empty `code` is no code.
+    #[test]
+    fn rfc6749_a_7_an_empty_error_is_no_error() {
+        let callback = parse("?error=&code=abc&state=xyz").unwrap();
+        assert_eq!(callback.result.unwrap().expose(), "abc");
+        assert_eq!(
+            parse("?error=&state=xyz").err(),
+            Some(RejectionReason::MissingCode)
+        );
     }
 
     #[test]

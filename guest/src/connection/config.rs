@@ -106,7 +106,7 @@ pub enum InvalidConfig {
     #[error("at least one scope is required")]
     NoScopes,
     #[error(
-        "the issuer must be an absolute https URL (http only on loopback), and require-iss needs it"
+        "the issuer must be an absolute https URL (http only on loopback) without a query or fragment, and require-iss needs it"
     )]
     InvalidIssuer,
     #[error(
@@ -140,7 +140,8 @@ impl ConnectionConfig {
             return Err(InvalidConfig::InvalidScope(scope.clone()));
         }
         match &self.issuer {
-            Some(issuer) if secure_url(issuer).is_none() => {
+            // RFC 8414 §2: an issuer identifier has no query or fragment.
+            Some(issuer) if secure_url(issuer).is_none() || issuer.contains(['?', '#']) => {
                 return Err(InvalidConfig::InvalidIssuer);
             }
             None if self.require_iss => return Err(InvalidConfig::InvalidIssuer),
@@ -541,6 +542,22 @@ pub(crate) mod tests {
             .validate(),
             Err(InvalidConfig::InvalidIssuer)
         );
+        // RFC 8414 §2: an issuer identifier has no query or fragment part.
+        for issuer in [
+            "https://auth.example/?tenant=1",
+            "https://auth.example/#x",
+            "https://auth.example?",
+        ] {
+            assert_eq!(
+                ConnectionConfig {
+                    issuer: Some(issuer.into()),
+                    ..config()
+                }
+                .validate(),
+                Err(InvalidConfig::InvalidIssuer),
+                "{issuer}"
+            );
+        }
         let custom = Environment::Custom(CustomEndpoints {
             authorize_url: "http://auth.example/authorize".into(),
             token_url: "https://auth.example/token".into(),

@@ -250,6 +250,34 @@ pub struct FlowRecord {
     pub return_to: Option<String>,
     pub created_at_ms: u64,
     pub expires_at_ms: u64,
+    /// The authorisation server and client the request was made for. A
+    /// code is redeemed only while the configuration still names them: a
+    /// code is only good at the server that issued it, and `iss` is
+    /// compared with the issuer the request went to (RFC 9207 §2.4; RFC
+    /// 9700 §4.4, mix-up). Absent in records written before it was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<FlowServer>,
+}
+
+/// What a pending authorisation was begun against: [`FlowRecord::server`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct FlowServer {
+    pub authorize_url: String,
+    pub token_url: String,
+    pub issuer: Option<String>,
+    pub client_id: String,
+}
+
+impl FlowServer {
+    pub fn of(config: &crate::connection::config::ConnectionConfig) -> Self {
+        Self {
+            authorize_url: config.authorize_url(),
+            token_url: config.token_url(),
+            issuer: config.issuer.clone(),
+            client_id: config.client_id.clone(),
+        }
+    }
 }
 
 /// Deletes `key` whatever its version, retrying a bounded number of times
