@@ -36,10 +36,11 @@ pub(super) struct Members<'a> {
 impl<'a> Members<'a> {
     /// The members of `body`, or `None` when it is not one JSON object.
     ///
-    /// A describing member (`expires_in`, `scope`) whose value cannot be
-    /// decoded (a number beyond `f64`, a lone surrogate, bytes that are not
-    /// UTF-8) must not cost the tokens either: a second reading skips both,
-    /// checked for syntax only, and marks them invalid.
+    /// A describing member (`expires_in`, `scope`, `error_description`)
+    /// whose value cannot be decoded (a number beyond `f64`, a lone
+    /// surrogate, bytes that are not UTF-8) must not cost the tokens, nor
+    /// the judgement of an `error` code, either: a second reading skips
+    /// them, checked for syntax only, and marks them invalid.
     pub fn parse(body: &'a [u8]) -> Option<Self> {
         let body = without_bom(body);
         Self::read(body, false).or_else(|| Self::read(body, true))
@@ -116,7 +117,8 @@ impl fmt::Debug for Member<'_> {
 }
 
 struct MembersVisitor {
-    /// Skip `expires_in` and `scope`, marked invalid ([`Members::parse`]).
+    /// Skip `expires_in`, `scope` and `error_description`, marked invalid
+    /// ([`Members::parse`]).
     skip_describing: bool,
 }
 
@@ -130,7 +132,8 @@ impl<'de> Visitor<'de> for MembersVisitor {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut members = Members::default();
         while let Some(name) = map.next_key::<Name>()? {
-            let skip = self.skip_describing && matches!(name, Name::ExpiresIn | Name::Scope);
+            let skip = self.skip_describing
+                && matches!(name, Name::ExpiresIn | Name::Scope | Name::ErrorDescription);
             let slot = match name {
                 Name::AccessToken => &mut members.access_token,
                 Name::TokenType => &mut members.token_type,
@@ -406,6 +409,8 @@ mod tests {
             br#"{"expires_in":"\udc00","access_token":"at"}"#,
             br#"{"scope":"\ud800","access_token":"at"}"#,
             b"{\"scope\":\"a\xff\",\"access_token\":\"at\"}",
+            br#"{"access_token":"at","error_description":"\udc00"}"#,
+            br#"{"error_description":1e400,"access_token":"at"}"#,
         ] {
             let text = String::from_utf8_lossy(body);
             let members = Members::parse(body).unwrap_or_else(|| panic!("refused: {text}"));
@@ -418,6 +423,17 @@ mod tests {
                 matches!(members.scope, Member::Other | Member::Absent),
                 "{text}"
             );
+        }
+        // Nor is an undecodable `error_description` a reason to ignore the
+        // `error` code beside it (RFC 6749 §5.2: the code is the verdict).
+        for body in [
+            &br#"{"error":"invalid_client","error_description":"\udc00"}"#[..],
+            br#"{"error_description":1e400,"error":"invalid_client"}"#,
+        ] {
+            let text = String::from_utf8_lossy(body);
+            let members = Members::parse(body).unwrap_or_else(|| panic!("refused: {text}"));
+            assert_eq!(members.error.as_str(), Some("invalid_client"), "{text}");
+            assert!(matches!(members.error_description, Member::Other), "{text}");
         }
         // Syntax is still checked where nothing is read.
         for body in [
