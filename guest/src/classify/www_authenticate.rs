@@ -163,13 +163,22 @@ impl<'a> Parser<'a> {
     fn challenge_data(&mut self) -> Parsed<ChallengeData> {
         let after_scheme = self.pos;
         self.skip_ows();
-        if self.at_end() || self.peek() == Some(b',') {
+        if self.at_end() {
             return Ok(ChallengeData::Params(Vec::new()));
         }
-        if self.pos == after_scheme {
+        if self.peek() == Some(b',') {
+            // After `1*SP`, a list of parameters may begin with empty
+            // elements (RFC 9110 §5.6.1.2: `Bearer , error="..."`); a
+            // comma followed by anything else ends the challenge.
+            let comma = self.pos;
+            self.skip_empty_elements();
+            if comma == after_scheme || self.at_end() || !self.param_follows() {
+                self.pos = comma;
+                return Ok(ChallengeData::Params(Vec::new()));
+            }
+        } else if self.pos == after_scheme {
             return Err((ChallengeErrorKind::UnexpectedCharacter, self.pos));
-        }
-        if let Some(token68) = self.token68() {
+        } else if let Some(token68) = self.token68() {
             return Ok(ChallengeData::Token68(token68));
         }
         let mut params: Vec<AuthParam> = Vec::new();
