@@ -31,6 +31,10 @@ pub(super) struct Members<'a> {
     pub scope: Member<'a>,
     pub error: Member<'a>,
     pub error_description: Member<'a>,
+    /// `error` appeared more than once: the last counts, but the server
+    /// said two things, and a verdict that discards tokens is not taken on
+    /// an ambiguous answer (RFC 8259 §4: names SHOULD be unique).
+    pub repeated_error: bool,
 }
 
 impl<'a> Members<'a> {
@@ -140,7 +144,10 @@ impl<'de> Visitor<'de> for MembersVisitor {
                 Name::ExpiresIn => &mut members.expires_in,
                 Name::RefreshToken => &mut members.refresh_token,
                 Name::Scope => &mut members.scope,
-                Name::Error => &mut members.error,
+                Name::Error => {
+                    members.repeated_error |= !matches!(members.error, Member::Absent);
+                    &mut members.error
+                }
                 Name::ErrorDescription => &mut members.error_description,
                 Name::Other => {
                     map.next_value::<IgnoredAny>()?;

@@ -162,11 +162,14 @@ pub fn token_response(
             );
         };
         let description = members.as_ref().and_then(|m| m.error_description.as_str());
+        let repeated = members.as_ref().is_some_and(|m| m.repeated_error);
         let error = OAuthError::from_members(code, description);
         return match judge_error(grant, error, retry_at_ms) {
             // Discarding tokens takes a body that is JSON in every part, not
-            // only in the members read.
-            TokenOutcome::Reauthenticate(_) if !members::well_formed(&response.body) => {
+            // only in the members read, with one `error`.
+            TokenOutcome::Reauthenticate(_)
+                if repeated || !members::well_formed(&response.body) =>
+            {
                 unusable(InvalidResponse::NotJson)
             }
             verdict => verdict,
