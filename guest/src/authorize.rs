@@ -387,18 +387,10 @@ async fn validate_callback(
         .is_some_and(|server| *server != FlowServer::of(&config))
     {
         let message = "the connection's authorisation server or client changed after this authorisation began: no code was exchanged";
-        return Err(match settle(fx, &connection, &state_hash, now_ms).await {
-            Ok(()) => {
-                reject_with(
-                    fx,
-                    RejectionReason::UnknownState,
-                    Some(&connection),
-                    message,
-                )
-                .await
-            }
-            Err(error) => error.into(),
-        });
+        let reason = RejectionReason::UnknownState;
+        return Err(
+            settle_and_reject_with(fx, &connection, &state_hash, now_ms, reason, message).await,
+        );
     }
     if let Err(reason) = check_issuer(&config, callback.iss.as_deref()) {
         return Err(settle_and_reject(fx, &connection, &state_hash, now_ms, reason).await);
@@ -756,8 +748,21 @@ async fn settle_and_reject(
     now_ms: u64,
     reason: RejectionReason,
 ) -> CompleteError {
+    let message = REJECTED_BEFORE_EXCHANGE;
+    settle_and_reject_with(fx, connection, state_hash, now_ms, reason, message).await
+}
+
+/// [`settle_and_reject`], with another message on the event.
+async fn settle_and_reject_with(
+    fx: &Effects,
+    connection: &str,
+    state_hash: &str,
+    now_ms: u64,
+    reason: RejectionReason,
+    message: &str,
+) -> CompleteError {
     match settle(fx, connection, state_hash, now_ms).await {
-        Ok(()) => reject(fx, reason, Some(connection)).await,
+        Ok(()) => reject_with(fx, reason, Some(connection), message).await,
         Err(error) => error.into(),
     }
 }
@@ -772,9 +777,12 @@ async fn discard_flow(fx: &Effects, state_hash: &str) {
 
 /// Records a rejected callback as a security event and builds the error.
 async fn reject(fx: &Effects, reason: RejectionReason, connection: Option<&str>) -> CompleteError {
-    let message = "an authorisation callback was rejected before any code exchange";
-    reject_with(fx, reason, connection, message).await
+    reject_with(fx, reason, connection, REJECTED_BEFORE_EXCHANGE).await
 }
+
+/// The event message of a callback rejected before any exchange.
+const REJECTED_BEFORE_EXCHANGE: &str =
+    "an authorisation callback was rejected before any code exchange";
 
 /// [`reject`], with another message on the event.
 async fn reject_with(
